@@ -250,9 +250,7 @@ def test_listeners_hear_every_transition_and_rejection(clock: ManualClock) -> No
         run(breaker, False)
     clock.advance(5.0)
     run(breaker, False)
-    transitions = [
-        (e.source, e.target) for e in events if isinstance(e, BreakerStateChanged)
-    ]
+    transitions = [(e.source, e.target) for e in events if isinstance(e, BreakerStateChanged)]
     assert transitions == [
         (BreakerState.CLOSED, BreakerState.OPEN),
         (BreakerState.OPEN, BreakerState.HALF_OPEN),
