@@ -273,7 +273,7 @@ def test_failing_listener_does_not_change_the_outcome(
 
 
 def test_manual_control(clock: ManualClock) -> None:
-    """force_open rejects, disable admits without recording, metrics_only records but never opens."""
+    """force_open rejects; disable admits unrecorded; metrics_only records but never opens."""
     breaker = make(clock)
     breaker.force_open()
     with pytest.raises(CircuitOpenError) as caught:

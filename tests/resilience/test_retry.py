@@ -96,7 +96,7 @@ def test_gives_up_after_max_attempts_with_the_last_error(clock: ManualClock) -> 
 
 
 def test_deadline_stops_before_sleeping_past_it(clock: ManualClock) -> None:
-    """No attempt starts after the total deadline; the retry gives up instead of sleeping past it."""
+    """No attempt starts after the total deadline: the retry gives up rather than oversleep."""
     retry = Retry(
         attempts=100, deadline=1.0, initial_delay=0.3, multiplier=1.0, jitter="none", clock=clock
     )

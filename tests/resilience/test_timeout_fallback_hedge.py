@@ -210,7 +210,7 @@ def test_async_hedge_not_needed_when_fast() -> None:
 
 
 def test_hedge_failure_launches_next_at_once_and_last_error_propagates() -> None:
-    """A failed attempt triggers the next hedge immediately; if all fail, the last error is raised."""
+    """A failed attempt launches the next hedge at once; if all fail, the last error is raised."""
     hedge = Hedge(10.0, max_hedges=2)
     calls = 0
 
