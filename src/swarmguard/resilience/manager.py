@@ -42,6 +42,7 @@ from prometheus_client import CollectorRegistry
 
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import ConfigError
+from ._protocols import BreakerLike, KeyedLimiterLike, LimiterLike
 from .breaker import CircuitBreaker
 from .budget import RetryBudget
 from .bulkhead import Bulkhead
@@ -54,6 +55,9 @@ from .timeout import Timeout
 __all__ = ["ResilienceManager"]
 
 T = TypeVar("T")
+B = TypeVar("B", bound=BreakerLike)
+L = TypeVar("L", bound=LimiterLike)
+K = TypeVar("K", bound=KeyedLimiterLike)
 
 _SECTIONS = (
     "circuit_breakers",
@@ -77,9 +81,9 @@ class ResilienceManager:
     def __init__(self, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.clock = clock
         self._lock = threading.Lock()
-        self._breakers: dict[str, CircuitBreaker] = {}
-        self._limiters: dict[str, RateLimiter] = {}
-        self._keyed_limiters: dict[str, KeyedRateLimiter] = {}
+        self._breakers: dict[str, BreakerLike] = {}
+        self._limiters: dict[str, LimiterLike] = {}
+        self._keyed_limiters: dict[str, KeyedLimiterLike] = {}
         self._bulkheads: dict[str, Bulkhead] = {}
         self._retries: dict[str, Retry] = {}
         self._timeouts: dict[str, Timeout] = {}
@@ -87,15 +91,15 @@ class ResilienceManager:
 
     # ------------------------------------------------------------------ registration
 
-    def _add(self, table: dict[str, T], kind: str, name: str, item: T) -> T:
+    def _add(self, table: dict[str, Any], kind: str, name: str, item: T) -> T:
         with self._lock:
             if name in table:
                 raise ConfigError(f"{kind}.{name}", "is already registered")
             table[name] = item
         return item
 
-    def add_circuit_breaker(self, breaker: CircuitBreaker) -> CircuitBreaker:
-        """Register a breaker built elsewhere."""
+    def add_circuit_breaker(self, breaker: B) -> B:
+        """Register a breaker built elsewhere (e.g. a RedisCircuitBreaker)."""
         return self._add(self._breakers, "circuit_breakers", breaker.name, breaker)
 
     def register_circuit_breaker(self, name: str, **config: Any) -> CircuitBreaker:
@@ -103,8 +107,8 @@ class ResilienceManager:
         config.setdefault("clock", self.clock)
         return self.add_circuit_breaker(CircuitBreaker(name, **config))
 
-    def add_rate_limiter(self, limiter: RateLimiter) -> RateLimiter:
-        """Register a limiter built elsewhere."""
+    def add_rate_limiter(self, limiter: L) -> L:
+        """Register a limiter built elsewhere (e.g. a RedisRateLimiter)."""
         return self._add(self._limiters, "rate_limiters", limiter.name, limiter)
 
     def register_rate_limiter(self, name: str, **config: Any) -> RateLimiter:
@@ -112,8 +116,8 @@ class ResilienceManager:
         config.setdefault("clock", self.clock)
         return self.add_rate_limiter(RateLimiter(name, **config))
 
-    def add_keyed_rate_limiter(self, limiter: KeyedRateLimiter) -> KeyedRateLimiter:
-        """Register a keyed limiter built elsewhere."""
+    def add_keyed_rate_limiter(self, limiter: K) -> K:
+        """Register a keyed limiter built elsewhere (e.g. a RedisKeyedRateLimiter)."""
         return self._add(self._keyed_limiters, "keyed_rate_limiters", limiter.name, limiter)
 
     def register_keyed_rate_limiter(self, name: str, **config: Any) -> KeyedRateLimiter:
@@ -155,8 +159,8 @@ class ResilienceManager:
         self,
         name: str,
         *,
-        circuit_breaker: str | CircuitBreaker | None = None,
-        rate_limiter: str | RateLimiter | None = None,
+        circuit_breaker: str | BreakerLike | None = None,
+        rate_limiter: str | LimiterLike | None = None,
         bulkhead: str | Bulkhead | None = None,
         retry: str | Retry | None = None,
         timeout: str | float | Timeout | None = None,
@@ -194,17 +198,17 @@ class ResilienceManager:
     # ------------------------------------------------------------------ lookup
 
     @property
-    def circuit_breakers(self) -> Mapping[str, CircuitBreaker]:
+    def circuit_breakers(self) -> Mapping[str, BreakerLike]:
         """Registered breakers by name (read-only view)."""
         return MappingProxyType(self._breakers)
 
     @property
-    def rate_limiters(self) -> Mapping[str, RateLimiter]:
+    def rate_limiters(self) -> Mapping[str, LimiterLike]:
         """Registered token buckets by name (read-only view)."""
         return MappingProxyType(self._limiters)
 
     @property
-    def keyed_rate_limiters(self) -> Mapping[str, KeyedRateLimiter]:
+    def keyed_rate_limiters(self) -> Mapping[str, KeyedLimiterLike]:
         """Registered keyed limiters by name (read-only view)."""
         return MappingProxyType(self._keyed_limiters)
 

@@ -25,11 +25,10 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 from . import _validate as v
 from ._errors import ConfigError
-from .breaker import CircuitBreaker
+from ._protocols import BreakerLike, LimiterLike
 from .bulkhead import Bulkhead
 from .fallback import Fallback
 from .hedge import Hedge
-from .ratelimit import RateLimiter
 from .retry import Retry
 from .timeout import Timeout
 
@@ -38,14 +37,15 @@ __all__ = ["Policy"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
-Layer = Fallback | Retry | Hedge | CircuitBreaker | RateLimiter | Bulkhead | Timeout
+Layer = Fallback | Retry | Hedge | BreakerLike | LimiterLike | Bulkhead | Timeout
 
 
 class Policy:
     """Several primitives applied together, in the order documented in this module.
 
-    Any layer may be omitted. Use it as a decorator (sync or async) or through ``call`` /
-    ``call_async``; the decorator builds the wrapper chain once and is the fast form.
+    Any layer may be omitted; the breaker and the limiter may be the Redis-backed variants.
+    Use it as a decorator (sync or async) or through ``call`` / ``call_async``; the decorator
+    builds the wrapper chain once and is the fast form.
     """
 
     __slots__ = (
@@ -66,19 +66,23 @@ class Policy:
         fallback: Fallback | None = None,
         retry: Retry | None = None,
         hedge: Hedge | None = None,
-        circuit_breaker: CircuitBreaker | None = None,
-        rate_limiter: RateLimiter | None = None,
+        circuit_breaker: BreakerLike | None = None,
+        rate_limiter: LimiterLike | None = None,
         bulkhead: Bulkhead | None = None,
         timeout: Timeout | None = None,
     ) -> None:
         self.name = v.name("Policy.name", name)
-        self.fallback = _checked("Policy.fallback", fallback, Fallback)
-        self.retry = _checked("Policy.retry", retry, Retry)
-        self.hedge = _checked("Policy.hedge", hedge, Hedge)
-        self.circuit_breaker = _checked("Policy.circuit_breaker", circuit_breaker, CircuitBreaker)
-        self.rate_limiter = _checked("Policy.rate_limiter", rate_limiter, RateLimiter)
-        self.bulkhead = _checked("Policy.bulkhead", bulkhead, Bulkhead)
-        self.timeout = _checked("Policy.timeout", timeout, Timeout)
+        self.fallback: Fallback | None = _checked("Policy.fallback", fallback, Fallback)
+        self.retry: Retry | None = _checked("Policy.retry", retry, Retry)
+        self.hedge: Hedge | None = _checked("Policy.hedge", hedge, Hedge)
+        self.circuit_breaker: BreakerLike | None = _checked(
+            "Policy.circuit_breaker", circuit_breaker, BreakerLike
+        )
+        self.rate_limiter: LimiterLike | None = _checked(
+            "Policy.rate_limiter", rate_limiter, LimiterLike
+        )
+        self.bulkhead: Bulkhead | None = _checked("Policy.bulkhead", bulkhead, Bulkhead)
+        self.timeout: Timeout | None = _checked("Policy.timeout", timeout, Timeout)
 
     def layers(self) -> list[Layer]:
         """The configured layers, outermost first."""
@@ -115,10 +119,7 @@ class Policy:
         return f"<Policy {self.name!r}: {names}>"
 
 
-T = TypeVar("T")
-
-
-def _checked(field: str, value: object, kind: type[T]) -> T | None:
+def _checked(field: str, value: Any, kind: type) -> Any:
     if value is not None and not isinstance(value, kind):
         raise ConfigError(field, f"must be a {kind.__name__} or None, got {value!r}")
     return value
