@@ -15,11 +15,14 @@ import pytest
 from swarmguard.resilience import (
     BreakerState,
     BreakerStateChanged,
+    BulkheadFullError,
     CallRejected,
     CircuitBreaker,
     CircuitOpenError,
     ConfigError,
+    DeadlineExceededError,
     Event,
+    RateLimitedError,
 )
 from swarmguard.resilience.testing import ManualClock
 
@@ -239,6 +242,30 @@ def test_record_and_ignore_predicates(clock: ManualClock) -> None:
     assert stats["successes_total"] == 10
     assert stats["failures_total"] == 0
     assert breaker.state is BreakerState.CLOSED
+
+
+def test_inner_policy_rejections_are_not_failures(clock: ManualClock) -> None:
+    """Rate-limit, bulkhead and nested-breaker rejections never count; inner timeouts do."""
+    breaker = make(clock, minimum_calls=2)
+
+    @breaker
+    def call(exc: BaseException) -> None:
+        raise exc
+
+    for error in (
+        RateLimitedError("r", 1.0),
+        BulkheadFullError("b", 1, False),
+        CircuitOpenError("inner", 1.0),
+    ):
+        for _ in range(5):
+            with pytest.raises(type(error)):
+                call(error)
+    assert breaker.stats()["requests_total"] == 0
+    assert breaker.state is BreakerState.CLOSED
+    for _ in range(2):
+        with pytest.raises(DeadlineExceededError):
+            call(DeadlineExceededError("t", 1.0))
+    assert breaker.state is BreakerState.OPEN
 
 
 def test_listeners_hear_every_transition_and_rejection(clock: ManualClock) -> None:

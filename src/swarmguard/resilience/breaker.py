@@ -20,8 +20,12 @@ States and rules (the whole state machine is in this module):
 
 Which exceptions count: one matching ``record`` (default ``Exception``) and not ``ignore`` is a
 failure; one matching ``ignore`` is neither success nor failure; any other ``Exception`` is a
-success (the service answered; the caller merely did not like it). ``BaseException``s that are not
-``Exception`` (cancellation, ``KeyboardInterrupt``) are never counted.
+success (the service answered; the caller merely did not like it). Never counted: ``BaseException``s
+that are not ``Exception`` (cancellation, ``KeyboardInterrupt``), and rejections by other policies
+inside this one (``RateLimitedError``, ``BulkheadFullError``, another breaker's
+``CircuitOpenError``): they are local decisions, not evidence about the service. A
+``DeadlineExceededError`` from an inner timeout does count: a service too slow to answer is
+failing.
 
 Concurrency: no lock is held while the protected call runs, so concurrent calls never serialise.
 The CLOSED success path takes no lock at all: it bumps the current bucket's C-level counter
@@ -41,7 +45,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 from . import _validate as v
 from ._clock import SYSTEM_CLOCK, Clock
 from ._counter import Counter, counter_value, new_counter
-from ._errors import CircuitOpenError
+from ._errors import BulkheadFullError, CircuitOpenError, RateLimitedError
 from ._filters import ExceptionFilter, checked_filter, matches
 from .events import BreakerState, BreakerStateChanged, CallRejected, Listener, Listeners
 
@@ -65,6 +69,9 @@ _ADMIT_CLOSED = -1
 _ADMIT_UNRECORDED = -2
 _ADMIT_METRICS = -3
 _REJECT = -4
+
+# Rejections by policies nested inside a breaker say nothing about the protected service.
+_LOCAL_REJECTIONS = (RateLimitedError, BulkheadFullError, CircuitOpenError)
 
 # Enum member lookups cost ~100 ns each on 3.11; the hot paths compare module constants.
 _CLOSED = BreakerState.CLOSED
@@ -451,7 +458,11 @@ class CircuitBreaker:
     def _classify(self, exc: BaseException | None) -> int:
         if exc is None:
             return _SUCCESS
-        if not isinstance(exc, Exception) or matches(exc, self.ignore):
+        if (
+            not isinstance(exc, Exception)
+            or isinstance(exc, _LOCAL_REJECTIONS)
+            or matches(exc, self.ignore)
+        ):
             return _IGNORED
         return _FAILURE if matches(exc, self.record) else _SUCCESS
 

@@ -1,0 +1,1 @@
+"""Runnable demonstrations of SwarmGuard's capabilities (used by ``swarmguard demo``)."""
