@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from swarmguard.resilience import Bulkhead, BulkheadFullError, CallRejected, ConfigError, Event
+from swarmguard.resilience import bulkhead as bulkhead_module
 
 
 def assert_idle(bulkhead: Bulkhead) -> None:
@@ -322,3 +323,29 @@ def test_invalid_configuration_names_the_field(field: str, config: dict[str, flo
     """Bad limits are refused with the field named."""
     with pytest.raises(ConfigError, match=f"Bulkhead.{field}"):
         Bulkhead("db", **config)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_release_racing_an_enqueue_is_not_lost(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    """A permit returned between a caller's failed pool check and its enqueue is seen by the
+    caller's second check (invariant 3): the caller proceeds at once instead of waiting."""
+    bulkhead = Bulkhead("db", max_concurrent=1, max_queue=5, queue_timeout=5.0)
+    bulkhead.acquire()
+    original = bulkhead_module._Waiter
+
+    class RacingWaiter(original):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: object) -> None:
+            bulkhead._permits.append(True)  # a release's publish, before its hand-off check
+            super().__init__(*args)
+
+    monkeypatch.setattr(bulkhead_module, "_Waiter", RacingWaiter)
+    start = time.monotonic()
+    if mode == "sync":
+        bulkhead.acquire()
+    else:
+        asyncio.run(bulkhead.acquire_async())
+    assert time.monotonic() - start < 1.0
+    assert bulkhead.active == 1
+    assert bulkhead.queued == 0
+    bulkhead.release()
+    assert_idle(bulkhead)

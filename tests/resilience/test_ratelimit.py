@@ -141,6 +141,8 @@ def test_decorator_and_context_manager(clock: ManualClock) -> None:
         pass
     with pytest.raises(RateLimitedError):
         call()
+    assert limiter.stats()["requests_total"] == 3  # each request counted once, however served
+    assert limiter.stats()["rejections_total"] == 1
     patient = RateLimiter("slow", rate=1.0, burst=1, max_wait=5.0, clock=clock)
     with patient, patient:
         pass

@@ -113,6 +113,7 @@ class CircuitBreaker:
         "_bucket_slow",
         "_bucket_successes",
         "_buckets",
+        "_current_end",
         "_current_epoch",
         "_current_successes",
         "_fast",
@@ -204,6 +205,7 @@ class CircuitBreaker:
         self._bucket_failures = [0] * self._buckets
         self._bucket_slow = [0] * self._buckets
         self._current_epoch = epoch
+        self._current_end = (epoch + 1) / self._inverse_width
         slot = epoch % self._buckets
         self._bucket_epoch[slot] = epoch
         self._current_successes = self._bucket_successes[slot]
@@ -286,36 +288,45 @@ class CircuitBreaker:
 
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
         """Decorate a sync or async function."""
+        timed = self.slow_call_duration is not None
         if inspect.iscoroutinefunction(func):
-            return cast(Callable[P, R], self._wrap_async(func))
-        if self.slow_call_duration is None:
-            return self._wrap_sync(func)
-        return self._wrap_sync_timed(func)
+            wrap_async = self._wrap_async_timed if timed else self._wrap_async
+            return cast(Callable[P, R], wrap_async(func))
+        return self._wrap_sync_timed(func) if timed else self._wrap_sync(func)
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self.name!r} {self._state.name}>"
 
     # ------------------------------------------------------------------ decorated fast paths
+    #
+    # The wrappers inline the two hot cases. CLOSED and successful: one clock read, compared
+    # with the end of the current bucket, and a lock-free counter bump. OPEN: reject without a
+    # lock or a call frame (when no listener needs the rejection). Everything else goes through
+    # ``_admit`` and ``_record``, which hold the rules.
 
     def _wrap_sync(self, func: Callable[P, R]) -> Callable[P, R]:
         breaker = self
         now = self._now
-        inverse_width = self._inverse_width
 
         @functools.wraps(func)
         def breaker_wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             if not breaker._fast:
+                if breaker._state is _OPEN and not breaker._listeners.items:
+                    remaining = breaker._open_until - now()
+                    if remaining > 0.0:
+                        next(breaker._rejections)
+                        raise CircuitOpenError(breaker.name, remaining)
                 return breaker._call_admitted(breaker._admit(), func, args, kwargs)
             try:
                 result = func(*args, **kwargs)
             except BaseException as exc:
                 breaker._record(_ADMIT_CLOSED, 0.0, exc)
                 raise
-            epoch = int(now() * inverse_width)
-            if epoch == breaker._current_epoch:
+            end = now()
+            if end < breaker._current_end:
                 next(breaker._current_successes)
             else:
-                breaker._count_success(epoch)
+                breaker._count_success(end)
             return result
 
         return breaker_wrapper
@@ -323,7 +334,6 @@ class CircuitBreaker:
     def _wrap_sync_timed(self, func: Callable[P, R]) -> Callable[P, R]:
         breaker = self
         now = self._now
-        inverse_width = self._inverse_width
         slow = cast(float, self.slow_call_duration)
 
         @functools.wraps(func)
@@ -337,8 +347,7 @@ class CircuitBreaker:
                 breaker._record(_ADMIT_CLOSED, start, exc)
                 raise
             end = now()
-            epoch = int(end * inverse_width)
-            if end - start < slow and epoch == breaker._current_epoch:
+            if end - start < slow and end < breaker._current_end:
                 next(breaker._current_successes)
             else:
                 breaker._record(_ADMIT_CLOSED, start, None)
@@ -349,8 +358,34 @@ class CircuitBreaker:
     def _wrap_async(self, func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         breaker = self
         now = self._now
-        inverse_width = self._inverse_width
-        slow = math.inf if self.slow_call_duration is None else self.slow_call_duration
+
+        @functools.wraps(func)
+        async def breaker_wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            if not breaker._fast:
+                if breaker._state is _OPEN and not breaker._listeners.items:
+                    remaining = breaker._open_until - now()
+                    if remaining > 0.0:
+                        next(breaker._rejections)
+                        raise CircuitOpenError(breaker.name, remaining)
+                return await breaker._call_admitted_async(breaker._admit(), func, args, kwargs)
+            try:
+                result = await func(*args, **kwargs)
+            except BaseException as exc:
+                breaker._record(_ADMIT_CLOSED, 0.0, exc)
+                raise
+            end = now()
+            if end < breaker._current_end:
+                next(breaker._current_successes)
+            else:
+                breaker._count_success(end)
+            return result
+
+        return breaker_wrapper
+
+    def _wrap_async_timed(self, func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        breaker = self
+        now = self._now
+        slow = cast(float, self.slow_call_duration)
 
         @functools.wraps(func)
         async def breaker_wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -363,8 +398,7 @@ class CircuitBreaker:
                 breaker._record(_ADMIT_CLOSED, start, exc)
                 raise
             end = now()
-            epoch = int(end * inverse_width)
-            if end - start < slow and epoch == breaker._current_epoch:
+            if end - start < slow and end < breaker._current_end:
                 next(breaker._current_successes)
             else:
                 breaker._record(_ADMIT_CLOSED, start, None)
@@ -502,7 +536,9 @@ class CircuitBreaker:
         if self._half_open_successes >= self.half_open_successes:
             self._enter(_CLOSED, changes)
 
-    def _count_success(self, epoch: int) -> None:
+    def _count_success(self, now: float) -> None:
+        """A CLOSED success that found its bucket over (lock-free path's slow turn)."""
+        epoch = self._epoch(now)
         with self._lock:
             self._count(epoch, _SUCCESS, False)
 
@@ -531,6 +567,7 @@ class CircuitBreaker:
             self._bucket_epoch[slot] = epoch
         self._current_successes = self._bucket_successes[slot]
         self._current_epoch = epoch
+        self._current_end = (epoch + 1) / self._inverse_width
 
     def _window_counts(self, epoch: int) -> tuple[int, int, int]:
         """(calls, failures, slow) over the buckets still inside the window (lock held)."""

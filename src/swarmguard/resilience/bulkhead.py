@@ -1,14 +1,24 @@
 """Bulkhead: a cap on concurrent calls, with a bounded, timed wait queue.
 
 One pool of permits serves threads and asyncio tasks alike (even tasks on several event loops).
-The invariants, which the tests attack under every interleaving they can produce:
+The permits are tokens in a list: taking one is ``list.pop()`` and returning one is
+``list.append()``, each a single atomic operation, so the uncontended path takes no lock and
+cannot be switched out while holding one. A lock guards only the wait queue.
 
-1. ``active <= max_concurrent`` and ``len(waiters) <= max_queue`` at all times.
+Invariants, which the tests attack under every interleaving they can produce:
+
+1. ``active <= max_concurrent`` (there are only that many tokens) and
+   ``len(waiters) <= max_queue`` at all times.
 2. A permit is released exactly once per successful acquire, on success, exception and
    cancellation alike.
-3. A released permit goes straight to the oldest waiter (hand-off), never back to the pool while
-   someone waits: waiters are served in FIFO order and a newcomer cannot overtake them.
-4. A waiter that gives up (timeout, cancellation) after being handed a permit passes it on; one
+3. No permit sits in the pool while a caller waits. Both sides publish, then check: a releaser
+   returns its token, then hands tokens to waiters if any are queued; a caller that found no
+   token enqueues itself, then tries the pool once more (both under the queue lock). Whatever
+   the interleaving, one of the two sees the other.
+4. Waiters are served in FIFO order, and a newcomer does not take a token while anyone waits
+   (the fast path checks the queue first), except for a token it catches in the instant between
+   a release and that release's hand-off; the newcomer's own release then serves the queue.
+5. A waiter that gives up (timeout, cancellation) after being handed a permit passes it on; one
    whose timeout raced a hand-off keeps it and proceeds. Either way no permit is lost.
 """
 
@@ -25,6 +35,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 from . import _validate as v
 from ._clock import SYSTEM_CLOCK, Clock
+from ._counter import Counter, counter_value, new_counter
 from ._errors import BulkheadFullError
 from .events import CallRejected, Listener, Listeners
 
@@ -95,11 +106,11 @@ class Bulkhead:
     """
 
     __slots__ = (
-        "_active",
         "_admitted",
         "_listeners",
         "_lock",
         "_now",
+        "_permits",
         "_rejections",
         "_waiters",
         "clock",
@@ -133,9 +144,9 @@ class Bulkhead:
         self._now = clock.now
         self._listeners = Listeners(tuple(listeners))
         self._lock = threading.Lock()
-        self._active = 0
+        self._permits: list[bool] = [True] * self.max_concurrent
         self._waiters: deque[_Waiter] = deque()
-        self._admitted = 0
+        self._admitted: Counter[int] = new_counter()
         self._rejections = 0
 
     # ------------------------------------------------------------------ permits
@@ -143,7 +154,7 @@ class Bulkhead:
     @property
     def active(self) -> int:
         """Permits held right now."""
-        return self._active
+        return self.max_concurrent - len(self._permits)
 
     @property
     def queued(self) -> int:
@@ -152,18 +163,24 @@ class Bulkhead:
 
     def acquire(self) -> None:
         """Take a permit, waiting in the queue if allowed; raise BulkheadFullError if not."""
-        lock = self._lock
-        lock.acquire()
-        if self._active < self.max_concurrent and not self._waiters:
-            self._active += 1
-            self._admitted += 1
-            lock.release()
-            return
+        if not self._waiters:
+            try:
+                self._permits.pop()
+            except IndexError:
+                pass
+            else:
+                next(self._admitted)
+                return
+        self._acquire_slow()
+
+    def _acquire_slow(self) -> None:
         # The waiter's lock is taken before the waiter is visible: whoever grants it a permit
         # releases it, and a release must never find it unlocked.
         waiter_lock = threading.Lock()
         waiter_lock.acquire()
-        waiter = self._enqueue(waiter_lock, None, None)  # releases self._lock
+        waiter = self._enqueue(waiter_lock, None, None)
+        if waiter is None:
+            return  # the pool had a token after all
         timeout = -1.0 if self.queue_timeout is None else self.queue_timeout
         try:
             woken = waiter_lock.acquire(timeout=timeout)
@@ -175,15 +192,21 @@ class Bulkhead:
 
     async def acquire_async(self) -> None:
         """Like :meth:`acquire`, suspending the task instead of the thread."""
-        lock = self._lock
-        lock.acquire()
-        if self._active < self.max_concurrent and not self._waiters:
-            self._active += 1
-            self._admitted += 1
-            lock.release()
-            return
+        if not self._waiters:
+            try:
+                self._permits.pop()
+            except IndexError:
+                pass
+            else:
+                next(self._admitted)
+                return
+        await self._acquire_slow_async()
+
+    async def _acquire_slow_async(self) -> None:
         loop = asyncio.get_running_loop()
-        waiter = self._enqueue(None, loop, loop.create_future())  # releases the lock
+        waiter = self._enqueue(None, loop, loop.create_future())
+        if waiter is None:
+            return
         future = cast("asyncio.Future[None]", waiter.future)
         try:
             if self.queue_timeout is None:
@@ -203,15 +226,27 @@ class Bulkhead:
         lock: threading.Lock | None,
         loop: asyncio.AbstractEventLoop | None,
         future: asyncio.Future[None] | None,
-    ) -> _Waiter:
-        """Queue a waiter or reject; called with ``self._lock`` held, returns with it released."""
-        if len(self._waiters) >= self.max_queue or self.queue_timeout == 0.0:
-            self._rejections += 1
-            self._lock.release()
+    ) -> _Waiter | None:
+        """Queue a waiter (None if it got a token instead); raise if the queue is full."""
+        with self._lock:
+            if not self._waiters and self._permits:
+                self._permits.pop()
+                next(self._admitted)
+                return None
+            if len(self._waiters) >= self.max_queue or self.queue_timeout == 0.0:
+                self._rejections += 1
+                full = True
+            else:
+                full = False
+                waiter = _Waiter(lock, loop, future)
+                self._waiters.append(waiter)
+                # Invariant 3: we are visible, now look at the pool once more.
+                if self._permits:
+                    self._serve_waiters()
+        if full:
             raise self._rejected(queue_timed_out=False)
-        waiter = _Waiter(lock, loop, future)
-        self._waiters.append(waiter)
-        self._lock.release()
+        if waiter.granted:
+            return None  # served during enqueue: its wake-up found nobody waiting yet
         return waiter
 
     def _abandon(self, waiter: _Waiter, *, passing_on: bool) -> bool:
@@ -232,16 +267,27 @@ class Bulkhead:
 
     def release(self) -> None:
         """Return a permit: to the oldest waiter if any, else to the pool."""
+        permits = self._permits
+        if len(permits) >= self.max_concurrent:
+            raise RuntimeError(f"bulkhead {self.name!r}: release without a permit")
+        permits.append(True)
+        if self._waiters:  # invariant 3: published, now check
+            self._hand_off()
+
+    def _hand_off(self) -> None:
         with self._lock:
-            while self._waiters:
-                waiter = self._waiters.popleft()
-                waiter.granted = True
-                if waiter.wake():
-                    self._admitted += 1
-                    return
-            if self._active <= 0:
-                raise RuntimeError(f"bulkhead {self.name!r}: release without a permit")
-            self._active -= 1
+            self._serve_waiters()
+
+    def _serve_waiters(self) -> None:
+        """Move pool tokens to the oldest waiters (lock held)."""
+        while self._waiters and self._permits:
+            self._permits.pop()
+            waiter = self._waiters.popleft()
+            waiter.granted = True
+            if waiter.wake():
+                next(self._admitted)
+            else:
+                self._permits.append(True)  # its loop is gone; nobody will use the permit
 
     def _rejected(self, *, queue_timed_out: bool) -> BulkheadFullError:
         error = BulkheadFullError(self.name, self.max_concurrent, queue_timed_out)
@@ -294,14 +340,28 @@ class Bulkhead:
             self.release()
 
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
-        """Decorate a sync or async function."""
+        """Decorate a sync or async function.
+
+        The wrappers inline the uncontended acquire and release (a token in the pool, nobody
+        waiting); anything else goes through the same slow paths as :meth:`acquire`.
+        """
         bulkhead = self
+        permits = self._permits
+        waiters = self._waiters
+        admitted = self._admitted
         if inspect.iscoroutinefunction(func):
             async_func = cast(Callable[..., Awaitable[Any]], func)
 
             @functools.wraps(func)
             async def bulkhead_async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                await bulkhead.acquire_async()
+                if waiters or not permits:
+                    await bulkhead._acquire_slow_async()
+                else:
+                    try:
+                        permits.pop()
+                        next(admitted)
+                    except IndexError:  # taken between the check and the pop
+                        await bulkhead._acquire_slow_async()
                 try:
                     return await async_func(*args, **kwargs)
                 finally:
@@ -311,7 +371,14 @@ class Bulkhead:
 
         @functools.wraps(func)
         def bulkhead_wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            bulkhead.acquire()
+            if waiters or not permits:
+                bulkhead._acquire_slow()
+            else:
+                try:
+                    permits.pop()
+                    next(admitted)
+                except IndexError:
+                    bulkhead._acquire_slow()
             try:
                 return func(*args, **kwargs)
             finally:
@@ -324,13 +391,13 @@ class Bulkhead:
         with self._lock:
             return {
                 "name": self.name,
-                "active": self._active,
+                "active": self.active,
                 "max_concurrent": self.max_concurrent,
                 "queued": len(self._waiters),
                 "max_queue": self.max_queue,
-                "admitted_total": self._admitted,
+                "admitted_total": counter_value(self._admitted),
                 "rejections_total": self._rejections,
             }
 
     def __repr__(self) -> str:
-        return f"<Bulkhead {self.name!r} {self._active}/{self.max_concurrent}>"
+        return f"<Bulkhead {self.name!r} {self.active}/{self.max_concurrent}>"

@@ -13,6 +13,12 @@ smoothly at ``rate`` tokens per second (keep in sync with docs/resilience.md, "R
 A blocking acquire that must wait *reserves* its tokens (TAT moves past ``now + tolerance``) and
 then sleeps exactly until they exist, so waiters are served in arrival order and nobody polls; a
 waiter that is cancelled gives its tokens back. There is no background thread.
+
+Critical sections are ``with lock:`` blocks that make no call: the clock is read before the lock
+is taken. On CPython a call is a point where the interpreter may switch threads, and a thread
+switched out while holding the lock makes every other thread queue behind it (measured: two
+threads then get a third of one thread's throughput; without such points they get all of it). A
+clock read a moment early can only make the bucket stricter, never looser.
 """
 
 from __future__ import annotations
@@ -157,20 +163,18 @@ class RateLimiter(_Bucket):
     def try_acquire(self, tokens: float = 1) -> bool:
         """Take ``tokens`` if they are available now; never waits."""
         cost = self._interval if tokens == 1 else self._check_tokens(tokens)
-        lock = self._lock
-        lock.acquire()
         now = self._now()
-        tat = self._tat
-        tat = max(tat, now)
-        tat += cost
-        self._requests += 1
-        if tat - now > self._limit:
-            self._rejections += 1
-            lock.release()
-            return False
-        self._tat = tat
-        lock.release()
-        return True
+        with self._lock:  # no call inside: see the module docstring
+            tat = self._tat
+            if tat < now:
+                tat = now
+            tat += cost
+            self._requests += 1
+            if tat - now > self._limit:
+                self._rejections += 1
+                return False
+            self._tat = tat
+            return True
 
     def available(self) -> float:
         """Tokens in the bucket now (negative while waiters hold reservations)."""
@@ -181,9 +185,12 @@ class RateLimiter(_Bucket):
 
     def _reserve(self, cost: float, timeout: float | None) -> float:
         """Reserve the tokens and return the wait, or raise if the wait exceeds ``timeout``."""
+        now = self._now()
         with self._lock:
-            now = self._now()
-            tat = max(self._tat, now) + cost
+            tat = self._tat
+            if tat < now:
+                tat = now
+            tat += cost
             wait = tat - now - self._limit
             self._requests += 1
             if wait <= 0.0:
@@ -203,9 +210,25 @@ class RateLimiter(_Bucket):
         with self._lock:
             self._tat -= cost
 
+    def _take_now(self, cost: float) -> bool:
+        """Take ``cost`` if it is there now, counting only a success (slow paths count the rest)."""
+        now = self._now()
+        with self._lock:
+            tat = self._tat
+            if tat < now:
+                tat = now
+            tat += cost
+            if tat - now > self._limit:
+                return False
+            self._tat = tat
+            self._requests += 1
+            return True
+
     def acquire(self, tokens: float = 1, timeout: v.Seconds | None = None) -> None:
         """Take ``tokens``, sleeping as long as needed; raise RateLimitedError past ``timeout``."""
-        cost = self._check_tokens(tokens)
+        cost = self._interval if tokens == 1 else self._check_tokens(tokens)
+        if self._take_now(cost):
+            return
         limit = None if timeout is None else v.non_negative("timeout", timeout)
         wait = self._reserve(cost, limit)
         if wait > 0.0:
@@ -217,7 +240,9 @@ class RateLimiter(_Bucket):
 
     async def acquire_async(self, tokens: float = 1, timeout: v.Seconds | None = None) -> None:
         """Like :meth:`acquire`, suspending the task instead of the thread."""
-        cost = self._check_tokens(tokens)
+        cost = self._interval if tokens == 1 else self._check_tokens(tokens)
+        if self._take_now(cost):
+            return  # the common case: no reservation and no suspension
         limit = None if timeout is None else v.non_negative("timeout", timeout)
         wait = self._reserve(cost, limit)
         if wait > 0.0:
@@ -271,16 +296,14 @@ class RateLimiter(_Bucket):
 
             @functools.wraps(func)
             async def limiter_async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                if not limiter.try_acquire():
-                    await limiter.acquire_async(1, limiter.max_wait)
+                await limiter.acquire_async(1, limiter.max_wait)
                 return await async_func(*args, **kwargs)
 
             return cast(Callable[P, R], limiter_async_wrapper)
 
         @functools.wraps(func)
         def limiter_wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            if not limiter.try_acquire():
-                limiter.acquire(1, limiter.max_wait)
+            limiter.acquire(1, limiter.max_wait)
             return func(*args, **kwargs)
 
         return limiter_wrapper
@@ -331,11 +354,12 @@ class KeyedRateLimiter(_Bucket):
     def try_acquire(self, key: Hashable, tokens: float = 1) -> bool:
         """Take ``tokens`` from ``key``'s bucket if they are available now; never waits."""
         cost = self._interval if tokens == 1 else self._check_tokens(tokens)
+        now = self._now()
         with self._lock:
-            now = self._now()
             tats = self._tats
-            tat = tats.get(key, now)
-            tat = max(tat, now)
+            tat = tats[key] if key in tats else now  # noqa: SIM401 - .get() is a call
+            if tat < now:
+                tat = now
             tat += cost
             self._requests += 1
             if tat - now > self._limit:
@@ -347,10 +371,13 @@ class KeyedRateLimiter(_Bucket):
             return True
 
     def _reserve(self, key: Hashable, cost: float, timeout: float | None) -> float:
+        now = self._now()
         with self._lock:
-            now = self._now()
             tats = self._tats
-            tat = max(tats.get(key, now), now) + cost
+            tat = tats[key] if key in tats else now  # noqa: SIM401 - .get() is a call
+            if tat < now:
+                tat = now
+            tat += cost
             wait = tat - now - self._limit
             self._requests += 1
             if wait > 0.0 and timeout is not None and wait > timeout:
