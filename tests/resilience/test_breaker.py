@@ -286,6 +286,24 @@ def test_listeners_hear_every_transition_and_rejection(clock: ManualClock) -> No
     assert sum(isinstance(e, CallRejected) for e in events) == 1
 
 
+def test_listener_added_while_open_hears_rejections(clock: ManualClock) -> None:
+    """Subscribing to an open breaker turns on rejection events at once (and off again)."""
+    events: list[Event] = []
+    breaker = make(clock)
+    open_breaker(breaker)
+    with pytest.raises(CircuitOpenError):
+        run(breaker, False)
+    breaker.add_listener(events.append)
+    with pytest.raises(CircuitOpenError):
+        run(breaker, False)
+    assert [type(e) for e in events] == [CallRejected]
+    breaker.remove_listener(events.append)
+    with pytest.raises(CircuitOpenError):
+        run(breaker, False)
+    assert len(events) == 1
+    assert breaker.stats()["rejections_total"] == 3
+
+
 def test_failing_listener_does_not_change_the_outcome(
     clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:

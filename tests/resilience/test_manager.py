@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -259,3 +260,19 @@ def test_prometheus_series(clock: ManualClock) -> None:
     for line in expected:
         assert line in text, line
     bulkhead.release()
+
+
+def test_the_guides_toml_example_builds(clock: ManualClock) -> None:
+    """The TOML example in docs/resilience.md is valid configuration."""
+    guide = (Path(__file__).parents[2] / "docs" / "resilience.md").read_text()
+    block = guide.split("```toml\n", 1)[1].split("```", 1)[0]
+    manager = ResilienceManager.from_config(tomllib.loads(block), clock=clock)
+    policy = manager.policies["rpc"]
+    assert [type(layer).__name__ for layer in policy.layers()] == [
+        "Retry",
+        "CircuitBreaker",
+        "RateLimiter",
+        "Bulkhead",
+        "Timeout",
+    ]
+    assert manager.timeouts["rpc_call"].timeout == 2.0

@@ -125,6 +125,8 @@ class CircuitBreaker:
         "_lock",
         "_now",
         "_open_until",
+        "_quiet",
+        "_reject_until",
         "_rejections",
         "_retired_successes",
         "_state",
@@ -187,6 +189,8 @@ class CircuitBreaker:
         self.clock = clock
         self._now = clock.now
         self._listeners = Listeners(tuple(listeners))
+        self._quiet = not listeners  # no listener: rejections need no event record
+        self._reject_until = -math.inf
         self._lock = threading.Lock()
         self._inverse_width = self._buckets / self.window
         self._state = _CLOSED
@@ -226,10 +230,14 @@ class CircuitBreaker:
     def add_listener(self, listener: Listener) -> None:
         """Subscribe to this breaker's events."""
         self._listeners.add(listener)
+        self._quiet = False
+        self._refresh_reject_until()
 
     def remove_listener(self, listener: Listener) -> None:
         """Unsubscribe a listener added before."""
         self._listeners.remove(listener)
+        self._quiet = not self._listeners.items
+        self._refresh_reject_until()
 
     def force_open(self) -> None:
         """Reject every call until :meth:`reset` (e.g. while a dependency is under maintenance)."""
@@ -307,15 +315,16 @@ class CircuitBreaker:
     def _wrap_sync(self, func: Callable[P, R]) -> Callable[P, R]:
         breaker = self
         now = self._now
+        name = self.name
+        rejections = self._rejections
 
         @functools.wraps(func)
         def breaker_wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             if not breaker._fast:
-                if breaker._state is _OPEN and not breaker._listeners.items:
-                    remaining = breaker._open_until - now()
-                    if remaining > 0.0:
-                        next(breaker._rejections)
-                        raise CircuitOpenError(breaker.name, remaining)
+                remaining = breaker._reject_until - now()
+                if remaining > 0.0:
+                    next(rejections)
+                    raise CircuitOpenError(name, remaining)
                 return breaker._call_admitted(breaker._admit(), func, args, kwargs)
             try:
                 result = func(*args, **kwargs)
@@ -358,15 +367,16 @@ class CircuitBreaker:
     def _wrap_async(self, func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         breaker = self
         now = self._now
+        name = self.name
+        rejections = self._rejections
 
         @functools.wraps(func)
         async def breaker_wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             if not breaker._fast:
-                if breaker._state is _OPEN and not breaker._listeners.items:
-                    remaining = breaker._open_until - now()
-                    if remaining > 0.0:
-                        next(breaker._rejections)
-                        raise CircuitOpenError(breaker.name, remaining)
+                remaining = breaker._reject_until - now()
+                if remaining > 0.0:
+                    next(rejections)
+                    raise CircuitOpenError(name, remaining)
                 return await breaker._call_admitted_async(breaker._admit(), func, args, kwargs)
             try:
                 result = await func(*args, **kwargs)
@@ -606,6 +616,7 @@ class CircuitBreaker:
             self._clear_window(now)
         self._state = target
         self._fast = target is _CLOSED
+        self._refresh_reject_until()
         if source is not target:
             changes.append(BreakerStateChanged("circuit_breaker", self.name, now, source, target))
 
@@ -618,6 +629,18 @@ class CircuitBreaker:
             self._bucket_slow[slot] = 0
             self._bucket_epoch[slot] = epoch - self._buckets
         self._advance(epoch)
+
+    def _refresh_reject_until(self) -> None:
+        """Until when the wrappers may reject without ``_admit``: the OPEN or FORCED_OPEN time,
+        when no listener needs an event; -inf (never) in every other case."""
+        if not self._quiet:
+            self._reject_until = -math.inf
+        elif self._state is _OPEN:
+            self._reject_until = self._open_until
+        elif self._state is _FORCED_OPEN:
+            self._reject_until = math.inf
+        else:
+            self._reject_until = -math.inf
 
     def _set_manual(self, target: BreakerState) -> None:
         changes: list[BreakerStateChanged] = []
