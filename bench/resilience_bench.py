@@ -206,9 +206,7 @@ def open_breakers() -> dict[str, Callable[[], Any]]:
     pyb_breaker = pybreaker.CircuitBreaker(fail_max=1, reset_timeout=1e9)
     pyb = pyb_breaker(failing)
     cb = circuitbreaker.CircuitBreaker(failure_threshold=1, recovery_timeout=10**9)(failing)
-    aio = aiobreaker.CircuitBreaker(
-        fail_max=1, timeout_duration=__import__("datetime").timedelta(days=1)
-    )
+    aio = aiobreaker.CircuitBreaker(fail_max=1, timeout_duration=datetime.timedelta(days=1))
     factory = purgatory.SyncCircuitBreakerFactory(default_threshold=1, default_ttl=1e9)
     purg = factory("bench-open")(failing)
     nop_breaker = nopanic.circuit_breaker(reset_timeout=1e9)
