@@ -134,6 +134,30 @@ def test_expired_inherited_deadline_fails_fast() -> None:
     assert ran == []
 
 
+def test_scope_context_manager_async_and_sync() -> None:
+    """``async with timeout.scope()`` cancels a slow block; the sync form raises when the block
+    overran, and both expose the deadline to the code inside."""
+    policy = Timeout(0.02)
+
+    async def scenario() -> None:
+        with pytest.raises(DeadlineExceededError):
+            async with policy.scope():
+                await asyncio.sleep(10)
+        async with policy.scope():
+            left = remaining()
+            assert left is not None
+            assert 0 < left <= 0.02
+        assert remaining() is None
+
+    asyncio.run(scenario())
+    with policy.scope():
+        pass
+    with pytest.raises(DeadlineExceededError), policy.scope():
+        time.sleep(0.03)
+    assert remaining() is None
+    assert policy.stats()["timeouts_total"] == 2
+
+
 def test_fallback_answers_matching_errors_only() -> None:
     """The handler answers errors matched by ``on``; others propagate."""
     events: list[Event] = []

@@ -177,6 +177,15 @@ class Timeout:
 
         return timeout_wrapper
 
+    def scope(self) -> _TimeoutScope:
+        """A context manager putting a block under the deadline.
+
+        ``async with timeout.scope():`` cancels the block at the deadline and raises
+        DeadlineExceededError. ``with timeout.scope():`` cannot interrupt a thread: it sets the
+        deadline (visible through :func:`remaining`) and raises when the block ends late.
+        """
+        return _TimeoutScope(self)
+
     def shutdown(self) -> None:
         """Stop the worker threads once their calls finish (for orderly process exit)."""
         with self._executor_lock:
@@ -190,3 +199,60 @@ class Timeout:
 
     def __repr__(self) -> str:
         return f"<Timeout {self.name!r} {self.timeout}s>"
+
+
+class _TimeoutScope:
+    """One block under a deadline (strictly private; get it from ``Timeout.scope()``)."""
+
+    __slots__ = ("_allowed", "_async_scope", "_policy", "_token")
+
+    def __init__(self, policy: Timeout) -> None:
+        self._policy = policy
+        self._allowed = 0.0
+        self._token: contextvars.Token[float | None] | None = None
+        self._async_scope: asyncio.Timeout | None = None
+
+    def __enter__(self) -> _TimeoutScope:
+        _, self._allowed, self._token = self._policy._enter()
+        if self._allowed <= 0.0:
+            self._restore()
+            raise self._policy._expired(self._allowed)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: object,
+    ) -> None:
+        left = remaining(self._policy.clock)
+        self._restore()
+        if exc is None and left is not None and left < 0.0:
+            raise self._policy._expired(self._allowed)
+
+    async def __aenter__(self) -> _TimeoutScope:
+        self.__enter__()
+        self._async_scope = asyncio.timeout(self._allowed)
+        await self._async_scope.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: object,
+    ) -> None:
+        scope = cast(asyncio.Timeout, self._async_scope)
+        try:
+            await scope.__aexit__(exc_type, exc, cast(Any, traceback))
+        except TimeoutError:
+            if scope.expired():
+                raise self._policy._expired(self._allowed) from None
+            raise
+        finally:
+            self._restore()
+
+    def _restore(self) -> None:
+        if self._token is not None:
+            _deadline.reset(self._token)
+            self._token = None
