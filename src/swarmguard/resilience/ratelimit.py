@@ -296,7 +296,8 @@ class RateLimiter(_Bucket):
 
             @functools.wraps(func)
             async def limiter_async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                await limiter.acquire_async(1, limiter.max_wait)
+                if not limiter._take_now(limiter._interval):
+                    await limiter.acquire_async(1, limiter.max_wait)
                 return await async_func(*args, **kwargs)
 
             return cast(Callable[P, R], limiter_async_wrapper)

@@ -241,16 +241,24 @@ class Retry:
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
         """Decorate a sync or async function."""
         policy = self
+        budget = self.budget
+        on_result = self.on_result
         if inspect.iscoroutinefunction(func):
+            async_func = cast(Callable[..., Awaitable[Any]], func)
 
             @functools.wraps(func)
             async def retry_async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await policy.call_async(func, *args, **kwargs)
+                if budget is not None or policy.deadline is not None:
+                    return await policy.call_async(async_func, *args, **kwargs)
+                try:
+                    result = await async_func(*args, **kwargs)
+                except Exception as exc:
+                    return await policy._again_async(async_func, args, kwargs, 0.0, exc, None)
+                if on_result is not None and on_result(result):
+                    return await policy._again_async(async_func, args, kwargs, 0.0, None, result)
+                return result
 
             return cast(Callable[P, R], retry_async_wrapper)
-
-        budget = self.budget
-        on_result = self.on_result
 
         @functools.wraps(func)
         def retry_wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -316,25 +324,42 @@ class Retry:
         if self.budget is not None:
             self.budget.deposit()
         start = self._now() if self.deadline is not None else 0.0
-        attempt = 0
+        try:
+            result = await func(*args, **kwargs)
+        except Exception as exc:
+            return await self._again_async(func, args, kwargs, start, exc, None)
+        if self.on_result is not None and self.on_result(result):
+            return await self._again_async(func, args, kwargs, start, None, result)
+        return result
+
+    async def _again_async(
+        self,
+        func: Callable[..., Awaitable[R]],
+        args: Any,
+        kwargs: Any,
+        start: float,
+        error: BaseException | None,
+        result: Any,
+    ) -> R:
+        """The async twin of :meth:`_again`."""
+        attempt = 1
         delay = self.initial_delay
         while True:
-            attempt += 1
-            error: BaseException | None = None
-            try:
-                result: Any = await func(*args, **kwargs)
-            except Exception as exc:
-                error = exc
-                result = None
-            else:
-                if self.on_result is None or not self.on_result(result):
-                    return cast(R, result)
             delay_or_none = self._next_delay(attempt, delay, start, error, result)
             if delay_or_none is None:
                 return cast(R, self._give_up(error, result))
             delay = delay_or_none
             if delay > 0.0:
                 await self._sleep_async(delay)
+            attempt += 1
+            try:
+                result = await func(*args, **kwargs)
+            except Exception as exc:
+                error = exc
+                continue
+            error = None
+            if self.on_result is None or not self.on_result(result):
+                return cast(R, result)
 
     @staticmethod
     def _give_up(error: BaseException | None, result: Any) -> Any:
