@@ -565,6 +565,44 @@ def thread_scaling(total: int) -> dict[str, Any]:
     }
 
 
+def breaker_concurrency() -> dict[str, Any]:
+    """Wall time of 4 threads x 5 calls that each sleep 20 ms inside the breaker.
+
+    A breaker that holds its lock across the call (pybreaker) runs them one at a time: 400 ms.
+    One that never does lets them overlap: about 100 ms.
+    """
+
+    def sleepy() -> None:
+        time.sleep(0.02)
+
+    aio = aiobreaker.CircuitBreaker()
+    contenders: dict[str, Callable[[], Any]] = {
+        "swarmguard": CircuitBreaker("bench")(sleepy),
+        "pybreaker": pybreaker.CircuitBreaker()(sleepy),
+        "circuitbreaker": circuitbreaker.CircuitBreaker()(sleepy),
+        "aiobreaker (.call)": lambda: aio.call(sleepy),
+        "purgatory": purgatory.SyncCircuitBreakerFactory()("bench-sleepy")(sleepy),
+        "nopanic": nopanic.circuit_breaker()(sleepy),
+    }
+    results = {}
+    for name, func in contenders.items():
+        threads = [
+            threading.Thread(target=lambda f=func: [f() for _ in range(5)]) for _ in range(4)
+        ]
+        start = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        results[name] = round((time.perf_counter() - start) * 1000, 1)
+    return {
+        "wall_ms_4_threads_x_5_calls_of_20ms": results,
+        "ideal_ms": 100,
+        "serialised_ms": 400,
+        "ours_overlaps": results["swarmguard"] < 200,
+    }
+
+
 def background_threads() -> dict[str, Any]:
     """Threads each limiter starts while admitting 20,000 requests over about half a second."""
     started = [0]
@@ -727,6 +765,7 @@ def render(report: dict[str, Any]) -> str:
         "rejection_memory",
         "thread_scaling",
         "background_threads",
+        "breaker_concurrency",
         "memory",
     ):
         lines.append(f"## {key}")
@@ -763,6 +802,7 @@ def main() -> int:
     report["rejection_memory"] = rejection_memory(rejections)
     report["thread_scaling"] = thread_scaling(200_000 if args.quick else 1_000_000)
     report["background_threads"] = background_threads()
+    report["breaker_concurrency"] = breaker_concurrency()
     report["memory"] = memory_footprint()
     text = render(report)
     print(text)
