@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import swarmguard.resilience as resilience
+import ast
+from pathlib import Path
+
+from swarmguard import resilience
 
 PUBLIC = {
     "SYSTEM_CLOCK",
@@ -51,9 +54,6 @@ def test_every_name_resolves() -> None:
 
 def test_resilience_imports_nothing_else_from_swarmguard() -> None:
     """The library stands alone: no module of it imports another swarmguard package."""
-    import ast  # noqa: PLC0415
-    from pathlib import Path  # noqa: PLC0415
-
     folder = Path(resilience.__file__).parent
     for path in folder.glob("*.py"):
         tree = ast.parse(path.read_text())
