@@ -751,13 +751,16 @@ def render(report: dict[str, Any]) -> str:
             lines.append(f"({case['note']})")
         floor_keys = [k for k in case["rows"][0] if k.startswith("x floor")]
         header = f"{'contestant':<32}{'P50 ns':>9}{'P99 ns':>9}{'P50/peer':>10}{'P99/peer':>10}"
-        header += "".join(f"{k.replace('x floor: ', 'x '):>14}" for k in floor_keys)
+        widths = [max(14, len(k) - 6) for k in floor_keys]
+        header += "".join(
+            f"{k.replace('x floor: ', 'x '):>{w}}" for k, w in zip(floor_keys, widths, strict=True)
+        )
         lines.append(header)
         for row in case["rows"]:
             line = f"{row['name']:<32}{row['p50_ns']:>9.0f}{row['p99_ns']:>9.0f}"
             line += f"{row.get('p50_vs_fastest_peer', float('nan')):>10.2f}"
             line += f"{row.get('p99_vs_fastest_peer', float('nan')):>10.2f}"
-            line += "".join(f"{row[k]:>14.2f}" for k in floor_keys)
+            line += "".join(f"{row[k]:>{w}.2f}" for k, w in zip(floor_keys, widths, strict=True))
             lines.append(line)
         lines.append("")
     for key in (
