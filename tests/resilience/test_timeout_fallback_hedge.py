@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
 
@@ -74,6 +76,23 @@ def test_sync_timeout_stops_waiting() -> None:
     assert time.monotonic() - start < 1.0
     release.set()
     policy.shutdown()
+
+
+def test_a_hung_sync_call_does_not_block_process_exit() -> None:
+    """A call abandoned by a sync timeout that never returns does not keep the process alive."""
+    program = (
+        "import threading\n"
+        "from swarmguard.resilience import Timeout, DeadlineExceededError\n"
+        "try:\n"
+        "    Timeout(0.05).call(threading.Event().wait)\n"
+        "except DeadlineExceededError:\n"
+        "    print('timed out')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], check=False, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "timed out"
 
 
 def test_nested_deadline_is_inherited_not_extended() -> None:

@@ -24,6 +24,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 from . import _validate as v
 from ._clock import SYSTEM_CLOCK, Clock
 from ._filters import ExceptionFilter, checked_filter, matches
+from ._workers import DaemonPool
 from .events import HedgeLaunched, Listener, Listeners
 
 __all__ = ["HEDGES_MAX", "Hedge"]
@@ -79,7 +80,7 @@ class Hedge:
         self.max_workers = v.count("Hedge.max_workers", max_workers, 1, 1024)
         self._now = clock.now
         self._listeners = Listeners(tuple(listeners))
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._executor: DaemonPool | None = None
         self._executor_lock = threading.Lock()
         self._hedges = 0
 
@@ -138,8 +139,7 @@ class Hedge:
                     if launched:
                         self._launched(launched + 1)
                     context = contextvars.copy_context()  # attempts inherit deadlines
-                    call = functools.partial(func, *args, **kwargs)
-                    pending.add(pool.submit(context.run, call))
+                    pending.add(pool.submit(functools.partial(context.run, func, *args, **kwargs)))
                     launched += 1
                 if not pending:
                     raise cast(BaseException, last_error)
@@ -158,12 +158,10 @@ class Hedge:
             for future in pending:
                 future.cancel()  # a loser that has not started never will
 
-    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
+    def _pool(self) -> DaemonPool:
         with self._executor_lock:
             if self._executor is None:
-                self._executor = concurrent.futures.ThreadPoolExecutor(
-                    self.max_workers, thread_name_prefix=f"swarmguard-hedge-{self.name}"
-                )
+                self._executor = DaemonPool(f"hedge-{self.name}", self.max_workers)
             return self._executor
 
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]:

@@ -8,7 +8,8 @@ its own timeouts (sockets, database drivers) reads the time left with :func:`rem
 Async calls are cancelled when the deadline passes (``asyncio.timeout``). Python cannot interrupt a
 running thread, so a sync call runs in a worker thread and the caller stops waiting at the deadline;
 the worker finishes in the background (the deadline is visible to it through :func:`remaining`,
-so cooperative code can stop early). Use ``cooperative=True`` to run a sync call in the caller's
+so cooperative code can stop early). Workers are daemon threads: a call that never returns does
+not keep the process from exiting. Use ``cooperative=True`` to run a sync call in the caller's
 thread instead and only check the deadline when it returns.
 """
 
@@ -26,6 +27,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 from . import _validate as v
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import DeadlineExceededError
+from ._workers import DaemonPool
 from .events import Listener, Listeners, TimedOut
 
 __all__ = ["TIMEOUT_WORKERS_MAX", "Timeout", "remaining"]
@@ -92,7 +94,7 @@ class Timeout:
         self.clock = clock
         self._now = clock.now
         self._listeners = Listeners(tuple(listeners))
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._executor: DaemonPool | None = None
         self._executor_lock = threading.Lock()
         self._timeouts = 0
 
@@ -111,12 +113,10 @@ class Timeout:
             self._listeners.emit(TimedOut("timeout", self.name, self._now(), allowed))
         return DeadlineExceededError(self.name, allowed)
 
-    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
+    def _pool(self) -> DaemonPool:
         with self._executor_lock:
             if self._executor is None:
-                self._executor = concurrent.futures.ThreadPoolExecutor(
-                    self.max_workers, thread_name_prefix=f"swarmguard-timeout-{self.name}"
-                )
+                self._executor = DaemonPool(f"timeout-{self.name}", self.max_workers)
             return self._executor
 
     def call(self, func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -127,14 +127,15 @@ class Timeout:
                 raise self._expired(allowed)
             if self.cooperative:
                 result = func(*args, **kwargs)
-                if remaining(self.clock) is not None and cast(float, remaining(self.clock)) < 0:
+                left = remaining(self.clock)
+                if left is not None and left < 0.0:
                     raise self._expired(allowed)
                 return result
             context = contextvars.copy_context()  # the worker inherits the deadline
-            call = functools.partial(func, *args, **kwargs)
-            future = self._pool().submit(context.run, call)
+            call = functools.partial(context.run, func, *args, **kwargs)
+            future = self._pool().submit(call)
             try:
-                return future.result(timeout=allowed)
+                return cast(R, future.result(timeout=allowed))
             except concurrent.futures.TimeoutError:
                 future.cancel()  # not started yet: never start it
                 raise self._expired(allowed) from None
@@ -187,10 +188,10 @@ class Timeout:
         return _TimeoutScope(self)
 
     def shutdown(self) -> None:
-        """Stop the worker threads once their calls finish (for orderly process exit)."""
+        """Let the worker threads end once idle (they never delay the process's exit anyway)."""
         with self._executor_lock:
             if self._executor is not None:
-                self._executor.shutdown(wait=False, cancel_futures=True)
+                self._executor.shutdown()
                 self._executor = None
 
     def stats(self) -> dict[str, Any]:
