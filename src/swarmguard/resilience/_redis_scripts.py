@@ -68,6 +68,16 @@ local function enter(code)
   end
   st = code
 end
+local function window(epoch)
+  local calls, failures, slows = 0, 0, 0
+  for e = epoch - buckets + 1, epoch do
+    local row = redis.call('HMGET', KEYS[2], 'c' .. e, 'f' .. e, 's' .. e)
+    calls = calls + tonumber(row[1] or '0')
+    failures = failures + tonumber(row[2] or '0')
+    slows = slows + tonumber(row[3] or '0')
+  end
+  return calls, failures, slows
+end
 local function remaining()
   if st == 4 then return 'inf' end
   if st ~= 1 then return '0' end
@@ -141,13 +151,7 @@ if admission >= 0 and st == 2 and admission == tonumber(redis.call('HGET', KEYS[
     if redis.call('HINCRBY', KEYS[1], 'ps', 1) >= successes_needed then enter(0) end
   end
 elseif admission == -1 and st == 0 and (outcome == 1 or slow) then
-  local calls, failures, slows = 0, 0, 0
-  for e = epoch - buckets + 1, epoch do
-    local row = redis.call('HMGET', KEYS[2], 'c' .. e, 'f' .. e, 's' .. e)
-    calls = calls + tonumber(row[1] or '0')
-    failures = failures + tonumber(row[2] or '0')
-    slows = slows + tonumber(row[3] or '0')
-  end
+  local calls, failures, slows = window(epoch)
   if calls >= minimum and (failures >= threshold * calls
       or (slow_threshold <= 1 and slows >= slow_threshold * calls)) then
     enter(1)
@@ -174,14 +178,7 @@ BREAKER_STATS = (
     _BREAKER_PRELUDE
     + """
 if st == 1 and now >= tonumber(redis.call('HGET', KEYS[1], 'ou') or '0') then enter(2) end
-local epoch = math.floor(now / width)
-local calls, failures, slows = 0, 0, 0
-for e = epoch - buckets + 1, epoch do
-  local row = redis.call('HMGET', KEYS[2], 'c' .. e, 'f' .. e, 's' .. e)
-  calls = calls + tonumber(row[1] or '0')
-  failures = failures + tonumber(row[2] or '0')
-  slows = slows + tonumber(row[3] or '0')
-end
+local calls, failures, slows = window(math.floor(now / width))
 local totals = redis.call('HMGET', KEYS[1], 'tr', 'tf', 'ts', 'tj')
 return {st, remaining(), calls, failures, slows,
         tonumber(totals[1] or '0'), tonumber(totals[2] or '0'),

@@ -7,7 +7,6 @@ retries, the breaker and every other layer have given up.
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast
@@ -16,6 +15,7 @@ from . import _validate as v
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import ConfigError
 from ._filters import ExceptionFilter, checked_filter, matches
+from ._shapes import delegating_decorator
 from .events import FallbackUsed, Listener, Listeners
 
 __all__ = ["Fallback"]
@@ -91,20 +91,7 @@ class Fallback:
 
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
         """Decorate a sync or async function."""
-        policy = self
-        if inspect.iscoroutinefunction(func):
-
-            @functools.wraps(func)
-            async def fallback_async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await policy.call_async(func, *args, **kwargs)
-
-            return cast(Callable[P, R], fallback_async_wrapper)
-
-        @functools.wraps(func)
-        def fallback_wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            return policy.call(func, *args, **kwargs)
-
-        return fallback_wrapper
+        return delegating_decorator(func, self.call, self.call_async)
 
     def stats(self) -> dict[str, Any]:
         """How often the handler answered."""

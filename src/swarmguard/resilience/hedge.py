@@ -16,7 +16,6 @@ import asyncio
 import concurrent.futures
 import contextvars
 import functools
-import inspect
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast
@@ -24,6 +23,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 from . import _validate as v
 from ._clock import SYSTEM_CLOCK, Clock
 from ._filters import ExceptionFilter, checked_filter, matches
+from ._shapes import delegating_decorator
 from ._workers import DaemonPool
 from .events import HedgeLaunched, Listener, Listeners
 
@@ -166,20 +166,7 @@ class Hedge:
 
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
         """Decorate a sync or async function."""
-        policy = self
-        if inspect.iscoroutinefunction(func):
-
-            @functools.wraps(func)
-            async def hedge_async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await policy.call_async(func, *args, **kwargs)
-
-            return cast(Callable[P, R], hedge_async_wrapper)
-
-        @functools.wraps(func)
-        def hedge_wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            return policy.call(func, *args, **kwargs)
-
-        return hedge_wrapper
+        return delegating_decorator(func, self.call, self.call_async)
 
     def stats(self) -> dict[str, Any]:
         """Configuration and the number of extra attempts launched."""

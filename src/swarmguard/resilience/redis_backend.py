@@ -43,6 +43,7 @@ from . import _validate as v
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import CircuitOpenError, ConfigError, RateLimitedError
 from ._filters import ExceptionFilter
+from ._shapes import delegating_decorator
 from .breaker import CircuitBreaker
 from .events import BreakerState, BreakerStateChanged, CallRejected, Listener, Listeners
 from .ratelimit import KeyedRateLimiter, RateLimiter
@@ -750,20 +751,7 @@ class RedisCircuitBreaker:
 
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
         """Decorate a sync or async function."""
-        breaker = self
-        if inspect.iscoroutinefunction(func):
-
-            @functools.wraps(func)
-            async def redis_breaker_async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await breaker.call_async(func, *args, **kwargs)
-
-            return cast(Callable[P, R], redis_breaker_async_wrapper)
-
-        @functools.wraps(func)
-        def redis_breaker_wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            return breaker.call(func, *args, **kwargs)
-
-        return redis_breaker_wrapper
+        return delegating_decorator(func, self.call, self.call_async)
 
     def guard(self) -> _RedisBreakerGuard:
         """A context manager protecting one block (``with`` or ``async with``)."""

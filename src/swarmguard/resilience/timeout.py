@@ -19,7 +19,6 @@ import asyncio
 import concurrent.futures
 import contextvars
 import functools
-import inspect
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast
@@ -27,6 +26,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 from . import _validate as v
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import DeadlineExceededError
+from ._shapes import delegating_decorator
 from ._workers import DaemonPool
 from .events import Listener, Listeners, TimedOut
 
@@ -163,20 +163,7 @@ class Timeout:
 
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
         """Decorate a sync or async function."""
-        policy = self
-        if inspect.iscoroutinefunction(func):
-
-            @functools.wraps(func)
-            async def timeout_async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await policy.call_async(func, *args, **kwargs)
-
-            return cast(Callable[P, R], timeout_async_wrapper)
-
-        @functools.wraps(func)
-        def timeout_wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            return policy.call(func, *args, **kwargs)
-
-        return timeout_wrapper
+        return delegating_decorator(func, self.call, self.call_async)
 
     def scope(self) -> _TimeoutScope:
         """A context manager putting a block under the deadline.
