@@ -236,6 +236,7 @@ def test_prometheus_series(clock: ManualClock) -> None:
     limiter = manager.register_rate_limiter("block_proposals", rate=1.0, burst=1)
     bulkhead = manager.register_bulkhead("block_verification", max_concurrent=7)
     manager.register_retry("rpc")
+    manager.register_timeout("rpc_call", 1.0)
     registry = CollectorRegistry()
     manager.register_metrics(registry)
 
@@ -256,6 +257,7 @@ def test_prometheus_series(clock: ManualClock) -> None:
         'resilience_bulkhead_current{service="block_verification"} 1.0',
         'resilience_bulkhead_max_concurrent{service="block_verification"} 7.0',
         'resilience_retry_retries_total{service="rpc"} 0.0',
+        'resilience_timeout_timeouts_total{service="rpc_call"} 0.0',
     ]
     for line in expected:
         assert line in text, line

@@ -37,6 +37,7 @@ class ResilienceCollector(Collector):
         yield from self._limiters()
         yield from self._bulkheads()
         yield from self._retries()
+        yield from self._timeouts()
 
     def _breakers(self) -> Iterator[Metric]:
         label = ["service"]
@@ -131,3 +132,13 @@ class ResilienceCollector(Collector):
             retries.add_metric([retry.name], stats["retries_total"])
             gave_up.add_metric([retry.name], stats["exhausted_total"])
         yield from (retries, gave_up)
+
+    def _timeouts(self) -> Iterator[Metric]:
+        timeouts = CounterMetricFamily(
+            "resilience_timeout_timeouts",
+            "Calls abandoned at their deadline.",
+            labels=["service"],
+        )
+        for timeout in self._manager.timeouts.values():
+            timeouts.add_metric([timeout.name], timeout.stats()["timeouts_total"])
+        yield timeouts
