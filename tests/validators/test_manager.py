@@ -12,6 +12,7 @@ from swarmguard.crypto import SigningKey, ecvrf
 from swarmguard.validators.evidence import DoubleVoteEvidence, InvalidEvidence, sign_vote
 from swarmguard.validators.manager import ValidatorManager
 from swarmguard.validators.params import Infraction, StakingParams
+from swarmguard.validators.staking import StakingError
 
 CHAIN = "swarm-test"
 
@@ -111,6 +112,22 @@ def test_double_vote_is_slashed_once_and_repeats_tombstone() -> None:
     assert manager.staking.validators[cheat].tokens == 40_000
     with pytest.raises(InvalidEvidence, match="tombstoned"):
         manager.submit_evidence(network.double_vote(cheat, height - 1))
+
+
+def test_a_jailed_validator_never_leads_but_keeps_its_vote_until_the_epoch_ends() -> None:
+    """Jailing masks a validator from leader selection at once; its voting power stays until the
+    epoch boundary; after unjail (and the jail time) it may lead again."""
+    network = Network(misbehaviour_jail_time=5)
+    manager = network.manager
+    cheat = addr(2)
+    manager.report_invalid_proposal(cheat, manager.staking.height)
+    assert cheat in manager.epoch_power
+    assert cheat not in {manager.leader(os.urandom(64), 0) for _ in range(400)}
+    with pytest.raises(StakingError, match="jailed until"):
+        manager.unjail(cheat)
+    network.block()  # 5 seconds later
+    manager.unjail(cheat)
+    assert cheat in {manager.leader(os.urandom(64), 0) for _ in range(400)}
 
 
 def test_coordinated_equivocation_tombstones_the_group() -> None:

@@ -1,7 +1,8 @@
 """ValidatorManager: staking, downtime, reputation, evidence and leader selection as one
 deterministic state machine, driven block by block (the node issue feeds it from blocks).
 
-Per block: ``begin_block(height, time)``; staking transactions (``manager.staking.<tx>``);
+Per block: ``begin_block(height, time)``; staking transactions (``manager.staking.<tx>``, but
+``manager.unjail``, which also restores leader eligibility);
 ``record_block(proposer, signers, proposal_on_time)``; evidence (``submit_evidence``); then
 ``end_block()``, which at an epoch boundary returns the new active set and rebuilds the leader
 schedule. ``state_hash()`` covers everything that affects later decisions.
@@ -82,11 +83,27 @@ class ValidatorManager:
         return LeaderSchedule(
             self.chain_id,
             [
-                ScheduledValidator(op, power, self.reputation.score(op))
+                ScheduledValidator(op, power, self._eligibility(op))
                 for op, power in sorted(self.epoch_power.items())
             ],
             reputation_threshold=self.params.reputation_threshold_ppm,
         )
+
+    def _eligibility(self, operator: bytes) -> int:
+        """The reputation leader selection sees: 0 while jailed (a jailed validator keeps its
+        voting power until the epoch ends, but is never drawn to lead)."""
+        if self.staking.validators[operator].jailed:
+            return 0
+        return self.reputation.score(operator)
+
+    def _refresh(self, operator: bytes) -> None:
+        if self.schedule is not None and operator in self.epoch_power:
+            self.schedule.set_reputation(operator, self._eligibility(operator))
+
+    def unjail(self, operator: bytes) -> None:
+        """Unjail (the staking rules apply); it may lead again at once."""
+        self.staking.unjail(operator)
+        self._refresh(operator)
 
     def record_block(
         self, proposer: bytes, signers: Iterable[bytes], *, proposal_on_time: bool = True
@@ -100,14 +117,13 @@ class ValidatorManager:
         for operator in self.staking.active:
             did_sign = operator in signed
             on_time = did_sign and (operator != proposer or proposal_on_time)
-            score = self.reputation.observe(operator, on_time)
-            if self.schedule is not None:
-                self.schedule.set_reputation(operator, score)
+            self.reputation.observe(operator, on_time)
             validator = self.staking.validators[operator]
             if self.downtime.observe(operator, did_sign) and not validator.jailed:
                 self.staking.slash(operator, self.staking.height, Infraction.DOWNTIME)
                 self.downtime.reset(operator)
                 jailed.append(operator)
+            self._refresh(operator)
         return jailed
 
     def leader(self, seed: bytes, view: int) -> bytes:
@@ -148,6 +164,7 @@ class ValidatorManager:
             for member in sorted(group):
                 if not self.staking.validators[member].tombstoned:
                     self.staking.slash(member, height, Infraction.REPEATED_EQUIVOCATION)
+                    self._refresh(member)
             return Infraction.REPEATED_EQUIVOCATION
         infraction = (
             Infraction.REPEATED_EQUIVOCATION
@@ -156,6 +173,7 @@ class ValidatorManager:
         )
         self.double_voters.add(operator)
         self.staking.slash(operator, height, infraction)
+        self._refresh(operator)
         return infraction
 
     def _coordinated(self, group: set[bytes]) -> bool:
@@ -168,6 +186,7 @@ class ValidatorManager:
     def report_invalid_proposal(self, operator: bytes, height: int) -> None:
         """Slash a proposer whose signed block consensus found invalid (it verified that)."""
         self.staking.slash(operator, height, Infraction.INVALID_PROPOSAL)
+        self._refresh(operator)
 
     # ------------------------------------------------------------------ state
 

@@ -51,6 +51,9 @@ class StakingParams:
     """Fraction of the window a validator must sign (Cosmos: 50%)."""
     downtime_jail_time: int = 600
     """Seconds a validator stays jailed for downtime (Cosmos: 10 minutes)."""
+    misbehaviour_jail_time: int = 7 * DAY
+    """Seconds a validator stays jailed for an invalid proposal or a first double vote (the most
+    severe infraction tombstones instead: jailed forever)."""
     evidence_max_age_blocks: int = 100_000
     """Evidence older than this many blocks is refused."""
     evidence_max_age_time: int = 21 * DAY

@@ -404,9 +404,12 @@ class Staking:
         burned += cut
         self.burned += burned
         validator.jailed = True
-        if infraction is Infraction.DOWNTIME:
-            jail_end = self.time + self.params.downtime_jail_time
-            validator.jailed_until = max(validator.jailed_until, jail_end)
+        jail_time = (
+            self.params.downtime_jail_time
+            if infraction is Infraction.DOWNTIME
+            else self.params.misbehaviour_jail_time
+        )
+        validator.jailed_until = max(validator.jailed_until, self.time + jail_time)
         if infraction is Infraction.REPEATED_EQUIVOCATION:
             validator.tombstoned = True
             self.retired_keys.add(validator.consensus_key)
