@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from swarmguard import cli
 from swarmguard.crypto import (
     Domain,
     InvalidKey,
@@ -212,3 +213,22 @@ def test_bad_chain_ids_are_refused(chain_id: str) -> None:
     """Chain ids are 1-50 printable ASCII characters."""
     with pytest.raises(ValueError, match="chain id"):
         digest(Domain.BLOCK_HEADER, b"", chain_id=chain_id)
+
+
+def test_cli_generates_and_shows_key_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`swarmguard keys generate` writes a 0600 key file; `keys show` prints its public key;
+    neither overwrites nor accepts a world-readable file."""
+    path = tmp_path / "vrf.json"
+    assert cli.main(["keys", "generate", str(path), "--kind", "ecvrf"]) == 0
+    generated = json.loads(capsys.readouterr().out)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert cli.main(["keys", "show", str(path)]) == 0
+    assert json.loads(capsys.readouterr().out) == generated
+    assert generated["public_key"] == ecvrf.public_key(load_key_file(path)[1]).hex()
+    assert cli.main(["keys", "generate", str(path)]) == 1
+    assert "never overwritten" in capsys.readouterr().err
+    os.chmod(path, 0o644)
+    assert cli.main(["keys", "show", str(path)]) == 1
+    assert "chmod 600" in capsys.readouterr().err

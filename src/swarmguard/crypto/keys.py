@@ -35,6 +35,7 @@ __all__ = [
     "PublicKey",
     "SigningKey",
     "load_key_file",
+    "public_key_of",
     "write_key_file",
 ]
 
@@ -111,6 +112,11 @@ class SigningKey:
 
     def __repr__(self) -> str:
         return f"<SigningKey public={self.public_key.raw.hex()}>"
+
+
+def public_key_of(kind: str, seed: bytes) -> bytes:
+    """The public key of a seed of the given kind ("ed25519" or "ecvrf")."""
+    return _public_of(kind, seed)
 
 
 def _public_of(kind: str, seed: bytes) -> bytes:
