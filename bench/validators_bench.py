@@ -2,7 +2,8 @@
 per validator of the schedule (tracemalloc).
 
 Targets (issue 3): <= 20 us per draw for 100 validators; 1,000,000 no more than 3x the 100 case
-(logarithmic growth); <= 1 KB per validator.
+(logarithmic growth); <= 1 KB per validator, for the leader schedule alone and for the whole
+validator manager.
 
 Run: ``.venv/bin/python bench/validators_bench.py [--json out.json]``.
 """
@@ -57,6 +58,32 @@ def memory_per_validator(count: int) -> float:
     return (after - before) / count
 
 
+def manager_memory_per_validator(count: int) -> float:
+    """Bytes per validator of a whole ValidatorManager: records, self-delegation, downtime window,
+    reputation, epoch power and leader schedule, after an epoch boundary and one recorded block."""
+    from swarmguard.validators.manager import ValidatorManager
+    from swarmguard.validators.params import StakingParams
+
+    operators = [hashlib.sha256(i.to_bytes(8, "big")).digest()[:20] for i in range(count)]
+    keys = [hashlib.sha256(b"k" + op).digest() for op in operators]
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    params = StakingParams(max_validators=count, epoch_length=1)
+    manager = ValidatorManager(CHAIN, params, dict.fromkeys(operators, 10**9))
+    manager.begin_block(1, 1_000)
+    for operator, key in zip(operators, keys, strict=True):
+        manager.staking.create_validator(operator, key, key, 0, 1_000_000)
+    manager.end_block()
+    manager.begin_block(2, 1_005)
+    manager.record_block(operators[0], operators)
+    manager.end_block()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    del manager
+    return (after - before) / count
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json")
@@ -82,12 +109,14 @@ def main() -> int:
         "draw_time": summary,
         "ratio_1M_vs_100": round(ratio, 2),
         "bytes_per_validator_100k": round(memory_per_validator(100_000), 1),
+        "manager_bytes_per_validator_10k": round(manager_memory_per_validator(10_000), 1),
         "targets": {"draw_100_us": 20, "ratio_max": 3.0, "bytes_per_validator_max": 1024},
     }
     report["pass"] = (
         summary["100"]["p50_us"] <= 20
         and ratio <= 3.0
         and report["bytes_per_validator_100k"] <= 1024
+        and report["manager_bytes_per_validator_10k"] <= 1024
     )
     text = json.dumps(report, indent=2)
     print(text)

@@ -17,9 +17,10 @@ __all__ = ["DowntimeTracker", "SigningWindow"]
 
 @dataclass(slots=True)
 class SigningWindow:
-    """One validator's ring of recent blocks: 1 = missed."""
+    """One validator's ring of recent blocks as a bitmask: bit i set = missed at position i
+    (an int of ``window`` bits costs a fraction of a byte array)."""
 
-    missed: bytearray
+    missed: int = 0
     index: int = 0
     observed: int = 0
     missed_count: int = 0
@@ -42,10 +43,11 @@ class DowntimeTracker:
         """Record one block; True when the validator just crossed into downtime."""
         state = self.windows.get(operator)
         if state is None:
-            state = self.windows[operator] = SigningWindow(bytearray(self.window))
-        old = state.missed[state.index]
+            state = self.windows[operator] = SigningWindow()
+        bit = 1 << state.index
+        old = 1 if state.missed & bit else 0
         new = 0 if signed else 1
-        state.missed[state.index] = new
+        state.missed = (state.missed & ~bit) | (bit if new else 0)
         state.missed_count += new - old
         state.index = (state.index + 1) % self.window
         state.observed = min(state.observed + 1, self.window)

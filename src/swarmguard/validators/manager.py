@@ -207,7 +207,7 @@ class ValidatorManager:
         for operator in sorted(self.downtime.windows):
             window = self.downtime.windows[operator]
             out.fixed(operator, 20)
-            out.fixed(bytes(window.missed), self.downtime.window)
+            out.uint(window.missed, (self.downtime.window + 7) // 8)
             for value in (window.index, window.observed, window.missed_count):
                 out.uint(value, 4)
         out.uint(len(self.block_times), 4)
@@ -251,10 +251,18 @@ class ValidatorManager:
             operator = reader.fixed(20, "operator")
             manager.epoch_power[operator] = reader.uint(8, "power")
         size = manager.downtime.window
-        for _ in range(reader.count(32 + size, "downtime")):
+        width = (size + 7) // 8
+        for _ in range(reader.count(32 + width, "downtime")):
             operator = reader.fixed(20, "operator")
-            missed = bytearray(reader.fixed(size, "window"))
+            missed = reader.uint(width, "window")
             index, observed, count = (reader.uint(4, f) for f in ("index", "observed", "missed"))
+            if (
+                missed >> size
+                or index >= size
+                or observed > size
+                or count != bin(missed).count("1")
+            ):
+                raise CodecError("validator manager snapshot: inconsistent signing window")
             manager.downtime.windows[operator] = SigningWindow(missed, index, observed, count)
         for _ in range(reader.count(16, "block times")):
             height = reader.uint(8, "height")
