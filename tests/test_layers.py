@@ -14,6 +14,7 @@ ALLOWED = {
     "crypto": set(),
     "codec": set(),
     "validators": {"crypto", "codec"},
+    "storage": {"crypto", "codec", "validators"},
     "demos": {"resilience"},
 }
 

@@ -36,9 +36,12 @@ __all__ = [
 ]
 
 HASH_BYTES = 32
+RANGE_CACHE_MAX = 4096
+"""Memoised hashes of incomplete ranges (the right edge of past and present sizes)."""
 _LEAF = b"\x00"
 _NODE = b"\x01"
 _EMPTY_ROOT = hashlib.sha256(b"").digest()
+_sha256 = hashlib.sha256  # one global lookup on the append path instead of two
 
 
 class ProofError(ValueError):
@@ -79,18 +82,36 @@ def _root_of_hashes(hashes: list[bytes]) -> bytes:
 class MerkleAccumulator:
     """An append-only RFC 9162 tree over leaf data (e.g. block hashes), with proofs."""
 
-    __slots__ = ("_levels", "_size")
+    __slots__ = ("_levels", "_ranges", "_size")
 
     def __init__(self) -> None:
         self._levels: list[bytearray] = [bytearray()]
         self._size = 0
+        # Hashes of ranges that are not a stored complete subtree. A range's hash never changes
+        # once all its leaves exist (the tree only grows), so entries never go stale.
+        self._ranges: dict[tuple[int, int], bytes] = {}
 
     def __len__(self) -> int:
         return self._size
 
     def append(self, data: bytes) -> int:
         """Add a leaf; returns its index. Amortised two SHA-256 per leaf."""
-        return self.append_hash(hashlib.sha256(_LEAF + data).digest())
+        node = _sha256(_LEAF + data).digest()
+        levels = self._levels
+        index = self._size
+        levels[0] += node
+        position = index
+        level = 0
+        while position & 1:  # a right child completes its parent subtree
+            offset = (position - 1) << 5  # * HASH_BYTES
+            node = _sha256(_NODE + levels[level][offset : offset + 32] + node).digest()
+            level += 1
+            position >>= 1
+            if level == len(levels):
+                levels.append(bytearray())
+            levels[level] += node
+        self._size = index + 1
+        return index
 
     def append_hash(self, leaf: bytes) -> int:
         """Add a leaf given its RFC 9162 leaf hash (e.g. when restoring from storage)."""
@@ -127,11 +148,16 @@ class MerkleAccumulator:
         if size & (size - 1) == 0:
             level = size.bit_length() - 1
             return self._node(level, start >> level)
+        cached = self._ranges.get((start, size))
+        if cached is not None:
+            return cached
         k = _split(size)
-        return node_hash(
-            self._node(k.bit_length() - 1, start >> (k.bit_length() - 1)),
-            self._subtree(start + k, size - k),
-        )
+        level = k.bit_length() - 1
+        value = node_hash(self._node(level, start >> level), self._subtree(start + k, size - k))
+        if len(self._ranges) >= RANGE_CACHE_MAX:
+            self._ranges.clear()
+        self._ranges[(start, size)] = value
+        return value
 
     def root(self, size: int | None = None) -> bytes:
         """The root of the first ``size`` leaves (default: all)."""
@@ -151,15 +177,24 @@ class MerkleAccumulator:
         size = self._size if size is None else size
         if not 0 <= index < size <= self._size:
             raise ProofError(f"no leaf {index} in a tree of {size}")
+        levels = self._levels
         path: list[bytes] = []
         start = 0
         while size > 1:
-            k = _split(size)
+            k = 1 << ((size - 1).bit_length() - 1)  # _split(size), inlined on this hot loop
             if index < k:
-                path.append(self._subtree(start + k, size - k))
+                rest = size - k
+                if rest & (rest - 1):
+                    path.append(self._subtree(start + k, rest))
+                else:  # a stored complete subtree: read it directly
+                    level = rest.bit_length() - 1
+                    offset = ((start + k) >> level) << 5
+                    path.append(bytes(levels[level][offset : offset + 32]))
                 size = k
             else:
-                path.append(self._subtree(start, k))
+                level = k.bit_length() - 1
+                offset = (start >> level) << 5
+                path.append(bytes(levels[level][offset : offset + 32]))
                 start, index, size = start + k, index - k, size - k
         path.reverse()
         return path
@@ -169,15 +204,24 @@ class MerkleAccumulator:
         second = self._size if second is None else second
         if not 0 < first <= second <= self._size:
             raise ProofError(f"no consistency proof from {first} to {second}")
+        levels = self._levels
         proof: list[bytes] = []
         start, m, n, complete = 0, first, second, True
         while m != n:
-            k = _split(n)
+            k = 1 << ((n - 1).bit_length() - 1)
             if m <= k:
-                proof.append(self._subtree(start + k, n - k))
+                rest = n - k
+                if rest & (rest - 1):
+                    proof.append(self._subtree(start + k, rest))
+                else:
+                    level = rest.bit_length() - 1
+                    offset = ((start + k) >> level) << 5
+                    proof.append(bytes(levels[level][offset : offset + 32]))
                 n = k
             else:
-                proof.append(self._subtree(start, k))
+                level = k.bit_length() - 1
+                offset = (start >> level) << 5
+                proof.append(bytes(levels[level][offset : offset + 32]))
                 start, m, n, complete = start + k, m - k, n - k, False
         if not complete:
             proof.append(self._subtree(start, m))
@@ -185,9 +229,25 @@ class MerkleAccumulator:
         return proof
 
     def extend(self, items: Iterable[bytes]) -> None:
-        """Append many leaves."""
-        for item in items:
-            self.append(item)
+        """Append many leaves (the loop of :meth:`append`, without a call per leaf)."""
+        levels = self._levels
+        bottom = levels[0]
+        index = self._size
+        for data in items:
+            node = _sha256(_LEAF + data).digest()
+            bottom += node
+            position = index
+            level = 0
+            while position & 1:
+                offset = (position - 1) << 5
+                node = _sha256(_NODE + levels[level][offset : offset + 32] + node).digest()
+                level += 1
+                position >>= 1
+                if level == len(levels):
+                    levels.append(bytearray())
+                levels[level] += node
+            index += 1
+            self._size = index
 
 
 def _check_hashes(name: str, hashes: Sequence[bytes]) -> None:
