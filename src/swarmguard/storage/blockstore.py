@@ -1,0 +1,342 @@
+"""The block store: blocks, their indexes, the history accumulator and application state,
+committed together, one height per atomic LMDB transaction.
+
+Why LMDB (measured here, docs/storage.md): durable commits of 1 KB blocks cost the same as
+SQLite's (WAL, synchronous=FULL) at P50, but for 100 KB blocks SQLite's P99 was 8.2 ms against
+LMDB's 0.64 ms, and LMDB reads were 5-10x faster. Both survive kill -9. LMDB is copy-on-write: a
+commit is one atomic switch of the root page after an fsync, so a crash leaves exactly the last
+committed transaction, never half of one.
+
+Keys (schema version 1, keep in sync with docs/storage.md):
+
+    m:schema        u32 schema version          m:height   u64 last committed height
+    m:chain         chain id                    m:base     u64 lowest height still stored
+    b:<h u64>       block record: sha256(encoded block) || encoded block
+    h:<hash 32>     u64 height of the block with that header hash
+    t:<hash 32>     u64 height || u32 index of the transaction with that hash
+    a:<level u8><position u64>   a node of the history accumulator (32 bytes)
+    s:<key>         application state
+
+A block record carries the SHA-256 of its encoding, checked on every read, so a flipped bit is
+reported (``CorruptStore``) instead of returned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lmdb
+
+from swarmguard.codec import CodecError, Reader, Writer
+from swarmguard.crypto import Domain, digest
+
+from .merkle import MerkleAccumulator, merkle_root
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Block",
+    "BlockStore",
+    "CorruptStore",
+    "StoreError",
+    "StoreVersionError",
+]
+
+SCHEMA_VERSION = 1
+BLOCK_VERSION = 1
+HEADER_BYTES_MAX = 64 * 1024
+TRANSACTION_BYTES_MAX = 1024 * 1024
+TRANSACTIONS_MAX = 100_000
+CERTIFICATE_BYTES_MAX = 1024 * 1024
+EVIDENCE_MAX = 1_000
+MAP_SIZE_DEFAULT = 64 * 2**30
+"""LMDB reserves address space, not disk: 64 GiB of it costs nothing until used."""
+
+
+class StoreError(Exception):
+    """The block store refused an operation."""
+
+
+class StoreVersionError(StoreError):
+    """The store on disk has a schema version this code does not know."""
+
+
+class CorruptStore(StoreError):
+    """Stored data failed its checksum or does not decode: the store is damaged."""
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """What is stored for a height: header, transactions, commit certificate, evidence."""
+
+    height: int
+    header: bytes
+    transactions: tuple[bytes, ...] = ()
+    certificate: bytes = b""
+    evidence: tuple[bytes, ...] = field(default=())
+
+    def encode(self) -> bytes:
+        out = Writer()
+        out.uint(BLOCK_VERSION, 1)
+        out.uint(self.height, 8)
+        out.blob(self.header, HEADER_BYTES_MAX)
+        out.uint(len(self.transactions), 4)
+        for transaction in self.transactions:
+            out.blob(transaction, TRANSACTION_BYTES_MAX)
+        out.blob(self.certificate, CERTIFICATE_BYTES_MAX)
+        out.uint(len(self.evidence), 4)
+        for item in self.evidence:
+            out.blob(item, CERTIFICATE_BYTES_MAX)
+        return out.getvalue()
+
+    @staticmethod
+    def decode(data: bytes) -> Block:
+        reader = Reader(data, "block")
+        version = reader.uint(1, "version")
+        if version != BLOCK_VERSION:
+            raise CodecError(f"block: unknown version {version}")
+        height = reader.uint(8, "height")
+        header = reader.blob(HEADER_BYTES_MAX, "header")
+        count = reader.count(4, "transactions")
+        if count > TRANSACTIONS_MAX:
+            raise CodecError(f"block: {count} transactions exceed {TRANSACTIONS_MAX}")
+        transactions = tuple(
+            reader.blob(TRANSACTION_BYTES_MAX, "transaction") for _ in range(count)
+        )
+        certificate = reader.blob(CERTIFICATE_BYTES_MAX, "certificate")
+        evidence_count = reader.count(4, "evidence")
+        if evidence_count > EVIDENCE_MAX:
+            raise CodecError(f"block: {evidence_count} evidence items exceed {EVIDENCE_MAX}")
+        evidence = tuple(
+            reader.blob(CERTIFICATE_BYTES_MAX, "evidence") for _ in range(evidence_count)
+        )
+        reader.finish()
+        return Block(height, header, transactions, certificate, evidence)
+
+    def transactions_root(self) -> bytes:
+        """RFC 9162 root over the transactions (what a header commits to)."""
+        return merkle_root(list(self.transactions))
+
+
+def _u64(value: int) -> bytes:
+    return value.to_bytes(8, "big")
+
+
+def _meta_u64(txn: lmdb.Transaction, key: bytes) -> int:
+    value = txn.get(key)
+    if value is None:
+        raise CorruptStore(f"metadata {key.decode()} is missing")
+    return int.from_bytes(bytes(value), "big")
+
+
+class BlockStore:
+    """A durable, crash-safe store of one chain's blocks (one writer process at a time).
+
+    Args:
+        path: Directory of the LMDB environment (created if missing).
+        chain_id: The chain this store holds; opening a store of another chain fails.
+        keep_recent: Keep only the last N blocks (None: keep all). Pruning happens inside each
+            commit, so disk use stays flat (LMDB reuses freed pages).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        chain_id: str,
+        *,
+        keep_recent: int | None = None,
+        map_size: int = MAP_SIZE_DEFAULT,
+    ) -> None:
+        if keep_recent is not None and keep_recent < 1:
+            raise StoreError("keep_recent must be >= 1 or None")
+        self.chain_id = chain_id
+        self.keep_recent = keep_recent
+        os.makedirs(path, exist_ok=True)
+        self._env = lmdb.open(
+            str(path), map_size=map_size, subdir=True, sync=True, metasync=True, max_dbs=0
+        )
+        self._check_or_initialise()
+        self.accumulator = self._load_accumulator()
+
+    def _check_or_initialise(self) -> None:
+        with self._env.begin(write=True) as txn:
+            schema = txn.get(b"m:schema")
+            if schema is None:
+                txn.put(b"m:schema", SCHEMA_VERSION.to_bytes(4, "big"))
+                txn.put(b"m:chain", self.chain_id.encode())
+                txn.put(b"m:height", _u64(0))
+                txn.put(b"m:base", _u64(1))
+                return
+            version = int.from_bytes(schema, "big")
+            if version != SCHEMA_VERSION:
+                raise StoreVersionError(
+                    f"store schema version {version}; this code reads version {SCHEMA_VERSION}"
+                )
+            chain = bytes(txn.get(b"m:chain", b"")).decode()
+            if chain != self.chain_id:
+                raise StoreError(f"the store holds chain {chain!r}, not {self.chain_id!r}")
+
+    def _load_accumulator(self) -> MerkleAccumulator:
+        """Rebuild the accumulator from its stored leaves (no hash is recomputed for interior
+        nodes: they are read back as stored)."""
+        accumulator = MerkleAccumulator()
+        with self._env.begin() as txn:
+            cursor = txn.cursor()
+            if cursor.set_range(b"a:\x00"):
+                for key, value in cursor:
+                    if not key.startswith(b"a:"):
+                        break
+                    level = key[2]
+                    while len(accumulator._levels) <= level:
+                        accumulator._levels.append(bytearray())
+                    accumulator._levels[level] += value
+        accumulator._size = len(accumulator._levels[0]) // 32
+        if accumulator._size != self.height:
+            raise CorruptStore(
+                f"history accumulator has {accumulator._size} leaves for height {self.height}"
+            )
+        return accumulator
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def height(self) -> int:
+        """The last committed height (0 before the first block)."""
+        with self._env.begin() as txn:
+            return _meta_u64(txn, b"m:height")
+
+    @property
+    def base(self) -> int:
+        """The lowest height still stored."""
+        with self._env.begin() as txn:
+            return _meta_u64(txn, b"m:base")
+
+    def block_hash(self, block: Block) -> bytes:
+        """The block's identity: the domain-separated hash of its header."""
+        return digest(Domain.BLOCK_HEADER, block.header, chain_id=self.chain_id)
+
+    def transaction_hash(self, transaction: bytes) -> bytes:
+        return digest(Domain.TRANSACTION, transaction, chain_id=self.chain_id)
+
+    def block(self, height: int) -> Block | None:
+        """The block at ``height``, or None if it is not (or no longer) stored."""
+        with self._env.begin() as txn:
+            record = txn.get(b"b:" + _u64(height))
+        if record is None:
+            return None
+        return self._decode_record(height, bytes(record))
+
+    @staticmethod
+    def _decode_record(height: int, record: bytes) -> Block:
+        checksum, encoded = record[:32], record[32:]
+        if len(record) < 32 or hashlib.sha256(encoded).digest() != checksum:
+            raise CorruptStore(f"block {height}: checksum mismatch")
+        try:
+            block = Block.decode(encoded)
+        except CodecError as error:
+            raise CorruptStore(f"block {height}: {error}") from None
+        if block.height != height:
+            raise CorruptStore(f"block stored at {height} says height {block.height}")
+        return block
+
+    def block_by_hash(self, block_hash: bytes) -> Block | None:
+        with self._env.begin() as txn:
+            height = txn.get(b"h:" + block_hash)
+        return None if height is None else self.block(int.from_bytes(height, "big"))
+
+    def transaction(self, transaction_hash: bytes) -> tuple[int, int, bytes] | None:
+        """(height, index, transaction) for a transaction hash, if its block is stored."""
+        with self._env.begin() as txn:
+            location = txn.get(b"t:" + transaction_hash)
+        if location is None:
+            return None
+        height = int.from_bytes(location[:8], "big")
+        index = int.from_bytes(location[8:12], "big")
+        block = self.block(height)
+        if block is None or index >= len(block.transactions):
+            return None
+        return height, index, block.transactions[index]
+
+    def state(self, key: bytes) -> bytes | None:
+        """Application state as of the last committed height."""
+        with self._env.begin() as txn:
+            value = txn.get(b"s:" + key)
+        return None if value is None else bytes(value)
+
+    # ------------------------------------------------------------------ writing
+
+    def commit(self, block: Block, state_writes: Mapping[bytes, bytes | None] = {}) -> bytes:
+        """Store ``block`` (the next height), its indexes, its leaf in the history accumulator
+        and the application's state changes (None deletes), atomically; returns its hash."""
+        expected = self.height + 1
+        if block.height != expected:
+            raise StoreError(f"expected block {expected}, got {block.height}")
+        encoded = block.encode()
+        block_hash = self.block_hash(block)
+        try:
+            self._write(block, encoded, block_hash, state_writes)
+        except BaseException:
+            # The transaction was aborted: the in-memory accumulator may hold the new leaf.
+            self.accumulator = self._load_accumulator()
+            raise
+        return block_hash
+
+    def _write(
+        self,
+        block: Block,
+        encoded: bytes,
+        block_hash: bytes,
+        state_writes: Mapping[bytes, bytes | None],
+    ) -> None:
+        with self._env.begin(write=True) as txn:
+            txn.put(b"b:" + _u64(block.height), hashlib.sha256(encoded).digest() + encoded)
+            txn.put(b"h:" + block_hash, _u64(block.height))
+            for index, transaction in enumerate(block.transactions):
+                location = _u64(block.height) + index.to_bytes(4, "big")
+                txn.put(b"t:" + self.transaction_hash(transaction), location)
+            for key, value in state_writes.items():
+                if value is None:
+                    txn.delete(b"s:" + key)
+                else:
+                    txn.put(b"s:" + key, value)
+            for level, position, node in self._append_leaf(block_hash):
+                txn.put(b"a:" + bytes((level,)) + _u64(position), node)
+            txn.put(b"m:height", _u64(block.height))
+            if self.keep_recent is not None:
+                self._prune(txn, block.height - self.keep_recent + 1)
+
+    def _append_leaf(self, block_hash: bytes) -> Iterable[tuple[int, int, bytes]]:
+        """Append to the in-memory accumulator; yields the nodes to persist."""
+        index = self.accumulator.append(block_hash)
+        position, level = index, 0
+        yield 0, index, self.accumulator._node(0, index)
+        while position & 1:
+            position >>= 1
+            level += 1
+            yield level, position, self.accumulator._node(level, position)
+
+    def _prune(self, txn: lmdb.Transaction, below: int) -> None:
+        """Delete blocks under ``below`` (with their indexes), inside the commit's transaction."""
+        base = _meta_u64(txn, b"m:base")
+        while base < below:
+            record = txn.get(b"b:" + _u64(base))
+            if record is not None:
+                block = self._decode_record(base, bytes(record))
+                txn.delete(b"h:" + self.block_hash(block))
+                for transaction in block.transactions:
+                    txn.delete(b"t:" + self.transaction_hash(transaction))
+                txn.delete(b"b:" + _u64(base))
+            base += 1
+        txn.put(b"m:base", _u64(base))
+
+    def close(self) -> None:
+        self._env.close()
+
+    def __enter__(self) -> BlockStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
