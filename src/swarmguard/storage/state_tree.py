@@ -22,7 +22,7 @@ shares the key's path so far (so the key, were it present, would be in that subt
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 __all__ = [
@@ -142,6 +142,36 @@ class StateTree:
     def __init__(self) -> None:
         self._root: _Tree = None
         self._size = 0
+
+    @classmethod
+    def from_leaves(cls, leaves: Sequence[tuple[bytes, bytes]]) -> StateTree:
+        """Build a version from (path, value) pairs in strictly increasing path order, as a
+        snapshot lists them; raises ValueError on anything else."""
+        previous = b""
+        for path, _ in leaves:
+            if len(path) != 32 or path <= previous:
+                raise ValueError("leaves must have 32-byte paths in strictly increasing order")
+            previous = path
+
+        def build(low: int, high: int, depth: int) -> _Tree:
+            if low == high:
+                return None
+            if high - low == 1:
+                path, value = leaves[low]
+                return _Leaf(path, value, _leaf_hash(path, _sha(value)))
+            first, last = low, high  # the first leaf whose bit at ``depth`` is 1
+            while first < last:
+                middle = (first + last) // 2
+                if _bit(leaves[middle][0], depth):
+                    last = middle
+                else:
+                    first = middle + 1
+            return _join(build(low, first, depth + 1), build(first, high, depth + 1))
+
+        version = cls()
+        version._root = build(0, len(leaves), 0)
+        version._size = len(leaves)
+        return version
 
     @property
     def root(self) -> bytes:
