@@ -9,7 +9,14 @@ import pytest
 
 from swarmguard.codec import CodecError
 from swarmguard.crypto import SigningKey, ecvrf
-from swarmguard.validators.evidence import DoubleVoteEvidence, InvalidEvidence, sign_vote
+from swarmguard.validators.evidence import (
+    NIL,
+    PHASE_FINAL,
+    PHASE_VOTE,
+    DoubleVoteEvidence,
+    InvalidEvidence,
+    sign_vote,
+)
 from swarmguard.validators.manager import ValidatorManager
 from swarmguard.validators.params import Infraction, StakingParams
 from swarmguard.validators.staking import StakingError
@@ -180,6 +187,27 @@ def test_invalid_evidence_is_refused() -> None:
     with pytest.raises(InvalidEvidence, match="age limit"):
         manager.submit_evidence(network.double_vote(addr(1), height))
     assert not manager.staking.validators[addr(1)].jailed
+
+
+def test_value_and_nil_votes_are_not_evidence_but_finals_are() -> None:
+    """Following the consensus brief: Vote(k, x) with Vote(k, ⊥) is allowed (rule 7), so it is
+    not evidence; two different Finals, ⊥ included, are."""
+    network = Network()
+    key = network.keys[addr(1)]
+    height = network.manager.staking.height
+    value_and_nil = DoubleVoteEvidence.of(
+        sign_vote(key, CHAIN, height, 0, PHASE_VOTE, b"\x01" * 32),
+        sign_vote(key, CHAIN, height, 0, PHASE_VOTE, NIL),
+    )
+    with pytest.raises(InvalidEvidence, match="not equivocation"):
+        network.manager.submit_evidence(value_and_nil)
+    finals = DoubleVoteEvidence.of(
+        sign_vote(key, CHAIN, height, 0, PHASE_FINAL, b"\x01" * 32),
+        sign_vote(key, CHAIN, height, 0, PHASE_FINAL, NIL),
+    )
+    assert network.manager.submit_evidence(finals) is Infraction.DOUBLE_VOTE
+    with pytest.raises(InvalidEvidence, match="phase"):
+        sign_vote(key, CHAIN, height, 0, 7, NIL)
 
 
 def test_evidence_encoding_round_trip_and_rejections() -> None:

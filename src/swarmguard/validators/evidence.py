@@ -4,10 +4,14 @@ A vote is signed over ``preimage(VOTE, payload, chain_id)`` with payload (versio
 
     version u8 | height u64 | view u64 | phase u8 | block_hash (32)
 
-Double-vote evidence is two votes by the same consensus key for the same (height, view, phase)
-and different block hashes, both correctly signed. The pair is stored in canonical order (the
-smaller block hash first), so the same misbehaviour has exactly one encoding and one hash, which
-is what deduplication keys on.
+Phases follow the consensus brief (../shared/spec/consensus-protocol.md): PROPOSE (PrePrepare),
+VOTE (Prepare) and FINAL (Commit); the "no value" vote, written ⊥ there, is the all-zero block
+hash ``NIL``. Equivocation evidence is two messages by the same consensus key for the same
+(height, view, phase) and different block hashes, both correctly signed, except that a VOTE for a
+value and a VOTE for ⊥ are *not* evidence: rule 7 of the brief lets an honest replica send both.
+Two different FINALs (⊥ included) and two different PROPOSEs are. The pair is stored in canonical
+order (the smaller block hash first), so the same misbehaviour has exactly one encoding and one
+hash, which is what deduplication keys on.
 """
 
 from __future__ import annotations
@@ -17,12 +21,27 @@ from dataclasses import dataclass
 from swarmguard.codec import CodecError, Reader, Writer
 from swarmguard.crypto import Domain, PublicKey, SigningKey, digest, hashing
 
-__all__ = ["VOTE_VERSION", "DoubleVoteEvidence", "InvalidEvidence", "SignedVote", "sign_vote"]
+__all__ = [
+    "NIL",
+    "PHASE_FINAL",
+    "PHASE_PROPOSE",
+    "PHASE_VOTE",
+    "VOTE_VERSION",
+    "DoubleVoteEvidence",
+    "InvalidEvidence",
+    "SignedVote",
+    "sign_vote",
+]
 
 VOTE_VERSION = 1
 HASH_BYTES = 32
 KEY_BYTES = 32
 SIGNATURE_BYTES = 64
+PHASE_PROPOSE = 0
+PHASE_VOTE = 1
+PHASE_FINAL = 2
+NIL = bytes(HASH_BYTES)
+"""The block hash of a ⊥ ("no value in this view") vote or final."""
 
 
 class InvalidEvidence(ValueError):
@@ -55,8 +74,8 @@ class SignedVote:
             raise InvalidEvidence(f"height {self.height} out of range")
         if not 0 <= self.view < 2**64:
             raise InvalidEvidence(f"view {self.view} out of range")
-        if not 0 <= self.phase < 256:
-            raise InvalidEvidence(f"phase {self.phase} out of range")
+        if self.phase not in (PHASE_PROPOSE, PHASE_VOTE, PHASE_FINAL):
+            raise InvalidEvidence(f"phase {self.phase} is not PROPOSE, VOTE or FINAL")
         if len(self.block_hash) != HASH_BYTES:
             raise InvalidEvidence(f"block hash must be {HASH_BYTES} bytes")
         if len(self.consensus_key) != KEY_BYTES:
@@ -125,6 +144,8 @@ class DoubleVoteEvidence:
             raise InvalidEvidence("the votes are for different height, view or phase")
         if not a.block_hash < b.block_hash:
             raise InvalidEvidence("the votes are equal or not in canonical order")
+        if a.phase == PHASE_VOTE and NIL in (a.block_hash, b.block_hash):
+            raise InvalidEvidence("a VOTE for a value and a VOTE for ⊥ are not equivocation")
         if not (a.is_signed(chain_id) and b.is_signed(chain_id)):
             raise InvalidEvidence("a vote's signature does not verify")
 
