@@ -104,7 +104,7 @@ def test_bit_flips_are_detected(tmp_path: Path) -> None:
     with env.begin(write=True) as txn:
         key = b"b:" + (3).to_bytes(8, "big")
         record = bytearray(txn.get(key) or b"")
-        record[40] ^= 0x10
+        record[12] ^= 0x10
         txn.put(key, bytes(record))
         key4 = b"b:" + (4).to_bytes(8, "big")
         txn.put(key4, (txn.get(key4) or b"")[:-3])

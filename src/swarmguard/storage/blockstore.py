@@ -11,20 +11,21 @@ Keys (schema version 1, keep in sync with docs/storage.md):
 
     m:schema        u32 schema version          m:height   u64 last committed height
     m:chain         chain id                    m:base     u64 lowest height still stored
-    b:<h u64>       block record: sha256(encoded block) || encoded block
+    b:<h u64>       block record: CRC-32 of the encoded block (u32) || encoded block
     h:<hash 32>     u64 height of the block with that header hash
     t:<hash 32>     u64 height || u32 index of the transaction with that hash
     a:<level u8><position u64>   a node of the history accumulator (32 bytes)
     s:<key>         application state
 
-A block record carries the SHA-256 of its encoding, checked on every read, so a flipped bit is
-reported (``CorruptStore``) instead of returned.
+A block record carries the CRC-32 of its encoding, checked on every read, so a flipped bit is
+reported (``CorruptStore``) instead of returned. (A CRC, not a cryptographic hash: this guards
+against the disk, not an adversary; block contents are authenticated by hashes and certificates.)
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,6 +160,8 @@ class BlockStore:
             str(path), map_size=map_size, subdir=True, sync=True, metasync=True, max_dbs=0
         )
         self._check_or_initialise()
+        with self._env.begin() as txn:
+            self._height = _meta_u64(txn, b"m:height")
         self.accumulator = self._load_accumulator()
 
     def _check_or_initialise(self) -> None:
@@ -204,9 +207,9 @@ class BlockStore:
 
     @property
     def height(self) -> int:
-        """The last committed height (0 before the first block)."""
-        with self._env.begin() as txn:
-            return _meta_u64(txn, b"m:height")
+        """The last committed height (0 before the first block); kept in memory, as this
+        process is the store's only writer."""
+        return self._height
 
     @property
     def base(self) -> int:
@@ -231,8 +234,8 @@ class BlockStore:
 
     @staticmethod
     def _decode_record(height: int, record: bytes) -> Block:
-        checksum, encoded = record[:32], record[32:]
-        if len(record) < 32 or hashlib.sha256(encoded).digest() != checksum:
+        checksum, encoded = record[:4], record[4:]
+        if len(record) < 4 or zlib.crc32(encoded).to_bytes(4, "big") != checksum:
             raise CorruptStore(f"block {height}: checksum mismatch")
         try:
             block = Block.decode(encoded)
@@ -292,7 +295,7 @@ class BlockStore:
         state_writes: Mapping[bytes, bytes | None],
     ) -> None:
         with self._env.begin(write=True) as txn:
-            txn.put(b"b:" + _u64(block.height), hashlib.sha256(encoded).digest() + encoded)
+            txn.put(b"b:" + _u64(block.height), zlib.crc32(encoded).to_bytes(4, "big") + encoded)
             txn.put(b"h:" + block_hash, _u64(block.height))
             for index, transaction in enumerate(block.transactions):
                 location = _u64(block.height) + index.to_bytes(4, "big")
@@ -307,6 +310,7 @@ class BlockStore:
             txn.put(b"m:height", _u64(block.height))
             if self.keep_recent is not None:
                 self._prune(txn, block.height - self.keep_recent + 1)
+        self._height = block.height  # only once the transaction has committed
 
     def _append_leaf(self, block_hash: bytes) -> Iterable[tuple[int, int, bytes]]:
         """Append to the in-memory accumulator; yields the nodes to persist."""
