@@ -15,7 +15,8 @@ Keys (schema version 1, keep in sync with docs/storage.md):
     h:<hash 32>     u64 height of the block with that header hash
     t:<hash 32>     u64 height || u32 index of the transaction with that hash
     a:<level u8><position u64>   a node of the history accumulator (32 bytes)
-    s:<key>         application state
+    m:state_root    root of the application state tree after the last committed block
+    s:<path 32>     application state value of the key whose SHA-256 is ``path``
 
 A block record carries the CRC-32 of its encoding, checked on every read, so a flipped bit is
 reported (``CorruptStore``) instead of returned. (A CRC, not a cryptographic hash: this guards
@@ -24,7 +25,9 @@ against the disk, not an adversary; block contents are authenticated by hashes a
 
 from __future__ import annotations
 
+import hashlib
 import os
+import threading
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +39,8 @@ from swarmguard.codec import CodecError, Reader, Writer
 from swarmguard.crypto import Domain, digest
 
 from .merkle import MerkleAccumulator, merkle_root
+from .snapshots import SnapshotStore, create_snapshot
+from .state_tree import StateTree
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -141,6 +146,12 @@ class BlockStore:
         chain_id: The chain this store holds; opening a store of another chain fails.
         keep_recent: Keep only the last N blocks (None: keep all). Pruning happens inside each
             commit, so disk use stays flat (LMDB reuses freed pages).
+        snapshots: Where to write periodic state snapshots (None: no snapshots).
+        snapshot_interval: Take a snapshot every this many heights.
+
+    The application state lives in a ``StateTree`` (in memory, rebuilt from ``s:`` at open and
+    checked against the stored root); each commit applies the block's state writes to a new
+    tree version and stores the values and the new root in the block's transaction.
     """
 
     def __init__(
@@ -150,7 +161,16 @@ class BlockStore:
         *,
         keep_recent: int | None = None,
         map_size: int = MAP_SIZE_DEFAULT,
+        snapshots: SnapshotStore | None = None,
+        snapshot_interval: int | None = None,
     ) -> None:
+        if (snapshots is None) != (snapshot_interval is None):
+            raise StoreError("give both snapshots and snapshot_interval, or neither")
+        if snapshot_interval is not None and snapshot_interval < 1:
+            raise StoreError("snapshot_interval must be >= 1")
+        self.snapshots = snapshots
+        self.snapshot_interval = snapshot_interval
+        self._snapshot_threads: list[threading.Thread] = []
         if keep_recent is not None and keep_recent < 1:
             raise StoreError("keep_recent must be >= 1 or None")
         self.chain_id = chain_id
@@ -163,6 +183,7 @@ class BlockStore:
         with self._env.begin() as txn:
             self._height = _meta_u64(txn, b"m:height")
         self.accumulator = self._load_accumulator()
+        self.state_tree = self._load_state()
 
     def _check_or_initialise(self) -> None:
         with self._env.begin(write=True) as txn:
@@ -181,6 +202,32 @@ class BlockStore:
             chain = bytes(txn.get(b"m:chain", b"")).decode()
             if chain != self.chain_id:
                 raise StoreError(f"the store holds chain {chain!r}, not {self.chain_id!r}")
+
+    def _load_state(self) -> StateTree:
+        """Rebuild the state tree from the stored values and check it against the stored root."""
+        leaves = []
+        stored_root = None
+        with self._env.begin() as txn:
+            root = txn.get(b"m:state_root")
+            stored_root = None if root is None else bytes(root)
+            cursor = txn.cursor()
+            if cursor.set_range(b"s:"):
+                for key, value in cursor:
+                    if not key.startswith(b"s:"):
+                        break
+                    leaves.append((bytes(key[2:]), bytes(value)))
+        try:
+            tree = StateTree.from_leaves(leaves)
+        except ValueError as error:
+            raise CorruptStore(f"application state: {error}") from None
+        if tree.root != (stored_root if stored_root is not None else StateTree().root):
+            raise CorruptStore("application state does not match its stored root")
+        return tree
+
+    @property
+    def state_root(self) -> bytes:
+        """The application state root after the last committed block."""
+        return self.state_tree.root
 
     def _load_accumulator(self) -> MerkleAccumulator:
         """Rebuild the accumulator from its stored leaves (no hash is recomputed for interior
@@ -265,9 +312,7 @@ class BlockStore:
 
     def state(self, key: bytes) -> bytes | None:
         """Application state as of the last committed height."""
-        with self._env.begin() as txn:
-            value = txn.get(b"s:" + key)
-        return None if value is None else bytes(value)
+        return self.state_tree.get(key)
 
     # ------------------------------------------------------------------ writing
 
@@ -279,13 +324,44 @@ class BlockStore:
             raise StoreError(f"expected block {expected}, got {block.height}")
         encoded = block.encode()
         block_hash = self.block_hash(block)
+        next_state = self.state_tree.apply(state_writes)  # a new version; the old one stays
         try:
-            self._write(block, encoded, block_hash, state_writes)
+            self._write(block, encoded, block_hash, state_writes, next_state.root)
         except BaseException:
             # The transaction was aborted: the in-memory accumulator may hold the new leaf.
             self.accumulator = self._load_accumulator()
             raise
+        self.state_tree = next_state
+        if self.snapshot_interval and block.height % self.snapshot_interval == 0:
+            self._snapshot(block.height, next_state)
         return block_hash
+
+    def _snapshot(self, height: int, version: StateTree) -> None:
+        """Snapshot an immutable state version in the background; commits go on meanwhile."""
+        store = self.snapshots
+        if store is None:  # configured together with the interval, checked at open
+            raise StoreError("no snapshot store configured")
+
+        def take() -> None:
+            manifest, chunks = create_snapshot(version, self.chain_id, height)
+            store.save(manifest, chunks)
+
+        # One snapshot at a time, in height order: a slow one delays the next, never reorders.
+        previous = self._snapshot_threads[-1] if self._snapshot_threads else None
+
+        def run() -> None:
+            if previous is not None:
+                previous.join()
+            take()
+
+        thread = threading.Thread(target=run, name=f"swarmguard-snapshot-{height}", daemon=True)
+        self._snapshot_threads = [thread]
+        thread.start()
+
+    def wait_for_snapshots(self) -> None:
+        """Block until background snapshots are written (for orderly shutdown and tests)."""
+        for thread in self._snapshot_threads:
+            thread.join()
 
     def _write(
         self,
@@ -293,6 +369,7 @@ class BlockStore:
         encoded: bytes,
         block_hash: bytes,
         state_writes: Mapping[bytes, bytes | None],
+        state_root: bytes,
     ) -> None:
         with self._env.begin(write=True) as txn:
             txn.put(b"b:" + _u64(block.height), zlib.crc32(encoded).to_bytes(4, "big") + encoded)
@@ -301,10 +378,12 @@ class BlockStore:
                 location = _u64(block.height) + index.to_bytes(4, "big")
                 txn.put(b"t:" + self.transaction_hash(transaction), location)
             for key, value in state_writes.items():
+                path = b"s:" + hashlib.sha256(key).digest()
                 if value is None:
-                    txn.delete(b"s:" + key)
+                    txn.delete(path)
                 else:
-                    txn.put(b"s:" + key, value)
+                    txn.put(path, value)
+            txn.put(b"m:state_root", state_root)
             for level, position, node in self._append_leaf(block_hash):
                 txn.put(b"a:" + bytes((level,)) + _u64(position), node)
             txn.put(b"m:height", _u64(block.height))
@@ -337,6 +416,7 @@ class BlockStore:
         txn.put(b"m:base", _u64(base))
 
     def close(self) -> None:
+        self.wait_for_snapshots()
         self._env.close()
 
     def __enter__(self) -> BlockStore:
