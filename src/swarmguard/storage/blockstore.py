@@ -29,7 +29,7 @@ import hashlib
 import os
 import threading
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -319,22 +319,33 @@ class BlockStore:
     def commit(self, block: Block, state_writes: Mapping[bytes, bytes | None] = {}) -> bytes:
         """Store ``block`` (the next height), its indexes, its leaf in the history accumulator
         and the application's state changes (None deletes), atomically; returns its hash."""
+        return self.commit_many([(block, state_writes)])[0]
+
+    def commit_many(
+        self, entries: Sequence[tuple[Block, Mapping[bytes, bytes | None]]]
+    ) -> list[bytes]:
+        """Commit consecutive blocks with their state changes in one transaction (one fsync):
+        all of them or none. Catch-up uses it to store verified ranges quickly."""
         expected = self.height + 1
-        if block.height != expected:
-            raise StoreError(f"expected block {expected}, got {block.height}")
-        encoded = block.encode()
-        block_hash = self.block_hash(block)
-        next_state = self.state_tree.apply(state_writes)  # a new version; the old one stays
+        staged = []
+        state = self.state_tree
+        for block, writes in entries:
+            if block.height != expected:
+                raise StoreError(f"expected block {expected}, got {block.height}")
+            expected += 1
+            state = state.apply(writes)  # new versions; the committed one stays as it was
+            staged.append((block, block.encode(), self.block_hash(block), writes, state))
         try:
-            self._write(block, encoded, block_hash, state_writes, next_state.root)
+            self._write(staged)
         except BaseException:
-            # The transaction was aborted: the in-memory accumulator may hold the new leaf.
+            # The transaction was aborted: the in-memory accumulator may hold new leaves.
             self.accumulator = self._load_accumulator()
             raise
-        self.state_tree = next_state
-        if self.snapshot_interval and block.height % self.snapshot_interval == 0:
-            self._snapshot(block.height, next_state)
-        return block_hash
+        for block, _, _, _, version in staged:
+            self.state_tree = version
+            if self.snapshot_interval and block.height % self.snapshot_interval == 0:
+                self._snapshot(block.height, version)
+        return [block_hash for _, _, block_hash, _, _ in staged]
 
     def _snapshot(self, height: int, version: StateTree) -> None:
         """Snapshot an immutable state version in the background; commits go on meanwhile."""
@@ -365,31 +376,30 @@ class BlockStore:
 
     def _write(
         self,
-        block: Block,
-        encoded: bytes,
-        block_hash: bytes,
-        state_writes: Mapping[bytes, bytes | None],
-        state_root: bytes,
+        staged: Sequence[tuple[Block, bytes, bytes, Mapping[bytes, bytes | None], StateTree]],
     ) -> None:
         with self._env.begin(write=True) as txn:
-            txn.put(b"b:" + _u64(block.height), zlib.crc32(encoded).to_bytes(4, "big") + encoded)
-            txn.put(b"h:" + block_hash, _u64(block.height))
-            for index, transaction in enumerate(block.transactions):
-                location = _u64(block.height) + index.to_bytes(4, "big")
-                txn.put(b"t:" + self.transaction_hash(transaction), location)
-            for key, value in state_writes.items():
-                path = b"s:" + hashlib.sha256(key).digest()
-                if value is None:
-                    txn.delete(path)
-                else:
-                    txn.put(path, value)
-            txn.put(b"m:state_root", state_root)
-            for level, position, node in self._append_leaf(block_hash):
-                txn.put(b"a:" + bytes((level,)) + _u64(position), node)
-            txn.put(b"m:height", _u64(block.height))
-            if self.keep_recent is not None:
-                self._prune(txn, block.height - self.keep_recent + 1)
-        self._height = block.height  # only once the transaction has committed
+            for block, encoded, block_hash, writes, _version in staged:
+                record = zlib.crc32(encoded).to_bytes(4, "big") + encoded
+                txn.put(b"b:" + _u64(block.height), record)
+                txn.put(b"h:" + block_hash, _u64(block.height))
+                for index, transaction in enumerate(block.transactions):
+                    location = _u64(block.height) + index.to_bytes(4, "big")
+                    txn.put(b"t:" + self.transaction_hash(transaction), location)
+                for key, value in writes.items():
+                    path = b"s:" + hashlib.sha256(key).digest()
+                    if value is None:
+                        txn.delete(path)
+                    else:
+                        txn.put(path, value)
+                for level, position, node in self._append_leaf(block_hash):
+                    txn.put(b"a:" + bytes((level,)) + _u64(position), node)
+                if self.keep_recent is not None:
+                    self._prune(txn, block.height - self.keep_recent + 1)
+            last = staged[-1]
+            txn.put(b"m:state_root", last[4].root)
+            txn.put(b"m:height", _u64(last[0].height))
+        self._height = last[0].height  # only once the transaction has committed
 
     def _append_leaf(self, block_hash: bytes) -> Iterable[tuple[int, int, bytes]]:
         """Append to the in-memory accumulator; yields the nodes to persist."""

@@ -1,0 +1,129 @@
+"""Catch-up verification: valid ranges pass sequentially and in parallel; each kind of forgery
+is caught and named; verified ranges are stored in one batch."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from swarmguard.crypto import SigningKey
+from swarmguard.storage.blockstore import Block, BlockStore
+from swarmguard.storage.catchup import CatchUpError, Header, verify_range
+from swarmguard.storage.merkle import merkle_root
+from swarmguard.validators.certificate import CertificateError, CommitCertificate
+from swarmguard.validators.evidence import PHASE_FINAL, SignedVote
+
+CHAIN = "swarm-test"
+KEYS = [SigningKey(bytes([n]) * 32) for n in range(1, 8)]
+VALIDATORS = [(key.public_key.raw, 10) for key in KEYS]
+REQUIRED = 50  # N - F with N = 70, F = 20
+
+
+def certificate(height: int, block_hash: bytes, signers: range = range(7)) -> bytes:
+    signatures = []
+    for index in signers:
+        vote = SignedVote(height, 0, PHASE_FINAL, block_hash, KEYS[index].public_key.raw, bytes(64))
+        signatures.append((index, KEYS[index].sign(vote.sign_bytes(CHAIN))))
+    return CommitCertificate(height, 0, block_hash, tuple(signatures)).encode()
+
+
+def chain(count: int, previous: bytes = bytes(32)) -> list[Block]:
+    blocks = []
+    for height in range(1, count + 1):
+        transactions = tuple(b"tx %d.%d" % (height, i) for i in range(10))
+        header = Header(
+            height,
+            1000 + height,
+            previous,
+            merkle_root(list(transactions)),
+            bytes(32),
+            bytes(32),
+            bytes(20),
+        ).encode()
+        block_hash = Header.decode(header).hash(CHAIN)
+        blocks.append(Block(height, header, transactions, certificate(height, block_hash)))
+        previous = block_hash
+    return blocks
+
+
+BLOCKS = chain(40)
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_valid_range_verifies(processes: int) -> None:
+    """A correct chain verifies, one process or several, and yields the block hashes."""
+    hashes = verify_range(
+        CHAIN, BLOCKS, bytes(32), VALIDATORS, REQUIRED, processes=processes, slice_size=7
+    )
+    assert hashes == [Header.decode(b.header).hash(CHAIN) for b in BLOCKS]
+
+
+def tampered(index: int, **changes: object) -> list[Block]:
+    blocks = list(BLOCKS)
+    blocks[index] = replace(blocks[index], **changes)  # type: ignore[arg-type]
+    return blocks
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+@pytest.mark.parametrize(
+    ("blocks", "message"),
+    [
+        (tampered(12, transactions=(b"forged",)), "block 13: transactions"),
+        (tampered(20, certificate=certificate(21, bytes(32))), "block 21: the certificate is for"),
+        (
+            tampered(
+                30,
+                certificate=certificate(31, Header.decode(BLOCKS[30].header).hash(CHAIN), range(4)),
+            ),
+            "block 31: signers hold 40",
+        ),
+        (tampered(5, header=BLOCKS[6].header), "block 6: its header says height 7"),
+        (tampered(9, certificate=b"\x01junk"), "block 10:"),
+    ],
+)
+def test_forgeries_are_named(processes: int, blocks: list[Block], message: str) -> None:
+    """A changed transaction, a certificate for another block, too little power, a header of
+    another height, or an undecodable certificate: the lowest bad block is named."""
+    with pytest.raises(CatchUpError, match=message):
+        verify_range(
+            CHAIN, blocks, bytes(32), VALIDATORS, REQUIRED, processes=processes, slice_size=7
+        )
+
+
+def test_broken_links_and_gaps_are_caught() -> None:
+    """A chain from another parent, or with a gap, does not verify."""
+    with pytest.raises(CatchUpError, match="block 1: previous_hash"):
+        verify_range(CHAIN, BLOCKS, b"\x01" * 32, VALIDATORS, REQUIRED)
+    other = chain(3, previous=b"\x02" * 32)
+    with pytest.raises(CatchUpError, match="does not follow"):
+        verify_range(CHAIN, [BLOCKS[0], BLOCKS[2]], bytes(32), VALIDATORS, REQUIRED)
+    with pytest.raises(CatchUpError, match="previous_hash"):
+        verify_range(CHAIN, [BLOCKS[0], other[1]], bytes(32), VALIDATORS, REQUIRED)
+
+
+def test_certificate_rules() -> None:
+    """Signers must be known, distinct (strictly increasing), and sign this chain's vote."""
+    block_hash = Header.decode(BLOCKS[0].header).hash(CHAIN)
+    good = CommitCertificate.decode(certificate(1, block_hash))
+    good.verify(CHAIN, VALIDATORS, REQUIRED)
+    with pytest.raises(CertificateError, match="not in the validator set"):
+        good.verify(CHAIN, VALIDATORS[:3], 10)
+    with pytest.raises(CertificateError, match="does not verify"):
+        good.verify("other-chain", VALIDATORS, REQUIRED)
+    doubled = replace(good, signatures=(good.signatures[0], good.signatures[0]))
+    with pytest.raises(CertificateError, match="strictly increasing"):
+        doubled.verify(CHAIN, VALIDATORS, 10)
+    assert CommitCertificate.decode(good.encode()) == good
+
+
+def test_verified_range_is_stored_in_one_batch(tmp_path: Path) -> None:
+    """commit_many stores a verified range atomically; a gap refuses the whole batch."""
+    with BlockStore(tmp_path / "db", CHAIN) as store:
+        hashes = store.commit_many([(block, {}) for block in BLOCKS])
+        assert store.height == 40
+        assert hashes[-1] == Header.decode(BLOCKS[-1].header).hash(CHAIN)
+        with pytest.raises(Exception, match="expected block 41"):
+            store.commit_many([(replace(BLOCKS[0], height=42), {})])
+        assert store.height == 40
