@@ -13,7 +13,6 @@ import textwrap
 import time
 from pathlib import Path
 
-import lmdb
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -26,11 +25,26 @@ from swarmguard.storage.blockstore import (
     StoreError,
     StoreVersionError,
 )
+from swarmguard.storage.engine import Engine, LmdbEngine, SqliteEngine
 from swarmguard.storage.merkle import leaf_hash, merkle_root, verify_inclusion
 from swarmguard.storage.snapshots import SnapshotStore, restore
 from swarmguard.storage.state_tree import verify_inclusion as verify_state_inclusion
 
 CHAIN = "swarm-test"
+
+
+@pytest.fixture(params=["lmdb", "sqlite"])
+def kind(request: pytest.FixtureRequest) -> str:
+    """Every store test runs on both engines: the interface is what the store relies on."""
+    return str(request.param)
+
+
+def engine(kind: str, path: Path) -> Engine:
+    return LmdbEngine(path) if kind == "lmdb" else SqliteEngine(path)
+
+
+def open_store(path: Path, kind: str, **options: object) -> BlockStore:
+    return BlockStore(path, CHAIN, engine=engine(kind, path), **options)  # type: ignore[arg-type]
 
 
 def make_block(height: int, size: int = 100) -> Block:
@@ -40,9 +54,9 @@ def make_block(height: int, size: int = 100) -> Block:
     return Block(height, b"header %d" % height, transactions, b"cert %d" % height, ())
 
 
-def test_commit_and_lookups(tmp_path: Path) -> None:
+def test_commit_and_lookups(tmp_path: Path, kind: str) -> None:
     """Blocks come back by height, hash and transaction hash; state writes apply."""
-    with BlockStore(tmp_path / "db", CHAIN) as store:
+    with open_store(tmp_path / "db", kind) as store:
         hashes = []
         for height in range(1, 21):
             block = make_block(height)
@@ -64,22 +78,22 @@ def test_commit_and_lookups(tmp_path: Path) -> None:
         assert store.accumulator.root() == merkle_root(hashes)
 
 
-def test_heights_must_follow_and_chains_must_match(tmp_path: Path) -> None:
+def test_heights_must_follow_and_chains_must_match(tmp_path: Path, kind: str) -> None:
     """A skipped height is refused; a store of another chain does not open."""
-    with BlockStore(tmp_path / "db", CHAIN) as store:
+    with open_store(tmp_path / "db", kind) as store:
         store.commit(make_block(1))
         with pytest.raises(StoreError, match="expected block 2"):
             store.commit(make_block(3))
     with pytest.raises(StoreError, match="chain"):
-        BlockStore(tmp_path / "db", "other-chain")
+        BlockStore(tmp_path / "db", "other-chain", engine=engine(kind, tmp_path / "db"))
 
 
-def test_accumulator_survives_reopen(tmp_path: Path) -> None:
+def test_accumulator_survives_reopen(tmp_path: Path, kind: str) -> None:
     """After a restart the history root and proofs are the same, without recomputation."""
-    with BlockStore(tmp_path / "db", CHAIN) as store:
+    with open_store(tmp_path / "db", kind) as store:
         hashes = [store.commit(make_block(h)) for h in range(1, 50)]
         root = store.accumulator.root()
-    with BlockStore(tmp_path / "db", CHAIN) as store:
+    with open_store(tmp_path / "db", kind) as store:
         assert store.height == 49
         assert store.accumulator.root() == root == merkle_root(hashes)
         proof = store.accumulator.inclusion_proof(10)
@@ -87,32 +101,32 @@ def test_accumulator_survives_reopen(tmp_path: Path) -> None:
         store.commit(make_block(50))  # and it keeps growing from where it was
 
 
-def test_unknown_schema_version_fails_clearly(tmp_path: Path) -> None:
+def test_unknown_schema_version_fails_clearly(tmp_path: Path, kind: str) -> None:
     """A store written by a newer schema is refused with the versions named."""
-    BlockStore(tmp_path / "db", CHAIN).close()
-    env = lmdb.open(str(tmp_path / "db"))
-    with env.begin(write=True) as txn:
+    open_store(tmp_path / "db", kind).close()
+    raw = engine(kind, tmp_path / "db")
+    with raw.write() as txn:
         txn.put(b"m:schema", (2).to_bytes(4, "big"))
-    env.close()
+    raw.close()
     with pytest.raises(StoreVersionError, match="version 2"):
-        BlockStore(tmp_path / "db", CHAIN)
+        open_store(tmp_path / "db", kind)
 
 
-def test_bit_flips_are_detected(tmp_path: Path) -> None:
+def test_bit_flips_are_detected(tmp_path: Path, kind: str) -> None:
     """A flipped bit or a truncated record raises CorruptStore; other blocks still read."""
-    with BlockStore(tmp_path / "db", CHAIN) as store:
+    with open_store(tmp_path / "db", kind) as store:
         for height in range(1, 6):
             store.commit(make_block(height))
-    env = lmdb.open(str(tmp_path / "db"))
-    with env.begin(write=True) as txn:
+    raw = engine(kind, tmp_path / "db")
+    with raw.write() as txn:
         key = b"b:" + (3).to_bytes(8, "big")
         record = bytearray(txn.get(key) or b"")
         record[12] ^= 0x10
         txn.put(key, bytes(record))
         key4 = b"b:" + (4).to_bytes(8, "big")
         txn.put(key4, (txn.get(key4) or b"")[:-3])
-    env.close()
-    with BlockStore(tmp_path / "db", CHAIN) as store:
+    raw.close()
+    with open_store(tmp_path / "db", kind) as store:
         with pytest.raises(CorruptStore, match="block 3"):
             store.block(3)
         with pytest.raises(CorruptStore, match="block 4"):
@@ -120,17 +134,17 @@ def test_bit_flips_are_detected(tmp_path: Path) -> None:
         assert store.block(5) == make_block(5)
 
 
-def test_pruning_keeps_disk_flat(tmp_path: Path) -> None:
+def test_pruning_keeps_disk_flat(tmp_path: Path, kind: str) -> None:
     """keep_recent=20 deletes old blocks and their indexes, and the data file stops growing."""
     path = tmp_path / "db"
-    with BlockStore(path, CHAIN, keep_recent=20) as store:
+    with open_store(path, kind, keep_recent=20) as store:
         for height in range(1, 151):
             store.commit(make_block(height, size=20_000))
-        size_early = (path / "data.mdb").stat().st_size
+        size_early = store.engine.disk_bytes()
         first = make_block(3, size=20_000)
         for height in range(151, 601):
             store.commit(make_block(height, size=20_000))
-        size_late = (path / "data.mdb").stat().st_size
+        size_late = store.engine.disk_bytes()
         assert store.base == 581
         assert store.block(580) is None
         assert store.block(581) == make_block(581, size=20_000)
@@ -173,9 +187,9 @@ def test_block_round_trip_and_flips(
 WRITER = textwrap.dedent(
     """
     import sys
-    from swarmguard.storage.blockstore import BlockStore
-    from tests.storage.test_blockstore import make_block
-    store = BlockStore(sys.argv[1], "swarm-test")
+    from pathlib import Path
+    from tests.storage.test_blockstore import make_block, open_store
+    store = open_store(Path(sys.argv[1]), sys.argv[2])
     height = store.height
     while True:
         height += 1
@@ -185,14 +199,14 @@ WRITER = textwrap.dedent(
 )
 
 
-def crash_trials(tmp_path: Path, trials: int) -> None:
+def crash_trials(tmp_path: Path, trials: int, kind: str) -> None:
     path = tmp_path / "crash-db"
     reported = 0
     rng = random.Random(42)
     root = Path(__file__).parents[2]
     for _ in range(trials):
         writer = subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(path)],
+            [sys.executable, "-c", WRITER, str(path), kind],
             stdout=subprocess.PIPE,
             text=True,
             cwd=root,
@@ -207,7 +221,7 @@ def crash_trials(tmp_path: Path, trials: int) -> None:
         remaining, _ = writer.communicate(timeout=30)
         for value in remaining.split():
             reported = max(reported, int(value))
-        with BlockStore(path, CHAIN) as store:
+        with open_store(path, kind) as store:
             height = store.height
             assert height >= reported, "a block reported committed was lost"
             assert store.block(height + 1) is None  # nothing half-written beyond the head
@@ -220,46 +234,46 @@ def crash_trials(tmp_path: Path, trials: int) -> None:
         reported = height
 
 
-def test_kill_9_loses_nothing_committed(tmp_path: Path) -> None:
+def test_kill_9_loses_nothing_committed(tmp_path: Path, kind: str) -> None:
     """A writer killed with SIGKILL at random moments, 8 times: the store reopens at a height at
     least as high as the last one the writer reported, every block intact, state and history
     consistent with it."""
-    crash_trials(tmp_path, 8)
+    crash_trials(tmp_path, 8, kind)
 
 
 @pytest.mark.slow
-def test_kill_9_thirty_times(tmp_path: Path) -> None:
+def test_kill_9_thirty_times(tmp_path: Path, kind: str) -> None:
     """The same, 30 times (the issue's figure for the engines measured)."""
-    crash_trials(tmp_path, 30)
+    crash_trials(tmp_path, 30, kind)
 
 
-def test_state_root_is_committed_with_the_block(tmp_path: Path) -> None:
+def test_state_root_is_committed_with_the_block(tmp_path: Path, kind: str) -> None:
     """The state root moves with each commit, survives a reopen, and tampering is detected."""
     roots = []
-    with BlockStore(tmp_path / "db", CHAIN) as store:
+    with open_store(tmp_path / "db", kind) as store:
         for height in range(1, 31):
             store.commit(make_block(height), {b"key %d" % (height % 7): b"value %d" % height})
             roots.append(store.state_root)
         assert len(set(roots)) == 30
         proof = store.state_tree.prove(b"key 3")
         verify_state_inclusion(store.state_root, b"key 3", b"value 24", proof)
-    with BlockStore(tmp_path / "db", CHAIN) as store:
+    with open_store(tmp_path / "db", kind) as store:
         assert store.state_root == roots[-1]
         assert store.state(b"key 3") == b"value 24"
-    env = lmdb.open(str(tmp_path / "db"))
-    with env.begin(write=True) as txn:
+    raw = engine(kind, tmp_path / "db")
+    with raw.write() as txn:
         txn.put(b"s:" + hashlib.sha256(b"key 3").digest(), b"forged")
-    env.close()
+    raw.close()
     with pytest.raises(CorruptStore, match="state"):
-        BlockStore(tmp_path / "db", CHAIN)
+        open_store(tmp_path / "db", kind)
 
 
-def test_periodic_snapshots_restore_the_state_of_their_height(tmp_path: Path) -> None:
+def test_periodic_snapshots_restore_the_state_of_their_height(tmp_path: Path, kind: str) -> None:
     """Every 10 heights a snapshot is written in the background (keeping the newest 2); the
     snapshot of height 30 restores exactly the state root committed at 30."""
     snapshots = SnapshotStore(tmp_path / "snapshots", keep=2)
     roots = {}
-    with BlockStore(tmp_path / "db", CHAIN, snapshots=snapshots, snapshot_interval=10) as store:
+    with open_store(tmp_path / "db", kind, snapshots=snapshots, snapshot_interval=10) as store:
         for height in range(1, 36):
             store.commit(make_block(height), {b"k%d" % height: b"v" * height})
             roots[height] = store.state_root
@@ -271,4 +285,51 @@ def test_periodic_snapshots_restore_the_state_of_their_height(tmp_path: Path) ->
     assert restored.get(b"k30") == b"v" * 30
     assert restored.get(b"k31") is None
     with pytest.raises(StoreError, match="both"):
-        BlockStore(tmp_path / "db", CHAIN, snapshot_interval=10)
+        BlockStore(tmp_path / "db2", CHAIN, snapshot_interval=10)
+
+
+PAGE_PROBE = textwrap.dedent(
+    """
+    import random, sys
+    from pathlib import Path
+    from swarmguard.storage.errors import StoreError
+    from tests.storage.test_blockstore import make_block, open_store
+    kind, path, seed = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+    with open_store(path, kind) as store:
+        for height in range(1, 150):
+            store.commit(make_block(height, size=2000), {b"k": b"%d" % height})
+    data_file = path / ("data.mdb" if kind == "lmdb" else "store.sqlite")
+    data = bytearray(data_file.read_bytes())
+    rng = random.Random(seed)
+    for _ in range(20):
+        data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+    data_file.write_bytes(bytes(data))
+    try:
+        with open_store(path, kind) as store:
+            for height in range(1, 150):
+                store.block(height)
+        print("clean")
+    except StoreError as error:
+        print("reported", type(error).__name__)
+    """
+)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_damaged_database_pages_are_reported_not_crashed(
+    tmp_path: Path, kind: str, seed: int
+) -> None:
+    """Random bit flips in the engine's data file end in a clean read or a StoreError (our CRC
+    or the engine's own page check), never another exception and never a crashed process."""
+    root = Path(__file__).parents[2]
+    result = subprocess.run(
+        [sys.executable, "-c", PAGE_PROBE, kind, str(tmp_path / "db"), str(seed)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[0] in ("clean", "reported"), result.stdout

@@ -7,11 +7,19 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from swarmguard.codec import CodecError
 from swarmguard.crypto import SigningKey
 from swarmguard.storage.blockstore import Block, BlockStore
 from swarmguard.storage.catchup import CatchUpError, Header, verify_range
-from swarmguard.storage.merkle import merkle_root
+from swarmguard.storage.merkle import (
+    leaf_hash,
+    list_inclusion_proof,
+    merkle_root,
+    verify_inclusion,
+)
 from swarmguard.validators.certificate import CertificateError, CommitCertificate
 from swarmguard.validators.evidence import PHASE_FINAL, SignedVote
 
@@ -127,3 +135,24 @@ def test_verified_range_is_stored_in_one_batch(tmp_path: Path) -> None:
         with pytest.raises(Exception, match="expected block 41"):
             store.commit_many([(replace(BLOCKS[0], height=42), {})])
         assert store.height == 40
+
+
+def test_transaction_inclusion_against_the_header() -> None:
+    """Each transaction of a block has an RFC 9162 proof against its header's root."""
+    block = BLOCKS[7]
+    root = Header.decode(block.header).transactions_root
+    for index, transaction in enumerate(block.transactions):
+        proof = list_inclusion_proof(list(block.transactions), index)
+        verify_inclusion(leaf_hash(transaction), index, len(block.transactions), proof, root)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_header_and_certificate_decoders_never_crash(data: bytes) -> None:
+    """Arbitrary bytes decode or raise CodecError, and what decodes re-encodes identically."""
+    for decoder in (Header.decode, CommitCertificate.decode):
+        try:
+            value = decoder(data)
+        except CodecError:
+            continue
+        assert value.encode() == data

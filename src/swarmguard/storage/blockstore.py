@@ -33,11 +33,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import lmdb
-
 from swarmguard.codec import CodecError, Reader, Writer
 from swarmguard.crypto import Domain, digest
 
+from .engine import Engine, EngineTransaction, LmdbEngine
+from .errors import CorruptStore, StoreError, StoreVersionError
 from .merkle import MerkleAccumulator, merkle_root
 from .snapshots import SnapshotStore, create_snapshot
 from .state_tree import StateTree
@@ -60,18 +60,6 @@ CERTIFICATE_BYTES_MAX = 1024 * 1024
 EVIDENCE_MAX = 1_000
 MAP_SIZE_DEFAULT = 64 * 2**30
 """LMDB reserves address space, not disk: 64 GiB of it costs nothing until used."""
-
-
-class StoreError(Exception):
-    """The block store refused an operation."""
-
-
-class StoreVersionError(StoreError):
-    """The store on disk has a schema version this code does not know."""
-
-
-class CorruptStore(StoreError):
-    """Stored data failed its checksum or does not decode: the store is damaged."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,11 +119,11 @@ def _u64(value: int) -> bytes:
     return value.to_bytes(8, "big")
 
 
-def _meta_u64(txn: lmdb.Transaction, key: bytes) -> int:
+def _meta_u64(txn: EngineTransaction, key: bytes) -> int:
     value = txn.get(key)
     if value is None:
         raise CorruptStore(f"metadata {key.decode()} is missing")
-    return int.from_bytes(bytes(value), "big")
+    return int.from_bytes(value, "big")
 
 
 class BlockStore:
@@ -161,6 +149,7 @@ class BlockStore:
         *,
         keep_recent: int | None = None,
         map_size: int = MAP_SIZE_DEFAULT,
+        engine: Engine | None = None,
         snapshots: SnapshotStore | None = None,
         snapshot_interval: int | None = None,
     ) -> None:
@@ -176,17 +165,15 @@ class BlockStore:
         self.chain_id = chain_id
         self.keep_recent = keep_recent
         os.makedirs(path, exist_ok=True)
-        self._env = lmdb.open(
-            str(path), map_size=map_size, subdir=True, sync=True, metasync=True, max_dbs=0
-        )
+        self.engine: Engine = engine if engine is not None else LmdbEngine(path, map_size=map_size)
         self._check_or_initialise()
-        with self._env.begin() as txn:
+        with self.engine.read() as txn:
             self._height = _meta_u64(txn, b"m:height")
         self.accumulator = self._load_accumulator()
         self.state_tree = self._load_state()
 
     def _check_or_initialise(self) -> None:
-        with self._env.begin(write=True) as txn:
+        with self.engine.write() as txn:
             schema = txn.get(b"m:schema")
             if schema is None:
                 txn.put(b"m:schema", SCHEMA_VERSION.to_bytes(4, "big"))
@@ -199,7 +186,7 @@ class BlockStore:
                 raise StoreVersionError(
                     f"store schema version {version}; this code reads version {SCHEMA_VERSION}"
                 )
-            chain = bytes(txn.get(b"m:chain", b"")).decode()
+            chain = (txn.get(b"m:chain") or b"").decode(errors="replace")
             if chain != self.chain_id:
                 raise StoreError(f"the store holds chain {chain!r}, not {self.chain_id!r}")
 
@@ -207,15 +194,11 @@ class BlockStore:
         """Rebuild the state tree from the stored values and check it against the stored root."""
         leaves = []
         stored_root = None
-        with self._env.begin() as txn:
+        with self.engine.read() as txn:
             root = txn.get(b"m:state_root")
-            stored_root = None if root is None else bytes(root)
-            cursor = txn.cursor()
-            if cursor.set_range(b"s:"):
-                for key, value in cursor:
-                    if not key.startswith(b"s:"):
-                        break
-                    leaves.append((bytes(key[2:]), bytes(value)))
+            stored_root = root
+            for key, value in txn.scan(b"s:"):
+                leaves.append((key[2:], value))
         try:
             tree = StateTree.from_leaves(leaves)
         except ValueError as error:
@@ -233,16 +216,12 @@ class BlockStore:
         """Rebuild the accumulator from its stored leaves (no hash is recomputed for interior
         nodes: they are read back as stored)."""
         accumulator = MerkleAccumulator()
-        with self._env.begin() as txn:
-            cursor = txn.cursor()
-            if cursor.set_range(b"a:\x00"):
-                for key, value in cursor:
-                    if not key.startswith(b"a:"):
-                        break
-                    level = key[2]
-                    while len(accumulator._levels) <= level:
-                        accumulator._levels.append(bytearray())
-                    accumulator._levels[level] += value
+        with self.engine.read() as txn:
+            for key, value in txn.scan(b"a:"):
+                level = key[2]
+                while len(accumulator._levels) <= level:
+                    accumulator._levels.append(bytearray())
+                accumulator._levels[level] += value
         accumulator._size = len(accumulator._levels[0]) // 32
         if accumulator._size != self.height:
             raise CorruptStore(
@@ -261,7 +240,7 @@ class BlockStore:
     @property
     def base(self) -> int:
         """The lowest height still stored."""
-        with self._env.begin() as txn:
+        with self.engine.read() as txn:
             return _meta_u64(txn, b"m:base")
 
     def block_hash(self, block: Block) -> bytes:
@@ -273,11 +252,11 @@ class BlockStore:
 
     def block(self, height: int) -> Block | None:
         """The block at ``height``, or None if it is not (or no longer) stored."""
-        with self._env.begin() as txn:
+        with self.engine.read() as txn:
             record = txn.get(b"b:" + _u64(height))
         if record is None:
             return None
-        return self._decode_record(height, bytes(record))
+        return self._decode_record(height, record)
 
     @staticmethod
     def _decode_record(height: int, record: bytes) -> Block:
@@ -293,13 +272,13 @@ class BlockStore:
         return block
 
     def block_by_hash(self, block_hash: bytes) -> Block | None:
-        with self._env.begin() as txn:
+        with self.engine.read() as txn:
             height = txn.get(b"h:" + block_hash)
         return None if height is None else self.block(int.from_bytes(height, "big"))
 
     def transaction(self, transaction_hash: bytes) -> tuple[int, int, bytes] | None:
         """(height, index, transaction) for a transaction hash, if its block is stored."""
-        with self._env.begin() as txn:
+        with self.engine.read() as txn:
             location = txn.get(b"t:" + transaction_hash)
         if location is None:
             return None
@@ -378,7 +357,7 @@ class BlockStore:
         self,
         staged: Sequence[tuple[Block, bytes, bytes, Mapping[bytes, bytes | None], StateTree]],
     ) -> None:
-        with self._env.begin(write=True) as txn:
+        with self.engine.write() as txn:
             for block, encoded, block_hash, writes, _version in staged:
                 record = zlib.crc32(encoded).to_bytes(4, "big") + encoded
                 txn.put(b"b:" + _u64(block.height), record)
@@ -411,13 +390,13 @@ class BlockStore:
             level += 1
             yield level, position, self.accumulator._node(level, position)
 
-    def _prune(self, txn: lmdb.Transaction, below: int) -> None:
+    def _prune(self, txn: EngineTransaction, below: int) -> None:
         """Delete blocks under ``below`` (with their indexes), inside the commit's transaction."""
         base = _meta_u64(txn, b"m:base")
         while base < below:
             record = txn.get(b"b:" + _u64(base))
             if record is not None:
-                block = self._decode_record(base, bytes(record))
+                block = self._decode_record(base, record)
                 txn.delete(b"h:" + self.block_hash(block))
                 for transaction in block.transactions:
                     txn.delete(b"t:" + self.transaction_hash(transaction))
@@ -427,7 +406,7 @@ class BlockStore:
 
     def close(self) -> None:
         self.wait_for_snapshots()
-        self._env.close()
+        self.engine.close()
 
     def __enter__(self) -> BlockStore:
         return self

@@ -29,6 +29,7 @@ __all__ = [
     "MerkleAccumulator",
     "ProofError",
     "leaf_hash",
+    "list_inclusion_proof",
     "merkle_root",
     "node_hash",
     "verify_consistency",
@@ -69,6 +70,14 @@ def merkle_root(leaves: Sequence[bytes]) -> bytes:
         return _EMPTY_ROOT
     level = [leaf_hash(item) for item in leaves]
     return _root_of_hashes(level)
+
+
+def list_inclusion_proof(items: Sequence[bytes], index: int) -> list[bytes]:
+    """The RFC 9162 audit path of ``items[index]`` in the tree of ``items`` (e.g. a transaction
+    in its block, checked against the header's transactions root with ``verify_inclusion``)."""
+    tree = MerkleAccumulator()
+    tree.extend(items)
+    return tree.inclusion_proof(index)
 
 
 def _root_of_hashes(hashes: list[bytes]) -> bytes:
