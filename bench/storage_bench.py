@@ -47,23 +47,29 @@ def blocks(count: int, size: int) -> list[Block]:
     ]
 
 
-def ours(directory: Path, chain: list[Block]) -> dict[str, float]:
+def ours(directory: Path, chain: list[Block], keep_recent: int | None = None) -> dict[str, float]:
     latencies = []
-    with BlockStore(directory, CHAIN) as store:
+    with BlockStore(directory, CHAIN, keep_recent=keep_recent) as store:
         hashes = []
         for block in chain:
             start = time.perf_counter()
             hashes.append(store.commit(block))
             latencies.append(time.perf_counter() - start)
+        kept = chain[-keep_recent:] if keep_recent else chain
+        kept_hashes = hashes[-keep_recent:] if keep_recent else hashes
         start = time.perf_counter()
-        for block in chain:
+        for block in kept:
             store.block(block.height)
-        by_height = (time.perf_counter() - start) / len(chain)
+        by_height = (time.perf_counter() - start) / len(kept)
         start = time.perf_counter()
-        for block_hash in hashes:
+        for block_hash in kept_hashes:
             store.block_by_hash(block_hash)
-        by_hash = (time.perf_counter() - start) / len(chain)
+        by_hash = (time.perf_counter() - start) / len(kept)
     return summary(latencies, by_height, by_hash)
+
+
+def ours_pruned(directory: Path, chain: list[Block]) -> dict[str, float]:
+    return ours(directory, chain, keep_recent=100)
 
 
 def sqlite(directory: Path, chain: list[Block]) -> dict[str, float]:
@@ -121,9 +127,14 @@ def block_store_bench(rounds: int) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for size, count in ((1024, 2000), (100 * 1024, 300)):
         chain = blocks(count, size)
-        runs: dict[str, list[dict[str, float]]] = {"swarmguard (LMDB)": [], "SQLite": []}
+        contestants = (
+            ("swarmguard (LMDB)", ours),
+            ("swarmguard (LMDB), keep_recent=100", ours_pruned),
+            ("SQLite", sqlite),
+        )
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name, _ in contestants}
         for _ in range(rounds):
-            for name, func in (("swarmguard (LMDB)", ours), ("SQLite", sqlite)):
+            for name, func in contestants:
                 directory = Path(tempfile.mkdtemp(prefix="swarmguard-bench-"))
                 try:
                     runs[name].append(func(directory / "db", chain))
