@@ -9,6 +9,7 @@ ratios are to the fastest peer of the case and to each floor, from the same run.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -159,3 +160,12 @@ def render_case(case: dict[str, Any]) -> list[str]:
         lines.append(line)
     lines.append("")
     return lines
+
+
+def emit(report: dict[str, Any], path: str | None) -> None:
+    """Print a JSON report, and also write it to ``path`` when one is given."""
+    text = json.dumps(report, indent=2)
+    print(text)
+    if path:
+        with open(path, "w") as handle:
+            handle.write(text)

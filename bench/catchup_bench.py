@@ -10,7 +10,6 @@ Run: ``.venv/bin/python bench/catchup_bench.py [--blocks N] [--json out.json]``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -18,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from _harness import emit
 from swarmguard.crypto import SigningKey
 from swarmguard.storage.blockstore import Block, BlockStore
 from swarmguard.storage.catchup import Header, verify_range
@@ -93,11 +93,7 @@ def main() -> int:
         "targets": {"verify_and_store_seconds_max": 60, "parallel_speedup_min": 1.7},
     }
     report["pass"] = report["verify_and_store_seconds"] <= 60 and report["parallel_speedup"] >= 1.7
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        with open(args.json, "w") as handle:
-            handle.write(text)
+    emit(report, args.json)
     return 0
 
 

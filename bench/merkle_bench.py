@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import gc
 import hashlib
-import json
 import platform
 import random
 import statistics
@@ -25,6 +24,7 @@ from typing import Any
 
 import pymerkle
 
+from _harness import emit
 from swarmguard.storage.merkle import MerkleAccumulator
 
 
@@ -159,11 +159,7 @@ def main() -> int:
         and proofs["inclusion_us"] <= 10
         and proofs["consistency_us"] <= 10
     )
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        with open(args.json, "w") as handle:
-            handle.write(text)
+    emit(report, args.json)
     return 0
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import platform
 import random
 import shutil
@@ -25,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _harness import emit
 from swarmguard.storage.blockstore import Block, BlockStore
 from swarmguard.storage.snapshots import create_snapshot, restore
 from swarmguard.storage.state_tree import StateTree
@@ -193,11 +193,7 @@ def main() -> int:
         "block_store": block_store_bench(args.rounds),
         "snapshots": snapshot_bench(args.accounts),
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        with open(args.json, "w") as handle:
-            handle.write(text)
+    emit(report, args.json)
     return 0
 
 

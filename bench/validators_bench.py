@@ -13,12 +13,12 @@ from __future__ import annotations
 import argparse
 import gc
 import hashlib
-import json
 import platform
 import time
 import tracemalloc
 from typing import Any
 
+from _harness import emit
 from swarmguard.validators.election import LeaderSchedule, ScheduledValidator
 
 CHAIN = "bench"
@@ -118,11 +118,7 @@ def main() -> int:
         and report["bytes_per_validator_100k"] <= 1024
         and report["manager_bytes_per_validator_10k"] <= 1024
     )
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        with open(args.json, "w") as handle:
-            handle.write(text)
+    emit(report, args.json)
     return 0
 
 
