@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -44,8 +45,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _keys(args: argparse.Namespace) -> int:
-    import os  # noqa: PLC0415 - keep the CLI's start-up light
-
     from swarmguard.crypto import KeyFileError, load_key_file, write_key_file  # noqa: PLC0415
     from swarmguard.crypto.keys import public_key_of  # noqa: PLC0415
 

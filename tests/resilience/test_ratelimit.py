@@ -267,6 +267,41 @@ def test_keyed_blocking_and_async_acquire(clock: ManualClock) -> None:
     assert clock.sleeps == [pytest.approx(0.5, abs=1e-6)] * 2
 
 
+def test_keyed_decorator_and_context_manager(clock: ManualClock) -> None:
+    """``@limiter.by(key_of)`` and ``with limiter.limit(key)`` take from the right bucket, sync
+    and async, and reject when it is empty."""
+    limiter = KeyedRateLimiter("per-client", rate=1.0, burst=1, clock=clock)
+
+    @limiter.by(lambda client, payload: client)
+    def handle(client: str, payload: str) -> str:
+        return f"{client}:{payload}"
+
+    @limiter.by(lambda client: client)
+    async def handle_async(client: str) -> str:
+        return client
+
+    assert handle("alice", "x") == "alice:x"
+    with pytest.raises(RateLimitedError):
+        handle("alice", "y")
+    assert handle("bob", "z") == "bob:z"
+    with pytest.raises(RateLimitedError), limiter.limit("bob"):
+        pass
+    with limiter.limit("carol"):
+        pass
+
+    async def scenario() -> None:
+        assert await handle_async("dave") == "dave"
+        with pytest.raises(RateLimitedError):
+            await handle_async("dave")
+        async with limiter.limit("erin"):
+            pass
+        async with limiter.limit("erin", timeout=5.0):  # waits 1 s on the manual clock
+            pass
+
+    asyncio.run(scenario())
+    assert clock.sleeps == [pytest.approx(1.0, abs=1e-6)]
+
+
 def test_pruning_full_buckets_loses_nothing(clock: ManualClock) -> None:
     """When the table fills, refilled keys are dropped first; a drained key stays drained."""
     limiter = KeyedRateLimiter("per-client", rate=1.0, burst=1, max_keys=100, clock=clock)

@@ -421,6 +421,41 @@ class KeyedRateLimiter(_Bucket):
                 self._refund(key, cost)
                 raise
 
+    def limit(
+        self, key: Hashable, tokens: float = 1, timeout: v.Seconds | None = 0.0
+    ) -> _KeyedLimit:
+        """A context manager taking ``tokens`` from ``key``'s bucket on entry (``with`` or
+        ``async with``), waiting at most ``timeout`` (default 0: reject at once)."""
+        return _KeyedLimit(self, key, tokens, timeout)
+
+    def by(
+        self, key: Callable[..., Hashable], *, max_wait: v.Seconds = 0.0
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """A decorator taking one token per call from the bucket of ``key(*args, **kwargs)``,
+        e.g. ``@limiter.by(lambda request: request.client_id)``; sync or async functions."""
+        wait = v.non_negative("max_wait", max_wait)
+        limiter = self
+
+        def decorate(func: Callable[P, R]) -> Callable[P, R]:
+            if inspect.iscoroutinefunction(func):
+                async_func = cast(Callable[..., Awaitable[Any]], func)
+
+                @functools.wraps(func)
+                async def keyed_async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                    await limiter.acquire_async(key(*args, **kwargs), 1, wait)
+                    return await async_func(*args, **kwargs)
+
+                return cast(Callable[P, R], keyed_async_wrapper)
+
+            @functools.wraps(func)
+            def keyed_wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+                limiter.acquire(key(*args, **kwargs), 1, wait)
+                return func(*args, **kwargs)
+
+            return keyed_wrapper
+
+        return decorate
+
     def _make_room(self, now: float) -> dict[Hashable, float]:
         """Drop full buckets; if that frees too little, forget the oldest-added keys.
 
@@ -453,3 +488,35 @@ class KeyedRateLimiter(_Bucket):
 
     def __repr__(self) -> str:
         return f"<KeyedRateLimiter {self.name!r} rate={self.rate} burst={self.burst}>"
+
+
+class _KeyedLimit:
+    """One guarded block of a keyed limiter (strictly private; from ``KeyedRateLimiter.limit``)."""
+
+    __slots__ = ("_key", "_limiter", "_timeout", "_tokens")
+
+    def __init__(
+        self,
+        limiter: KeyedRateLimiter,
+        key: Hashable,
+        tokens: float,
+        timeout: v.Seconds | None,
+    ) -> None:
+        self._limiter = limiter
+        self._key = key
+        self._tokens = tokens
+        self._timeout = timeout
+
+    def __enter__(self) -> _KeyedLimit:
+        self._limiter.acquire(self._key, self._tokens, self._timeout)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    async def __aenter__(self) -> _KeyedLimit:
+        await self._limiter.acquire_async(self._key, self._tokens, self._timeout)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
