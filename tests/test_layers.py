@@ -15,6 +15,7 @@ ALLOWED = {
     "codec": set(),
     "validators": {"crypto", "codec"},
     "storage": {"crypto", "codec", "validators"},
+    "consensus": {"crypto", "codec", "validators", "storage"},
     "demos": {"resilience"},
 }
 

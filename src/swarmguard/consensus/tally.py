@@ -1,0 +1,188 @@
+"""Vote accounting for one (height, view): thresholds in voting power, certificates, commits.
+
+The thresholds are the consensus brief's (../shared/spec/consensus-protocol.md), in voting power
+(stake), never in node counts. With N the total power of the height's validator set and P the
+fast-path slack (0 by default), F is the largest Byzantine power tolerated, the largest F with
+N >= 3F + 2P + 1 (keep in sync with docs/consensus.md, "Thresholds"):
+
+    Fast-Cert(k, x), Fast-Cert(k, ⊥)    Votes (for x, for ⊥)  >= N - 2F - P
+    Slow-Cert(k, x)                     Votes for x           >= N - F - P
+    Slow-Cert(k, ⊥)                     Finals for ⊥          >= N - F - P
+    fast commit of x                    Votes for x           >= N - P
+    slow commit of x                    Finals for x          >= N - F - P
+
+What a replica may send, and so what the tally accepts from one validator in one view: at most
+one Vote for a value and at most one Vote for ⊥ (rule 7 allows both, so that pair is *not*
+equivocation), and one Final (value or ⊥). Two Votes for different values, or two different
+Finals (⊥ included), are equivocation: the tally keeps the first, reports the pair as evidence,
+and never counts the validator twice. Exact duplicates are ignored.
+
+Certificates are ranked by view, then Fast < Slow within a view (``CertificateRank``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+from swarmguard.validators.evidence import NIL
+
+__all__ = ["Accepted", "CertificateRank", "Kind", "Thresholds", "ViewTally"]
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """Power thresholds for one validator set (``total`` = N, ``faults`` = F, ``slack`` = P)."""
+
+    total: int
+    faults: int
+    slack: int = 0
+
+    @classmethod
+    def for_powers(cls, powers: Sequence[int], slack: int = 0) -> Thresholds:
+        """The thresholds of a validator set: F is the largest with N >= 3F + 2P + 1."""
+        if not powers or any(p <= 0 for p in powers):
+            raise ValueError("a validator set needs positive voting powers")
+        total = sum(powers)
+        if slack < 0 or total < 2 * slack + 1:
+            raise ValueError(f"slack {slack} is impossible with total power {total}")
+        faults = (total - 2 * slack - 1) // 3
+        return cls(total, faults, slack)
+
+    def __post_init__(self) -> None:
+        if self.total < 3 * self.faults + 2 * self.slack + 1:
+            raise ValueError("thresholds need N >= 3F + 2P + 1")
+
+    @property
+    def fast_certificate(self) -> int:
+        return self.total - 2 * self.faults - self.slack
+
+    @property
+    def slow_certificate(self) -> int:
+        return self.total - self.faults - self.slack
+
+    @property
+    def fast_commit(self) -> int:
+        return self.total - self.slack
+
+    @property
+    def slow_commit(self) -> int:
+        return self.total - self.faults - self.slack
+
+
+class Kind(Enum):
+    FAST = 0
+    SLOW = 1
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class CertificateRank:
+    """Certificates compare by view, then Fast < Slow: (k, Fast) < (k, Slow) < (k + 1, Fast)."""
+
+    view: int
+    kind: int  # Kind.value, so that ordering is plain tuple ordering
+
+
+class Accepted(Enum):
+    """What the tally did with a message."""
+
+    COUNTED = "counted"
+    DUPLICATE = "duplicate"
+    EQUIVOCATION = "equivocation"
+    UNKNOWN_VALIDATOR = "unknown_validator"
+
+
+@dataclass(slots=True)
+class _Validator:
+    value_vote: bytes | None = None
+    nil_vote: bool = False
+    final: bytes | None = None
+
+
+@dataclass(slots=True)
+class ViewTally:
+    """Votes and Finals of one (height, view), by validator index."""
+
+    powers: Sequence[int]
+    thresholds: Thresholds
+    _validators: dict[int, _Validator] = field(default_factory=dict)
+    _vote_power: dict[bytes, int] = field(default_factory=dict)  # value (or NIL) -> power
+    _final_power: dict[bytes, int] = field(default_factory=dict)
+    _voted_power: int = 0  # power of validators that sent at least one Vote
+
+    def _slot(self, index: int) -> _Validator | None:
+        if not 0 <= index < len(self.powers):
+            return None
+        return self._validators.setdefault(index, _Validator())
+
+    def add_vote(self, index: int, value: bytes) -> Accepted:
+        """Count ``Vote(k, value)`` (``NIL`` for ⊥) from validator ``index``."""
+        slot = self._slot(index)
+        if slot is None:
+            return Accepted.UNKNOWN_VALIDATOR
+        first_vote = slot.value_vote is None and not slot.nil_vote
+        if value == NIL:
+            if slot.nil_vote:
+                return Accepted.DUPLICATE
+            slot.nil_vote = True
+        else:
+            if slot.value_vote == value:
+                return Accepted.DUPLICATE
+            if slot.value_vote is not None:
+                return Accepted.EQUIVOCATION  # two values in one view: keep the first
+            slot.value_vote = value
+        power = self.powers[index]
+        self._vote_power[value] = self._vote_power.get(value, 0) + power
+        if first_vote:
+            self._voted_power += power
+        return Accepted.COUNTED
+
+    def add_final(self, index: int, value: bytes) -> Accepted:
+        """Count ``Final(k, value)`` (``NIL`` for ⊥) from validator ``index``."""
+        slot = self._slot(index)
+        if slot is None:
+            return Accepted.UNKNOWN_VALIDATOR
+        if slot.final == value:
+            return Accepted.DUPLICATE
+        if slot.final is not None:
+            return Accepted.EQUIVOCATION  # two different Finals, ⊥ included
+        slot.final = value
+        self._final_power[value] = self._final_power.get(value, 0) + self.powers[index]
+        return Accepted.COUNTED
+
+    def _values_reaching(self, power: dict[bytes, int], threshold: int) -> list[bytes]:
+        return sorted(v for v, p in power.items() if v != NIL and p >= threshold)
+
+    def fast_certificate(self) -> bytes | None:
+        """A value with a Fast-Cert in this view, if any (the smallest if several)."""
+        values = self._values_reaching(self._vote_power, self.thresholds.fast_certificate)
+        return values[0] if values else None
+
+    def slow_certificate(self) -> bytes | None:
+        """The value with a Slow-Cert in this view, if any."""
+        values = self._values_reaching(self._vote_power, self.thresholds.slow_certificate)
+        return values[0] if values else None
+
+    def nil_fast_certificate(self) -> bool:
+        return self._vote_power.get(NIL, 0) >= self.thresholds.fast_certificate
+
+    def nil_slow_certificate(self) -> bool:
+        return self._final_power.get(NIL, 0) >= self.thresholds.slow_certificate
+
+    def fast_commit(self) -> bytes | None:
+        """The value fast-committed in this view (Votes from power >= N - P), if any."""
+        values = self._values_reaching(self._vote_power, self.thresholds.fast_commit)
+        return values[0] if values else None
+
+    def slow_commit(self) -> bytes | None:
+        """The value slow-committed in this view (Finals from power >= N - F - P), if any."""
+        values = self._values_reaching(self._final_power, self.thresholds.slow_commit)
+        return values[0] if values else None
+
+    def no_fast_certificate_possible(self) -> bool:
+        """Rule 7's trigger: Votes from power >= N - F, and no Fast-Cert for any value."""
+        return (
+            self._voted_power >= self.thresholds.total - self.thresholds.faults
+            and self.fast_certificate() is None
+        )
