@@ -21,20 +21,22 @@ from swarmguard.storage.merkle import (
     verify_inclusion,
 )
 from swarmguard.validators.certificate import CertificateError, CommitCertificate
-from swarmguard.validators.evidence import PHASE_FINAL, SignedVote
+from swarmguard.validators.evidence import NIL, PHASE_FINAL, PHASE_PROPOSE, PHASE_VOTE, SignedVote
 
 CHAIN = "swarm-test"
 KEYS = [SigningKey(bytes([n]) * 32) for n in range(1, 8)]
 VALIDATORS = [(key.public_key.raw, 10) for key in KEYS]
-REQUIRED = 50  # N - F with N = 70, F = 20
+# N = 70, F = 23: a slow commit needs FINALs from 47 power (5 signers), a fast one VOTEs from all.
 
 
-def certificate(height: int, block_hash: bytes, signers: range = range(7)) -> bytes:
+def certificate(
+    height: int, block_hash: bytes, signers: range = range(7), phase: int = PHASE_FINAL
+) -> bytes:
     signatures = []
     for index in signers:
-        vote = SignedVote(height, 0, PHASE_FINAL, block_hash, KEYS[index].public_key.raw, bytes(64))
+        vote = SignedVote(height, 0, phase, block_hash, KEYS[index].public_key.raw, bytes(64))
         signatures.append((index, KEYS[index].sign(vote.sign_bytes(CHAIN))))
-    return CommitCertificate(height, 0, block_hash, tuple(signatures)).encode()
+    return CommitCertificate(height, 0, block_hash, tuple(signatures), phase).encode()
 
 
 def chain(count: int, previous: bytes = bytes(32)) -> list[Block]:
@@ -62,9 +64,7 @@ BLOCKS = chain(40)
 @pytest.mark.parametrize("processes", [1, 2])
 def test_valid_range_verifies(processes: int) -> None:
     """A correct chain verifies, one process or several, and yields the block hashes."""
-    hashes = verify_range(
-        CHAIN, BLOCKS, bytes(32), VALIDATORS, REQUIRED, processes=processes, slice_size=7
-    )
+    hashes = verify_range(CHAIN, BLOCKS, bytes(32), VALIDATORS, processes=processes, slice_size=7)
     assert hashes == [Header.decode(b.header).hash(CHAIN) for b in BLOCKS]
 
 
@@ -79,7 +79,10 @@ def tampered(index: int, **changes: object) -> list[Block]:
     ("blocks", "message"),
     [
         (tampered(12, transactions=(b"forged",)), "block 13: transactions"),
-        (tampered(20, certificate=certificate(21, bytes(32))), "block 21: the certificate is for"),
+        (
+            tampered(20, certificate=certificate(21, b"\x03" * 32)),
+            "block 21: the certificate is for",
+        ),
         (
             tampered(
                 30,
@@ -95,35 +98,66 @@ def test_forgeries_are_named(processes: int, blocks: list[Block], message: str) 
     """A changed transaction, a certificate for another block, too little power, a header of
     another height, or an undecodable certificate: the lowest bad block is named."""
     with pytest.raises(CatchUpError, match=message):
-        verify_range(
-            CHAIN, blocks, bytes(32), VALIDATORS, REQUIRED, processes=processes, slice_size=7
-        )
+        verify_range(CHAIN, blocks, bytes(32), VALIDATORS, processes=processes, slice_size=7)
 
 
 def test_broken_links_and_gaps_are_caught() -> None:
     """A chain from another parent, or with a gap, does not verify."""
     with pytest.raises(CatchUpError, match="block 1: previous_hash"):
-        verify_range(CHAIN, BLOCKS, b"\x01" * 32, VALIDATORS, REQUIRED)
+        verify_range(CHAIN, BLOCKS, b"\x01" * 32, VALIDATORS)
     other = chain(3, previous=b"\x02" * 32)
     with pytest.raises(CatchUpError, match="does not follow"):
-        verify_range(CHAIN, [BLOCKS[0], BLOCKS[2]], bytes(32), VALIDATORS, REQUIRED)
+        verify_range(CHAIN, [BLOCKS[0], BLOCKS[2]], bytes(32), VALIDATORS)
     with pytest.raises(CatchUpError, match="previous_hash"):
-        verify_range(CHAIN, [BLOCKS[0], other[1]], bytes(32), VALIDATORS, REQUIRED)
+        verify_range(CHAIN, [BLOCKS[0], other[1]], bytes(32), VALIDATORS)
 
 
 def test_certificate_rules() -> None:
     """Signers must be known, distinct (strictly increasing), and sign this chain's vote."""
     block_hash = Header.decode(BLOCKS[0].header).hash(CHAIN)
     good = CommitCertificate.decode(certificate(1, block_hash))
-    good.verify(CHAIN, VALIDATORS, REQUIRED)
+    good.verify(CHAIN, VALIDATORS)
     with pytest.raises(CertificateError, match="not in the validator set"):
-        good.verify(CHAIN, VALIDATORS[:3], 10)
+        good.verify(CHAIN, VALIDATORS[:3])
     with pytest.raises(CertificateError, match="does not verify"):
-        good.verify("other-chain", VALIDATORS, REQUIRED)
+        good.verify("other-chain", VALIDATORS)
     doubled = replace(good, signatures=(good.signatures[0], good.signatures[0]))
     with pytest.raises(CertificateError, match="strictly increasing"):
-        doubled.verify(CHAIN, VALIDATORS, 10)
+        doubled.verify(CHAIN, VALIDATORS)
     assert CommitCertificate.decode(good.encode()) == good
+
+
+def test_commit_threshold_follows_the_phase() -> None:
+    """FINALs commit from N - F power; VOTEs only from all of it (P = 0): a prepared
+    certificate (VOTEs from N - F) is not a commit and must not pass as one."""
+    block_hash = Header.decode(BLOCKS[0].header).hash(CHAIN)
+
+    def check(signers: range, phase: int, slack: int = 0) -> None:
+        CommitCertificate.decode(certificate(1, block_hash, signers, phase)).verify(
+            CHAIN, VALIDATORS, slack
+        )
+
+    check(range(5), PHASE_FINAL)
+    with pytest.raises(CertificateError, match="40 of the 47"):
+        check(range(4), PHASE_FINAL)
+    check(range(7), PHASE_VOTE)
+    with pytest.raises(CertificateError, match="60 of the 70"):
+        check(range(6), PHASE_VOTE)
+    check(range(6), PHASE_VOTE, slack=10)  # P = 10: the fast path may miss one validator
+
+
+def test_certificate_format_is_strict() -> None:
+    block_hash = Header.decode(BLOCKS[0].header).hash(CHAIN)
+    encoded = certificate(1, block_hash)
+    assert encoded[0] == 2
+    with pytest.raises(CodecError, match="unknown version"):
+        CommitCertificate.decode(b"\x01" + encoded[1:])
+    with pytest.raises(CodecError, match="not VOTE or FINAL"):
+        CommitCertificate.decode(encoded[:17] + bytes([PHASE_PROPOSE]) + encoded[18:])
+    with pytest.raises(CodecError, match="never committed"):
+        CommitCertificate.decode(encoded[:18] + NIL + encoded[50:])
+    with pytest.raises(CodecError):
+        CommitCertificate.decode(encoded[:-1])
 
 
 def test_verified_range_is_stored_in_one_batch(tmp_path: Path) -> None:

@@ -92,7 +92,7 @@ def _verify_slice(
     chain_id: str,
     encoded_blocks: Sequence[bytes],
     validators: Sequence[tuple[bytes, int]],
-    required_power: int,
+    slack: int,
 ) -> list[tuple[bytes, bytes]]:
     """Check each block on its own; returns (previous_hash, hash) per block for the link check."""
     links = []
@@ -115,7 +115,7 @@ def _verify_slice(
         if certificate.height != height or certificate.block_hash != block_hash:
             raise CatchUpError(f"block {height}: the certificate is for another block")
         try:
-            certificate.verify(chain_id, validators, required_power)
+            certificate.verify(chain_id, validators, slack)
         except CertificateError as error:
             raise CatchUpError(f"block {height}: {error}") from None
         links.append((header.previous_hash, block_hash))
@@ -127,14 +127,15 @@ def verify_range(
     blocks: Sequence[Block],
     previous_hash: bytes,
     validators: Sequence[tuple[bytes, int]],
-    required_power: int,
     *,
+    slack: int = 0,
     processes: int = 1,
     slice_size: int | None = None,
 ) -> list[bytes]:
     """Verify consecutive ``blocks`` following a block whose hash is ``previous_hash``; returns
-    their hashes. ``validators`` are (consensus key, power) by index, for the whole range.
-    Raises CatchUpError for the first (lowest) block that fails."""
+    their hashes. ``validators`` are (consensus key, power) by index, for the whole range, and
+    ``slack`` is the chain's fast-path slack P (with the set's power, it sets the commit
+    thresholds). Raises CatchUpError for the first (lowest) block that fails."""
     for offset, block in enumerate(blocks[1:], start=1):
         if block.height != blocks[offset - 1].height + 1:
             raise CatchUpError(f"block {block.height} does not follow {blocks[offset - 1].height}")
@@ -146,12 +147,11 @@ def verify_range(
     links: list[tuple[bytes, bytes]] = []
     if processes <= 1 or len(slices) == 1:
         for piece in slices:
-            links.extend(_verify_slice(chain_id, piece, validators, required_power))
+            links.extend(_verify_slice(chain_id, piece, validators, slack))
     else:
         with ProcessPoolExecutor(max_workers=processes) as pool:
             futures = [
-                pool.submit(_verify_slice, chain_id, piece, validators, required_power)
-                for piece in slices
+                pool.submit(_verify_slice, chain_id, piece, validators, slack) for piece in slices
             ]
             for future in futures:  # in order, so the lowest failing block is reported
                 links.extend(future.result())

@@ -1,14 +1,20 @@
-"""Commit certificates: the signed FINAL votes that finalised a block.
+"""Commit certificates: the signed votes that decided a block, checkable by anyone.
 
-A certificate names (height, view, block hash) and carries, per signer, its index in the
-validator set of the height and its Ed25519 signature over the FINAL vote's sign-bytes
+A certificate names (height, view, phase, block hash) and carries, per signer, its index in the
+validator set of the height and its Ed25519 signature over that vote's sign-bytes
 (``evidence.SignedVote.sign_bytes``: chain id, height, view, phase, block hash, domain-separated).
-It proves commitment when its distinct signers hold at least the required voting power (the
-consensus brief's slow-commit threshold N - F - P, which the caller computes).
+The consensus brief decides a block two ways, and the certificate is the set that did it:
 
-Encoding, version 1: ``version u8 | height u64 | view u64 | block_hash (32) | count u16 |
-(index u16 || signature (64)) * count``, indices strictly increasing (so one set of signatures
-has one encoding).
+- fast commit: VOTEs for the block from power >= N - P;
+- slow commit: FINALs for the block from power >= N - F - P;
+
+with N the set's total power, P the fast-path slack and F = (N - 2P - 1) // 3, the largest
+Byzantine power the set tolerates. ``verify`` derives the threshold from the phase itself, so
+a caller cannot accept a mere prepared certificate (VOTEs from N - F - P) as a commit.
+
+Encoding, version 2: ``version u8 | height u64 | view u64 | phase u8 | block_hash (32) |
+count u16 | (index u16 || signature (64)) * count``, indices strictly increasing (so one set of
+signatures has one encoding). Version 1 (no phase, FINALs only) was never released and is refused.
 """
 
 from __future__ import annotations
@@ -19,11 +25,11 @@ from dataclasses import dataclass
 from swarmguard.codec import CodecError, Reader, Writer
 from swarmguard.crypto import PublicKey
 
-from .evidence import PHASE_FINAL, SignedVote
+from .evidence import NIL, PHASE_FINAL, PHASE_VOTE, SignedVote
 
 __all__ = ["CERTIFICATE_SIGNERS_MAX", "CertificateError", "CommitCertificate"]
 
-CERTIFICATE_VERSION = 1
+CERTIFICATE_VERSION = 2
 CERTIFICATE_SIGNERS_MAX = 10_000
 """The most validators a set may hold (a u16 index with room to spare)."""
 
@@ -34,18 +40,20 @@ class CertificateError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class CommitCertificate:
-    """FINAL-vote signatures for one block, by validator index."""
+    """Vote signatures (VOTEs: fast commit, FINALs: slow commit) for one block, by signer index."""
 
     height: int
     view: int
     block_hash: bytes
     signatures: tuple[tuple[int, bytes], ...]
+    phase: int = PHASE_FINAL
 
     def encode(self) -> bytes:
         out = Writer()
         out.uint(CERTIFICATE_VERSION, 1)
         out.uint(self.height, 8)
         out.uint(self.view, 8)
+        out.uint(self.phase, 1)
         out.fixed(self.block_hash, 32)
         out.uint(len(self.signatures), 2)
         for index, signature in self.signatures:
@@ -60,7 +68,12 @@ class CommitCertificate:
         if version != CERTIFICATE_VERSION:
             raise CodecError(f"commit certificate: unknown version {version}")
         height, view = reader.uint(8, "height"), reader.uint(8, "view")
+        phase = reader.uint(1, "phase")
+        if phase not in (PHASE_VOTE, PHASE_FINAL):
+            raise CodecError(f"commit certificate: phase {phase} is not VOTE or FINAL")
         block_hash = reader.fixed(32, "block hash")
+        if block_hash == NIL:
+            raise CodecError("commit certificate: ⊥ is never committed")
         count = reader.uint(2, "count")
         if count * 66 > len(data):
             raise CodecError("commit certificate: count exceeds the data")
@@ -73,16 +86,29 @@ class CommitCertificate:
             previous = index
             signatures.append((index, reader.fixed(64, "signature")))
         reader.finish()
-        return CommitCertificate(height, view, block_hash, tuple(signatures))
+        return CommitCertificate(height, view, block_hash, tuple(signatures), phase)
+
+    def required_power(self, total: int, slack: int = 0) -> int:
+        """The power this certificate's phase needs from a set of ``total`` power."""
+        if total < 2 * slack + 1:
+            raise CertificateError(f"slack {slack} is impossible with total power {total}")
+        if self.phase == PHASE_VOTE:
+            return total - slack
+        faults = (total - 2 * slack - 1) // 3
+        return total - faults - slack
 
     def verify(
         self,
         chain_id: str,
         validators: Sequence[tuple[bytes, int]],
-        required_power: int,
+        slack: int = 0,
     ) -> None:
-        """Check every signature against ``validators`` ((consensus key, power) by index) and
-        that the signers' power reaches ``required_power``. Raises CertificateError."""
+        """Check every signature against ``validators`` ((consensus key, power) by index, the
+        whole set of the height) and that the signers' power reaches the phase's commit
+        threshold. Raises CertificateError."""
+        if self.phase not in (PHASE_VOTE, PHASE_FINAL) or self.block_hash == NIL:
+            raise CertificateError("only VOTEs or FINALs for a block can commit it")
+        required_power = self.required_power(sum(power for _, power in validators), slack)
         power = 0
         previous = -1
         for index, signature in self.signatures:
@@ -92,7 +118,7 @@ class CommitCertificate:
             if index >= len(validators):
                 raise CertificateError(f"signer {index} is not in the validator set")
             key, weight = validators[index]
-            vote = SignedVote(self.height, self.view, PHASE_FINAL, self.block_hash, key, signature)
+            vote = SignedVote(self.height, self.view, self.phase, self.block_hash, key, signature)
             if not PublicKey(key).is_valid(vote.sign_bytes(chain_id), signature):
                 raise CertificateError(f"signer {index}: the signature does not verify")
             power += weight
