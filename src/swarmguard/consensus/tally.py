@@ -151,18 +151,18 @@ class ViewTally:
         self._final_power[value] = self._final_power.get(value, 0) + self.powers[index]
         return Accepted.COUNTED
 
-    def _values_reaching(self, power: dict[bytes, int], threshold: int) -> list[bytes]:
-        return sorted(v for v, p in power.items() if v != NIL and p >= threshold)
+    @staticmethod
+    def _value_reaching(power: dict[bytes, int], threshold: int) -> bytes | None:
+        """The smallest value (never ⊥) whose power reaches ``threshold``, for determinism."""
+        return min((v for v, p in power.items() if v != NIL and p >= threshold), default=None)
 
     def fast_certificate(self) -> bytes | None:
         """A value with a Fast-Cert in this view, if any (the smallest if several)."""
-        values = self._values_reaching(self._vote_power, self.thresholds.fast_certificate)
-        return values[0] if values else None
+        return self._value_reaching(self._vote_power, self.thresholds.fast_certificate)
 
     def slow_certificate(self) -> bytes | None:
         """The value with a Slow-Cert in this view, if any."""
-        values = self._values_reaching(self._vote_power, self.thresholds.slow_certificate)
-        return values[0] if values else None
+        return self._value_reaching(self._vote_power, self.thresholds.slow_certificate)
 
     def nil_fast_certificate(self) -> bool:
         return self._vote_power.get(NIL, 0) >= self.thresholds.fast_certificate
@@ -172,13 +172,11 @@ class ViewTally:
 
     def fast_commit(self) -> bytes | None:
         """The value fast-committed in this view (Votes from power >= N - P), if any."""
-        values = self._values_reaching(self._vote_power, self.thresholds.fast_commit)
-        return values[0] if values else None
+        return self._value_reaching(self._vote_power, self.thresholds.fast_commit)
 
     def slow_commit(self) -> bytes | None:
         """The value slow-committed in this view (Finals from power >= N - F - P), if any."""
-        values = self._values_reaching(self._final_power, self.thresholds.slow_commit)
-        return values[0] if values else None
+        return self._value_reaching(self._final_power, self.thresholds.slow_commit)
 
     def no_fast_certificate_possible(self) -> bool:
         """Rule 7's trigger: Votes from power >= N - F, and no Fast-Cert for any value."""
