@@ -146,6 +146,15 @@ def test_commit_threshold_follows_the_phase() -> None:
     check(range(6), PHASE_VOTE, slack=10)  # P = 10: the fast path may miss one validator
 
 
+def test_signed_power_counts_valid_signers_for_any_value() -> None:
+    """Consensus's certificates (⊥ included) are read through signed_power."""
+    nil = CommitCertificate.decode(certificate(1, NIL, range(2, 6), PHASE_FINAL))
+    assert nil.signed_power(CHAIN, VALIDATORS) == 40
+    forged = replace(nil, view=1)  # signatures were over view 0
+    with pytest.raises(CertificateError, match="does not verify"):
+        forged.signed_power(CHAIN, VALIDATORS)
+
+
 def test_certificate_format_is_strict() -> None:
     block_hash = Header.decode(BLOCKS[0].header).hash(CHAIN)
     encoded = certificate(1, block_hash)
@@ -154,8 +163,9 @@ def test_certificate_format_is_strict() -> None:
         CommitCertificate.decode(b"\x01" + encoded[1:])
     with pytest.raises(CodecError, match="not VOTE or FINAL"):
         CommitCertificate.decode(encoded[:17] + bytes([PHASE_PROPOSE]) + encoded[18:])
-    with pytest.raises(CodecError, match="never committed"):
-        CommitCertificate.decode(encoded[:18] + NIL + encoded[50:])
+    nil = CommitCertificate.decode(encoded[:18] + NIL + encoded[50:])  # a ⊥ certificate decodes
+    with pytest.raises(CertificateError, match="only VOTEs or FINALs for a block"):
+        nil.verify(CHAIN, VALIDATORS)  # but never commits
     with pytest.raises(CodecError):
         CommitCertificate.decode(encoded[:-1])
 

@@ -15,6 +15,8 @@ a caller cannot accept a mere prepared certificate (VOTEs from N - F - P) as a c
 Encoding, version 2: ``version u8 | height u64 | view u64 | phase u8 | block_hash (32) |
 count u16 | (index u16 || signature (64)) * count``, indices strictly increasing (so one set of
 signatures has one encoding). Version 1 (no phase, FINALs only) was never released and is refused.
+The same format carries consensus's vote certificates, ⊥ ones included (block hash ``NIL``);
+``signed_power`` checks those, and ``verify`` refuses ⊥ because ⊥ is never committed.
 """
 
 from __future__ import annotations
@@ -72,8 +74,6 @@ class CommitCertificate:
         if phase not in (PHASE_VOTE, PHASE_FINAL):
             raise CodecError(f"commit certificate: phase {phase} is not VOTE or FINAL")
         block_hash = reader.fixed(32, "block hash")
-        if block_hash == NIL:
-            raise CodecError("commit certificate: ⊥ is never committed")
         count = reader.uint(2, "count")
         if count * 66 > len(data):
             raise CodecError("commit certificate: count exceeds the data")
@@ -103,12 +103,21 @@ class CommitCertificate:
         validators: Sequence[tuple[bytes, int]],
         slack: int = 0,
     ) -> None:
-        """Check every signature against ``validators`` ((consensus key, power) by index, the
-        whole set of the height) and that the signers' power reaches the phase's commit
-        threshold. Raises CertificateError."""
+        """Check that this certificate commits its block: every signature valid against
+        ``validators`` ((consensus key, power) by index, the whole set of the height) and the
+        signers' power at the phase's commit threshold. Raises CertificateError."""
         if self.phase not in (PHASE_VOTE, PHASE_FINAL) or self.block_hash == NIL:
             raise CertificateError("only VOTEs or FINALs for a block can commit it")
         required_power = self.required_power(sum(power for _, power in validators), slack)
+        power = self.signed_power(chain_id, validators)
+        if power < required_power:
+            raise CertificateError(f"signers hold {power} of the {required_power} power required")
+
+    def signed_power(self, chain_id: str, validators: Sequence[tuple[bytes, int]]) -> int:
+        """The power of the signers, once every signature is checked; raises CertificateError.
+
+        Consensus reads its Fast, Slow and ⊥ certificates (same format) through this and
+        compares with its own thresholds; ``verify`` is the commit check built on it."""
         power = 0
         previous = -1
         for index, signature in self.signatures:
@@ -122,5 +131,4 @@ class CommitCertificate:
             if not PublicKey(key).is_valid(vote.sign_bytes(chain_id), signature):
                 raise CertificateError(f"signer {index}: the signature does not verify")
             power += weight
-        if power < required_power:
-            raise CertificateError(f"signers hold {power} of the {required_power} power required")
+        return power
