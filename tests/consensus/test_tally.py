@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from swarmguard.consensus.tally import Accepted, CertificateRank, Kind, Thresholds, ViewTally
-from swarmguard.validators.evidence import NIL
+from swarmguard.crypto import SigningKey
+from swarmguard.validators.evidence import NIL, PHASE_FINAL, PHASE_VOTE, SignedVote
 
 A = b"a" * 32
 B = b"b" * 32
@@ -163,3 +164,30 @@ def test_certificate_ranking() -> None:
         CertificateRank(5, Kind.FAST.value),
     ]
     assert all(lower < higher for lower, higher in pairwise(ranks))
+
+
+def test_certificates_built_from_the_tally_verify() -> None:
+    chain = "swarm-test"
+    keys = [SigningKey(bytes([n + 1]) * 32) for n in range(4)]
+    validators = [(key.public_key.raw, 1) for key in keys]
+
+    def signed(index: int, phase: int, value: bytes) -> bytes:
+        vote = SignedVote(3, 2, phase, value, keys[index].public_key.raw, bytes(64))
+        return keys[index].sign(vote.sign_bytes(chain))
+
+    v = ViewTally([1] * 4, Thresholds.for_powers([1] * 4), height=3, view=2)
+    for i in (3, 1, 0, 2):  # arrival order does not matter: indices come out sorted
+        v.add_vote(i, A, signed(i, PHASE_VOTE, A))
+    v.add_vote(0, A, signed(0, PHASE_VOTE, B))  # a duplicate is not stored twice
+    assert v.fast_commit() == A
+    fast = v.certificate(PHASE_VOTE, A)
+    assert [i for i, _ in fast.signatures] == [0, 1, 2, 3]
+    fast.verify(chain, validators)
+    for i in range(3):
+        v.add_final(i, NIL, signed(i, PHASE_FINAL, NIL))
+    assert v.nil_slow_certificate()
+    assert v.certificate(PHASE_FINAL, NIL).signed_power(chain, validators) == 3
+    w = ViewTally([1] * 4, Thresholds.for_powers([1] * 4))
+    w.add_vote(0, A)
+    with pytest.raises(ValueError, match="without its signature"):
+        w.certificate(PHASE_VOTE, A)

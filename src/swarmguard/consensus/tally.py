@@ -26,7 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
-from swarmguard.validators.evidence import NIL
+from swarmguard.validators.certificate import CommitCertificate
+from swarmguard.validators.evidence import NIL, PHASE_FINAL, PHASE_VOTE
 
 __all__ = ["Accepted", "CertificateRank", "Kind", "Thresholds", "ViewTally"]
 
@@ -106,7 +107,11 @@ class ViewTally:
 
     powers: Sequence[int]
     thresholds: Thresholds
+    height: int = 1
+    view: int = 0
     _validators: dict[int, _Validator] = field(default_factory=dict)
+    # (phase, value) -> {index: signature}: what certificates are built from
+    _signatures: dict[tuple[int, bytes], dict[int, bytes]] = field(default_factory=dict)
     _vote_power: dict[bytes, int] = field(default_factory=dict)  # value (or NIL) -> power
     _final_power: dict[bytes, int] = field(default_factory=dict)
     _voted_power: int = 0  # power of validators that sent at least one Vote
@@ -116,8 +121,9 @@ class ViewTally:
             return None
         return self._validators.setdefault(index, _Validator())
 
-    def add_vote(self, index: int, value: bytes) -> Accepted:
-        """Count ``Vote(k, value)`` (``NIL`` for ⊥) from validator ``index``."""
+    def add_vote(self, index: int, value: bytes, signature: bytes = b"") -> Accepted:
+        """Count ``Vote(k, value)`` (``NIL`` for ⊥) from validator ``index``, whose signature
+        the caller has checked (kept for certificates; empty when none are needed)."""
         slot = self._slot(index)
         if slot is None:
             return Accepted.UNKNOWN_VALIDATOR
@@ -134,12 +140,13 @@ class ViewTally:
             slot.value_vote = value
         power = self.powers[index]
         self._vote_power[value] = self._vote_power.get(value, 0) + power
+        self._signatures.setdefault((PHASE_VOTE, value), {})[index] = signature
         if first_vote:
             self._voted_power += power
         return Accepted.COUNTED
 
-    def add_final(self, index: int, value: bytes) -> Accepted:
-        """Count ``Final(k, value)`` (``NIL`` for ⊥) from validator ``index``."""
+    def add_final(self, index: int, value: bytes, signature: bytes = b"") -> Accepted:
+        """Count ``Final(k, value)`` (``NIL`` for ⊥) from validator ``index`` (see add_vote)."""
         slot = self._slot(index)
         if slot is None:
             return Accepted.UNKNOWN_VALIDATOR
@@ -149,6 +156,7 @@ class ViewTally:
             return Accepted.EQUIVOCATION  # two different Finals, ⊥ included
         slot.final = value
         self._final_power[value] = self._final_power.get(value, 0) + self.powers[index]
+        self._signatures.setdefault((PHASE_FINAL, value), {})[index] = signature
         return Accepted.COUNTED
 
     @staticmethod
@@ -184,3 +192,13 @@ class ViewTally:
             self._voted_power >= self.thresholds.total - self.thresholds.faults
             and self.fast_certificate() is None
         )
+
+    def certificate(self, phase: int, value: bytes) -> CommitCertificate:
+        """Every counted signature of ``phase`` (VOTE or FINAL) for ``value`` as one certificate:
+        the Fast/Slow/⊥ certificates rule 8 forwards and the commit proof stored with a block.
+        The caller asks once the matching threshold is met."""
+        signatures = self._signatures.get((phase, value), {})
+        if any(not signature for signature in signatures.values()):
+            raise ValueError("a counted message was added without its signature")
+        ordered = tuple(sorted(signatures.items()))
+        return CommitCertificate(self.height, self.view, value, ordered, phase)
