@@ -121,6 +121,19 @@ class ViewTally:
             return None
         return self._validators.setdefault(index, _Validator())
 
+    def has_voted(self, index: int) -> bool:
+        """Whether ``index`` sent any Vote (value or ⊥) in this view."""
+        slot = self._validators.get(index)
+        return slot is not None and (slot.value_vote is not None or slot.nil_vote)
+
+    def has_nil_vote(self, index: int) -> bool:
+        slot = self._validators.get(index)
+        return slot is not None and slot.nil_vote
+
+    def has_final(self, index: int) -> bool:
+        slot = self._validators.get(index)
+        return slot is not None and slot.final is not None
+
     def add_vote(self, index: int, value: bytes, signature: bytes = b"") -> Accepted:
         """Count ``Vote(k, value)`` (``NIL`` for ⊥) from validator ``index``, whose signature
         the caller has checked (kept for certificates; empty when none are needed)."""

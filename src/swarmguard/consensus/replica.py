@@ -1,0 +1,438 @@
+"""The replica: the brief's rules 1-8 as a sans-IO state machine over one height at a time.
+
+Inputs are method calls carrying the caller's ``now`` (seconds): ``start``, ``on_proposal``,
+``on_vote`` (VOTE or FINAL), ``on_certificate`` (a forwarded certificate) and ``on_timer``. Each
+returns the actions to carry out, in order: ``Persist`` (write the double-sign record before
+anything after it leaves the process), ``Broadcast``, ``SetTimer`` and ``Decide``. Signature
+checks on incoming messages happen here, against the height's validator set; the block's own
+validity is the application's (``Application.validate``). Nothing here reads a clock, a socket
+or a random source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
+
+from swarmguard.consensus.buffer import FutureBuffer
+from swarmguard.consensus.health import Fault, HealthMonitor
+from swarmguard.consensus.justification import required_nil_certificates
+from swarmguard.consensus.messages import NIL_CERTIFICATES_MAX, Proposal, ProposalError
+from swarmguard.consensus.signing import SigningGuard, WouldEquivocate
+from swarmguard.consensus.tally import Accepted, CertificateRank, Kind, Thresholds, ViewTally
+from swarmguard.crypto import PublicKey, SigningKey
+from swarmguard.validators.certificate import CommitCertificate
+from swarmguard.validators.evidence import NIL, PHASE_FINAL, PHASE_PROPOSE, PHASE_VOTE, SignedVote
+
+__all__ = [
+    "Application",
+    "Broadcast",
+    "Decide",
+    "Persist",
+    "Replica",
+    "SetTimer",
+    "Timer",
+]
+
+
+class Timer(Enum):
+    VOTE_NIL = "vote_nil"  # rule 5, at 2Δ
+    FINAL_NIL = "final_nil"  # rule 6, at 3Δ
+
+
+@dataclass(frozen=True, slots=True)
+class Persist:
+    record: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    message: Proposal | SignedVote | CommitCertificate
+
+
+@dataclass(frozen=True, slots=True)
+class SetTimer:
+    height: int
+    view: int
+    timer: Timer
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Decide:
+    height: int
+    block_hash: bytes
+    block: bytes
+    certificate: CommitCertificate
+
+
+Action = Persist | Broadcast | SetTimer | Decide
+
+
+class Application(Protocol):
+    """The deterministic application behind consensus (the node wires the ABCI++ app here)."""
+
+    def propose(self, height: int) -> tuple[bytes, bytes]:
+        """A new block for ``height``: (block hash, encoded block)."""
+        ...
+
+    def validate(self, height: int, block_hash: bytes, block: bytes) -> bool:
+        """Whether ``block`` is valid at ``height`` and hashes to ``block_hash``."""
+        ...
+
+
+@dataclass(slots=True)
+class _Height:
+    thresholds: Thresholds
+    view: int = 0
+    tallies: dict[int, ViewTally] = field(default_factory=dict)
+    blocks: dict[bytes, bytes] = field(default_factory=dict)  # block hash -> block
+    proposed: set[int] = field(default_factory=set)
+    forwarded: set[int] = field(default_factory=set)
+    decided: bool = False
+
+
+@dataclass(slots=True)
+class Replica:
+    """One validator's consensus state. ``validators`` gives (consensus key, power) by index for
+    a height; ``leader`` gives the leader's index for (height, view)."""
+
+    chain_id: str
+    index: int
+    key: SigningKey
+    validators: Callable[[int], Sequence[tuple[bytes, int]]]
+    leader: Callable[[int, int], int]
+    application: Application
+    health: HealthMonitor = field(default_factory=HealthMonitor)
+    guard: SigningGuard = field(default_factory=SigningGuard)
+    _state: _Height | None = None
+    _future: FutureBuffer[Proposal | SignedVote | CommitCertificate] | None = None
+
+    @property
+    def height(self) -> int:
+        return self.guard.height
+
+    @property
+    def view(self) -> int:
+        return self._height().view
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    def start(self, now: float) -> list[Action]:
+        """Begin (or resume after a restart, from ``guard``) the current height at view 0."""
+        self._future = FutureBuffer(self.height)
+        self._state = self._new_height(self.height)
+        return self._enter_view(0, now)
+
+    def on_proposal(self, proposal: Proposal, now: float) -> list[Action]:
+        if proposal.height != self.height:
+            return self._buffer(proposal.height, proposal.proposer, proposal)
+        state = self._height()
+        validators = self.validators(self.height)
+        held = self._held_nil_slots(state)
+        try:
+            proposal.verify(
+                self.chain_id,
+                validators,
+                state.thresholds,
+                self.leader(self.height, proposal.view),
+                held,
+            )
+        except ProposalError:
+            self.health.record_fault(proposal.proposer, Fault.INVALID_PROPOSAL)
+            return []
+        actions: list[Action] = []
+        # What the proposal carries is knowledge like any forwarded certificate.
+        carried = list(proposal.nil_certificates)
+        if proposal.certificate is not None:
+            carried.append(proposal.certificate[1])
+        for certificate in carried:
+            actions += self._absorb(certificate, now)
+        if not self.application.validate(self.height, proposal.block_hash, proposal.block):
+            self.health.record_fault(proposal.proposer, Fault.INVALID_PROPOSAL)
+            return actions
+        state.blocks[proposal.block_hash] = proposal.block
+        tally = self._tally(proposal.view)
+        if not tally.has_voted(self.index):  # rule 2: no Vote at all yet in this view
+            actions += self._sign(proposal.view, PHASE_VOTE, proposal.block_hash, now)
+        return actions + self._progress(now)
+
+    def on_vote(self, vote: SignedVote, now: float) -> list[Action]:
+        """A VOTE or FINAL from another validator (or forwarded)."""
+        if vote.height != self.height:
+            sender = _index_of(self.validators(self.height), vote.consensus_key)
+            return self._buffer(vote.height, -1 if sender is None else sender, vote)
+        if vote.phase not in (PHASE_VOTE, PHASE_FINAL):
+            return []
+        validators = self.validators(self.height)
+        index = _index_of(validators, vote.consensus_key)
+        if index is None or not vote.is_signed(self.chain_id):
+            return []
+        self._count(index, vote.view, vote.phase, vote.block_hash, vote.signature)
+        return self._progress(now)
+
+    def on_certificate(self, certificate: CommitCertificate, now: float) -> list[Action]:
+        """A forwarded certificate (rule 8) or commit proof (rule 4)."""
+        if certificate.height != self.height:
+            return self._buffer(certificate.height, -1, certificate)
+        return self._absorb(certificate, now) + self._progress(now)
+
+    def on_timer(self, height: int, view: int, timer: Timer, now: float) -> list[Action]:
+        if height != self.height or self._height().decided:
+            return []
+        tally = self._tally(view)
+        if timer is Timer.VOTE_NIL and not tally.has_voted(self.index):  # rule 5
+            return self._sign(view, PHASE_VOTE, NIL, now) + self._progress(now)
+        if timer is Timer.FINAL_NIL and not tally.has_final(self.index):  # rule 6
+            return self._sign(view, PHASE_FINAL, NIL, now) + self._progress(now)
+        return []
+
+    # -- the rules --------------------------------------------------------------------------
+
+    def _progress(self, now: float) -> list[Action]:
+        """Apply rules 3, 4, 7 and 8 until nothing changes (each may enable another)."""
+        actions: list[Action] = []
+        changed = True
+        while changed and self._state is not None and not self._height().decided:
+            changed = False
+            state = self._height()
+            for view in sorted(state.tallies):
+                tally = state.tallies[view]
+                decided = self._rule_4(view, tally)
+                if decided:
+                    return actions + decided + self._next_height(now)
+                step = self._rule_3(view, tally, now) + self._rule_7(view, tally, now)
+                step += self._rule_8(view, tally, now)
+                if step:
+                    actions += step
+                    changed = True
+                    break
+        return actions
+
+    def _rule_3(self, view: int, tally: ViewTally, now: float) -> list[Action]:
+        value = tally.slow_certificate()
+        if value is None or tally.has_final(self.index):
+            return []
+        return self._sign(view, PHASE_FINAL, value, now)
+
+    def _rule_4(self, view: int, tally: ViewTally) -> list[Action]:
+        state = self._height()
+        commits = ((tally.fast_commit(), PHASE_VOTE), (tally.slow_commit(), PHASE_FINAL))
+        for value, phase in commits:
+            if value is not None and value in state.blocks:
+                certificate = tally.certificate(phase, value)
+                state.decided = True
+                self.health.decided()
+                return [
+                    Broadcast(certificate),
+                    Decide(self.height, value, state.blocks[value], certificate),
+                ]
+        return []
+
+    def _rule_7(self, view: int, tally: ViewTally, now: float) -> list[Action]:
+        if tally.has_nil_vote(self.index) or not tally.no_fast_certificate_possible():
+            return []
+        return self._sign(view, PHASE_VOTE, NIL, now)
+
+    def _rule_8(self, view: int, tally: ViewTally, now: float) -> list[Action]:
+        state = self._height()
+        fast = _fast_certificate(tally)
+        slow = _slow_certificate(tally)
+        if fast is None or slow is None or view in state.forwarded:
+            return []
+        state.forwarded.add(view)
+        actions: list[Action] = [Broadcast(fast), Broadcast(slow)]
+        if state.view <= view:  # still in view k (or behind it): move on
+            if NIL in (slow.block_hash, fast.block_hash):
+                self.health.view_failed()
+            actions += self._enter_view(view + 1, now)
+        return actions
+
+    def _enter_view(self, view: int, now: float) -> list[Action]:
+        """Rule 1: start the view's timers, and propose if this replica leads it."""
+        state = self._height()
+        state.view = view
+        delta = self.health.delta
+        actions: list[Action] = [
+            SetTimer(self.height, view, Timer.VOTE_NIL, now + 2 * delta),
+            SetTimer(self.height, view, Timer.FINAL_NIL, now + 3 * delta),
+        ]
+        if self.leader(self.height, view) == self.index and view not in state.proposed:
+            state.proposed.add(view)
+            actions += self._propose(view, now)
+        return actions
+
+    def _propose(self, view: int, now: float) -> list[Action]:
+        state = self._height()
+        best = self._best_value_certificate(view)
+        if best is None:
+            block_hash, block = self.application.propose(self.height)
+            justification: tuple[Kind, CommitCertificate] | None = None
+            rank: CertificateRank | None = None
+        else:
+            kind, certificate = best
+            block_hash, block = certificate.block_hash, state.blocks[certificate.block_hash]
+            justification = best
+            rank = CertificateRank(certificate.view, kind.value)
+        nils = [
+            self._nil_certificate(slot)
+            for slot in required_nil_certificates(view, rank)
+            if self._holds_nil(slot)
+        ][-NIL_CERTIFICATES_MAX:]
+        try:
+            self.guard.sign(self.height, view, PHASE_PROPOSE, block_hash)
+        except WouldEquivocate:
+            return []
+        state.blocks[block_hash] = block
+        signature = self._signature(view, PHASE_PROPOSE, block_hash)
+        proposal = Proposal(
+            self.height, view, self.index, block_hash, signature, block, justification, tuple(nils)
+        )
+        actions: list[Action] = [Persist(self.guard.encode()), Broadcast(proposal)]
+        return actions + self.on_proposal(proposal, now)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _sign(self, view: int, phase: int, value: bytes, now: float) -> list[Action]:
+        """Sign, persist-then-send, and count our own message."""
+        try:
+            self.guard.sign(self.height, view, phase, value)
+        except WouldEquivocate:
+            return []
+        signature = self._signature(view, phase, value)
+        vote = SignedVote(self.height, view, phase, value, self.key.public_key.raw, signature)
+        self._count(self.index, view, phase, value, signature)
+        return [Persist(self.guard.encode()), Broadcast(vote)]
+
+    def _signature(self, view: int, phase: int, value: bytes) -> bytes:
+        unsigned = SignedVote(self.height, view, phase, value, self.key.public_key.raw, bytes(64))
+        return self.key.sign(unsigned.sign_bytes(self.chain_id))
+
+    def _count(self, index: int, view: int, phase: int, value: bytes, signature: bytes) -> None:
+        tally = self._tally(view)
+        add = tally.add_vote if phase == PHASE_VOTE else tally.add_final
+        if add(index, value, signature) is Accepted.EQUIVOCATION:
+            self.health.record_fault(index, Fault.EQUIVOCATION)
+
+    def _absorb(self, certificate: CommitCertificate, now: float) -> list[Action]:
+        """Count every valid signature a certificate carries (invalid ones are dropped)."""
+        if certificate.phase not in (PHASE_VOTE, PHASE_FINAL):
+            return []
+        validators = self.validators(self.height)
+        for index, signature in certificate.signatures:
+            if not 0 <= index < len(validators):
+                continue
+            key = validators[index][0]
+            vote = SignedVote(
+                certificate.height,
+                certificate.view,
+                certificate.phase,
+                certificate.block_hash,
+                key,
+                signature,
+            )
+            if PublicKey(key).is_valid(vote.sign_bytes(self.chain_id), signature):
+                self._count(index, certificate.view, certificate.phase, vote.block_hash, signature)
+        return []
+
+    def _buffer(
+        self, height: int, sender: int, message: Proposal | SignedVote | CommitCertificate
+    ) -> list[Action]:
+        if self._future is not None:
+            self._future.add(height, sender, message)
+        return []
+
+    def _next_height(self, now: float) -> list[Action]:
+        height = self.height + 1
+        self.guard.advance(height)
+        assert self._future is not None
+        released = self._future.advance(height)
+        self._state = self._new_height(height)
+        actions = [Persist(self.guard.encode()), *self._enter_view(0, now)]
+        for _, message in released:
+            if isinstance(message, Proposal):
+                actions += self.on_proposal(message, now)
+            elif isinstance(message, SignedVote):
+                actions += self.on_vote(message, now)
+            else:
+                actions += self.on_certificate(message, now)
+        return actions
+
+    def _new_height(self, height: int) -> _Height:
+        powers = [power for _, power in self.validators(height)]
+        return _Height(Thresholds.for_powers(powers))
+
+    def _height(self) -> _Height:
+        if self._state is None:
+            raise RuntimeError("the replica has not been started")
+        return self._state
+
+    def _tally(self, view: int) -> ViewTally:
+        state = self._height()
+        tally = state.tallies.get(view)
+        if tally is None:
+            powers = [power for _, power in self.validators(self.height)]
+            tally = ViewTally(powers, state.thresholds, self.height, view)
+            state.tallies[view] = tally
+        return tally
+
+    def _held_nil_slots(self, state: _Height) -> set[CertificateRank]:
+        held = set()
+        for view, tally in state.tallies.items():
+            if tally.nil_fast_certificate():
+                held.add(CertificateRank(view, Kind.FAST.value))
+            if tally.nil_slow_certificate():
+                held.add(CertificateRank(view, Kind.SLOW.value))
+        return held
+
+    def _holds_nil(self, slot: CertificateRank) -> bool:
+        tally = self._height().tallies.get(slot.view)
+        if tally is None:
+            return False
+        if slot.kind == Kind.FAST.value:
+            return tally.nil_fast_certificate()
+        return tally.nil_slow_certificate()
+
+    def _nil_certificate(self, slot: CertificateRank) -> CommitCertificate:
+        phase = PHASE_VOTE if slot.kind == Kind.FAST.value else PHASE_FINAL
+        return self._tally(slot.view).certificate(phase, NIL)
+
+    def _best_value_certificate(self, view: int) -> tuple[Kind, CommitCertificate] | None:
+        """Rule 1: the highest-ranked value certificate held from views before ``view`` whose
+        block this replica has."""
+        state = self._height()
+        for earlier in sorted((v for v in state.tallies if v < view), reverse=True):
+            tally = state.tallies[earlier]
+            slow, fast = tally.slow_certificate(), tally.fast_certificate()
+            candidates = ((Kind.SLOW, slow), (Kind.FAST, fast))
+            for kind, value in candidates:
+                if value is not None and value in state.blocks:
+                    return kind, tally.certificate(PHASE_VOTE, value)
+        return None
+
+
+def _index_of(validators: Sequence[tuple[bytes, int]], key: bytes) -> int | None:
+    for index, (validator_key, _) in enumerate(validators):
+        if validator_key == key:
+            return index
+    return None
+
+
+def _fast_certificate(tally: ViewTally) -> CommitCertificate | None:
+    value = tally.fast_certificate()
+    if value is not None:
+        return tally.certificate(PHASE_VOTE, value)
+    if tally.nil_fast_certificate():
+        return tally.certificate(PHASE_VOTE, NIL)
+    return None
+
+
+def _slow_certificate(tally: ViewTally) -> CommitCertificate | None:
+    value = tally.slow_certificate()
+    if value is not None:
+        return tally.certificate(PHASE_VOTE, value)
+    if tally.nil_slow_certificate():
+        return tally.certificate(PHASE_FINAL, NIL)
+    return None
