@@ -47,3 +47,19 @@ def test_package_imports_only_lower_floors(package: str) -> None:
     for module in modules:
         imported = swarmguard_imports(module) - {package}
         assert imported <= ALLOWED[package], f"{module.name} imports {imported}"
+
+
+SANS_IO_FORBIDDEN = {"asyncio", "socket", "time", "random", "secrets", "threading", "datetime"}
+
+
+def test_consensus_core_is_sans_io() -> None:
+    """The consensus core gets time, messages and randomness from its caller, never by itself."""
+    for module in sorted((SOURCE / "consensus").rglob("*.py")):
+        imported = set()
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                imported.add(node.module.split(".")[0])
+        forbidden = imported & SANS_IO_FORBIDDEN
+        assert not forbidden, f"{module.name} imports {forbidden}"
