@@ -12,6 +12,7 @@ from swarmguard.consensus.replica import (
     Action,
     Broadcast,
     Decide,
+    Evidence,
     Persist,
     Replica,
     SetTimer,
@@ -20,7 +21,7 @@ from swarmguard.consensus.replica import (
 from swarmguard.consensus.signing import SigningGuard
 from swarmguard.crypto import SigningKey
 from swarmguard.validators.certificate import CommitCertificate
-from swarmguard.validators.evidence import NIL, PHASE_VOTE, SignedVote
+from swarmguard.validators.evidence import NIL, PHASE_FINAL, PHASE_VOTE, SignedVote
 
 CHAIN = "swarm-test"
 
@@ -178,3 +179,28 @@ def test_a_restarted_replica_resumes_without_contradicting_itself() -> None:
     network.apply(0, restarted.start(network.now))
     network.run(heights=6, start=False)
     network.agreed(6)
+
+
+def test_equivocation_becomes_verified_evidence() -> None:
+    network = Network([1, 1, 1, 1])
+    replica = network.replicas[0]
+    replica.start(0.0)
+    byzantine = SigningKey(bytes([3]) * 32)  # validator 2's key
+
+    def vote(phase: int, value: bytes) -> SignedVote:
+        unsigned = SignedVote(1, 5, phase, value, byzantine.public_key.raw, bytes(64))
+        signature = byzantine.sign(unsigned.sign_bytes(CHAIN))
+        return SignedVote(1, 5, phase, value, byzantine.public_key.raw, signature)
+
+    def evidence_from(message: SignedVote) -> list[Evidence]:
+        return [a for a in replica.on_vote(message, 0.0) if isinstance(a, Evidence)]
+
+    assert not evidence_from(vote(PHASE_VOTE, b"a" * 32))
+    assert not evidence_from(vote(PHASE_VOTE, NIL))  # value + ⊥ is allowed
+    found = evidence_from(vote(PHASE_VOTE, b"b" * 32))
+    assert len(found) == 1
+    found[0].evidence.verify(CHAIN)
+    assert not evidence_from(vote(PHASE_FINAL, NIL))
+    found = evidence_from(vote(PHASE_FINAL, b"a" * 32))
+    assert len(found) == 1
+    found[0].evidence.verify(CHAIN)

@@ -24,12 +24,20 @@ from swarmguard.consensus.signing import SigningGuard, WouldEquivocate
 from swarmguard.consensus.tally import Accepted, CertificateRank, Kind, Thresholds, ViewTally
 from swarmguard.crypto import PublicKey, SigningKey
 from swarmguard.validators.certificate import CommitCertificate
-from swarmguard.validators.evidence import NIL, PHASE_FINAL, PHASE_PROPOSE, PHASE_VOTE, SignedVote
+from swarmguard.validators.evidence import (
+    NIL,
+    PHASE_FINAL,
+    PHASE_PROPOSE,
+    PHASE_VOTE,
+    DoubleVoteEvidence,
+    SignedVote,
+)
 
 __all__ = [
     "Application",
     "Broadcast",
     "Decide",
+    "Evidence",
     "Persist",
     "Replica",
     "SetTimer",
@@ -61,6 +69,13 @@ class SetTimer:
 
 
 @dataclass(frozen=True, slots=True)
+class Evidence:
+    """Proof that a validator equivocated, for the validator manager (slashing)."""
+
+    evidence: DoubleVoteEvidence
+
+
+@dataclass(frozen=True, slots=True)
 class Decide:
     height: int
     block_hash: bytes
@@ -68,7 +83,7 @@ class Decide:
     certificate: CommitCertificate
 
 
-Action = Persist | Broadcast | SetTimer | Decide
+Action = Persist | Broadcast | SetTimer | Decide | Evidence
 
 
 class Application(Protocol):
@@ -170,8 +185,8 @@ class Replica:
         index = _index_of(validators, vote.consensus_key)
         if index is None or not vote.is_signed(self.chain_id):
             return []
-        self._count(index, vote.view, vote.phase, vote.block_hash, vote.signature)
-        return self._progress(now)
+        found = self._count(index, vote.view, vote.phase, vote.block_hash, vote.signature)
+        return found + self._progress(now)
 
     def on_certificate(self, certificate: CommitCertificate, now: float) -> list[Action]:
         """A forwarded certificate (rule 8) or commit proof (rule 4)."""
@@ -303,24 +318,35 @@ class Replica:
             return []
         signature = self._signature(view, phase, value)
         vote = SignedVote(self.height, view, phase, value, self.key.public_key.raw, signature)
-        self._count(self.index, view, phase, value, signature)
+        self._count(self.index, view, phase, value, signature)  # the guard rules out a pair
         return [Persist(self.guard.encode()), Broadcast(vote)]
 
     def _signature(self, view: int, phase: int, value: bytes) -> bytes:
         unsigned = SignedVote(self.height, view, phase, value, self.key.public_key.raw, bytes(64))
         return self.key.sign(unsigned.sign_bytes(self.chain_id))
 
-    def _count(self, index: int, view: int, phase: int, value: bytes, signature: bytes) -> None:
+    def _count(
+        self, index: int, view: int, phase: int, value: bytes, signature: bytes
+    ) -> list[Action]:
+        """Count a checked message; an equivocation comes back as Evidence (the pair)."""
         tally = self._tally(view)
         add = tally.add_vote if phase == PHASE_VOTE else tally.add_final
-        if add(index, value, signature) is Accepted.EQUIVOCATION:
-            self.health.record_fault(index, Fault.EQUIVOCATION)
+        if add(index, value, signature) is not Accepted.EQUIVOCATION:
+            return []
+        self.health.record_fault(index, Fault.EQUIVOCATION)
+        first = tally.first_message(index, phase)
+        assert first is not None  # an equivocation needs a first message
+        key = self.validators(self.height)[index][0]
+        one = SignedVote(self.height, view, phase, first[0], key, first[1])
+        other = SignedVote(self.height, view, phase, value, key, signature)
+        return [Evidence(DoubleVoteEvidence.of(one, other))]
 
     def _absorb(self, certificate: CommitCertificate, now: float) -> list[Action]:
         """Count every valid signature a certificate carries (invalid ones are dropped)."""
         if certificate.phase not in (PHASE_VOTE, PHASE_FINAL):
             return []
         validators = self.validators(self.height)
+        found: list[Action] = []
         for index, signature in certificate.signatures:
             if not 0 <= index < len(validators):
                 continue
@@ -334,8 +360,10 @@ class Replica:
                 signature,
             )
             if PublicKey(key).is_valid(vote.sign_bytes(self.chain_id), signature):
-                self._count(index, certificate.view, certificate.phase, vote.block_hash, signature)
-        return []
+                found += self._count(
+                    index, certificate.view, certificate.phase, vote.block_hash, signature
+                )
+        return found
 
     def _buffer(
         self, height: int, sender: int, message: Proposal | SignedVote | CommitCertificate

@@ -134,6 +134,17 @@ class ViewTally:
         slot = self._validators.get(index)
         return slot is not None and slot.final is not None
 
+    def first_message(self, index: int, phase: int) -> tuple[bytes, bytes] | None:
+        """(value, signature) of the value Vote (``PHASE_VOTE``) or the Final (``PHASE_FINAL``)
+        counted for ``index``: the first half of an equivocation pair."""
+        slot = self._validators.get(index)
+        if slot is None:
+            return None
+        value = slot.value_vote if phase == PHASE_VOTE else slot.final
+        if value is None:
+            return None
+        return value, self._signatures[phase, value][index]
+
     def add_vote(self, index: int, value: bytes, signature: bytes = b"") -> Accepted:
         """Count ``Vote(k, value)`` (``NIL`` for ⊥) from validator ``index``, whose signature
         the caller has checked (kept for certificates; empty when none are needed)."""
