@@ -139,6 +139,9 @@ def test_four_honest_validators_decide_on_the_fast_path() -> None:
     assert all(c.view == 0 for c in certificates)
     assert any(c.phase == PHASE_VOTE for c in certificates)
     assert network.now == 0.0  # no timer was needed
+    for replica in network.replicas:
+        assert replica.stats.fast_path_ratio == 1.0
+        assert replica.stats.failed_views == replica.stats.timeouts == 0
 
 
 def test_unequal_stakes_decide() -> None:
@@ -152,6 +155,11 @@ def test_a_silent_validator_costs_view_changes_but_not_safety_or_progress() -> N
     network.run(heights=6)
     certificates = network.agreed(6)
     assert any(c.view > 0 for c in certificates)  # its turns as leader failed over
+    for i in (0, 1, 3):
+        stats = network.replicas[i].stats
+        assert stats.slow_commits == 6  # the fast path needs every validator's Vote (P = 0)
+        assert stats.failed_views > 0
+        assert stats.timeouts > 0
 
 
 def test_certificates_verify_against_the_set() -> None:

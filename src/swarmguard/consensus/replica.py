@@ -40,6 +40,7 @@ __all__ = [
     "Evidence",
     "Persist",
     "Replica",
+    "ReplicaStats",
     "SetTimer",
     "Timer",
 ]
@@ -99,8 +100,26 @@ class Application(Protocol):
 
 
 @dataclass(slots=True)
+class ReplicaStats:
+    """Counters for metrics: how heights were decided and what they cost."""
+
+    fast_commits: int = 0
+    slow_commits: int = 0
+    timeouts: int = 0  # rule 5 or 6 fired and signed ⊥
+    failed_views: int = 0  # views left on ⊥ certificates (a value certificate is progress)
+    fast_latency_total: float = 0.0  # seconds from entering a height to deciding it
+    slow_latency_total: float = 0.0
+
+    @property
+    def fast_path_ratio(self) -> float:
+        decided = self.fast_commits + self.slow_commits
+        return self.fast_commits / decided if decided else 0.0
+
+
+@dataclass(slots=True)
 class _Height:
     thresholds: Thresholds
+    started: float
     view: int = 0
     tallies: dict[int, ViewTally] = field(default_factory=dict)
     blocks: dict[bytes, bytes] = field(default_factory=dict)  # block hash -> block
@@ -122,6 +141,7 @@ class Replica:
     application: Application
     health: HealthMonitor = field(default_factory=HealthMonitor)
     guard: SigningGuard = field(default_factory=SigningGuard)
+    stats: ReplicaStats = field(default_factory=ReplicaStats)
     _state: _Height | None = None
     _future: FutureBuffer[Proposal | SignedVote | CommitCertificate] | None = None
 
@@ -138,7 +158,7 @@ class Replica:
     def start(self, now: float) -> list[Action]:
         """Begin (or resume after a restart, from ``guard``) the current height at view 0."""
         self._future = FutureBuffer(self.height)
-        self._state = self._new_height(self.height)
+        self._state = self._new_height(self.height, now)
         return self._enter_view(0, now)
 
     def on_proposal(self, proposal: Proposal, now: float) -> list[Action]:
@@ -199,10 +219,13 @@ class Replica:
             return []
         tally = self._tally(view)
         if timer is Timer.VOTE_NIL and not tally.has_voted(self.index):  # rule 5
-            return self._sign(view, PHASE_VOTE, NIL, now) + self._progress(now)
-        if timer is Timer.FINAL_NIL and not tally.has_final(self.index):  # rule 6
-            return self._sign(view, PHASE_FINAL, NIL, now) + self._progress(now)
-        return []
+            signed = self._sign(view, PHASE_VOTE, NIL, now)
+        elif timer is Timer.FINAL_NIL and not tally.has_final(self.index):  # rule 6
+            signed = self._sign(view, PHASE_FINAL, NIL, now)
+        else:
+            return []
+        self.stats.timeouts += 1 if signed else 0
+        return signed + self._progress(now)
 
     # -- the rules --------------------------------------------------------------------------
 
@@ -215,7 +238,7 @@ class Replica:
             state = self._height()
             for view in sorted(state.tallies):
                 tally = state.tallies[view]
-                decided = self._rule_4(view, tally)
+                decided = self._rule_4(view, tally, now)
                 if decided:
                     return actions + decided + self._next_height(now)
                 step = self._rule_3(view, tally, now) + self._rule_7(view, tally, now)
@@ -232,7 +255,7 @@ class Replica:
             return []
         return self._sign(view, PHASE_FINAL, value, now)
 
-    def _rule_4(self, view: int, tally: ViewTally) -> list[Action]:
+    def _rule_4(self, view: int, tally: ViewTally, now: float) -> list[Action]:
         state = self._height()
         commits = ((tally.fast_commit(), PHASE_VOTE), (tally.slow_commit(), PHASE_FINAL))
         for value, phase in commits:
@@ -240,6 +263,13 @@ class Replica:
                 certificate = tally.certificate(phase, value)
                 state.decided = True
                 self.health.decided()
+                latency = now - state.started
+                if phase == PHASE_VOTE:
+                    self.stats.fast_commits += 1
+                    self.stats.fast_latency_total += latency
+                else:
+                    self.stats.slow_commits += 1
+                    self.stats.slow_latency_total += latency
                 return [
                     Broadcast(certificate),
                     Decide(self.height, value, state.blocks[value], certificate),
@@ -262,6 +292,7 @@ class Replica:
         if state.view <= view:  # still in view k (or behind it): move on
             if NIL in (slow.block_hash, fast.block_hash):
                 self.health.view_failed()
+                self.stats.failed_views += 1
             actions += self._enter_view(view + 1, now)
         return actions
 
@@ -377,7 +408,7 @@ class Replica:
         self.guard.advance(height)
         assert self._future is not None
         released = self._future.advance(height)
-        self._state = self._new_height(height)
+        self._state = self._new_height(height, now)
         actions = [Persist(self.guard.encode()), *self._enter_view(0, now)]
         for _, message in released:
             if isinstance(message, Proposal):
@@ -388,9 +419,9 @@ class Replica:
                 actions += self.on_certificate(message, now)
         return actions
 
-    def _new_height(self, height: int) -> _Height:
+    def _new_height(self, height: int, now: float) -> _Height:
         powers = [power for _, power in self.validators(height)]
-        return _Height(Thresholds.for_powers(powers))
+        return _Height(Thresholds.for_powers(powers), now)
 
     def _height(self) -> _Height:
         if self._state is None:
