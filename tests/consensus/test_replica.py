@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from swarmguard.consensus.messages import Proposal
 from swarmguard.consensus.replica import (
+    VIEWS_AHEAD_MAX,
     Action,
     Broadcast,
     Decide,
@@ -212,3 +213,16 @@ def test_equivocation_becomes_verified_evidence() -> None:
     found = evidence_from(vote(PHASE_FINAL, b"a" * 32))
     assert len(found) == 1
     found[0].evidence.verify(CHAIN)
+
+
+def test_votes_for_far_views_are_dropped() -> None:
+    network = Network([1, 1, 1, 1])
+    replica = network.replicas[0]
+    replica.start(0.0)
+    byzantine = SigningKey(bytes([2]) * 32)
+    for view in (VIEWS_AHEAD_MAX + 1, 10**6, 2**64 - 1):
+        unsigned = SignedVote(1, view, PHASE_VOTE, NIL, byzantine.public_key.raw, bytes(64))
+        signature = byzantine.sign(unsigned.sign_bytes(CHAIN))
+        vote = SignedVote(1, view, PHASE_VOTE, NIL, byzantine.public_key.raw, signature)
+        assert replica.on_vote(vote, 0.0) == []
+    assert max(replica._height().tallies, default=0) <= VIEWS_AHEAD_MAX

@@ -34,6 +34,7 @@ from swarmguard.validators.evidence import (
 )
 
 __all__ = [
+    "VIEWS_AHEAD_MAX",
     "Application",
     "Broadcast",
     "Decide",
@@ -44,6 +45,11 @@ __all__ = [
     "SetTimer",
     "Timer",
 ]
+
+
+VIEWS_AHEAD_MAX = 64
+"""Messages for views further than this past the replica's view are dropped: each view costs a
+tally, and one Byzantine key could otherwise sign votes for a million views."""
 
 
 class Timer(Enum):
@@ -165,6 +171,8 @@ class Replica:
         if proposal.height != self.height:
             return self._buffer(proposal.height, proposal.proposer, proposal)
         state = self._height()
+        if not self._view_in_window(proposal.view):
+            return []
         validators = self.validators(self.height)
         held = self._held_nil_slots(state)
         try:
@@ -199,7 +207,7 @@ class Replica:
         if vote.height != self.height:
             sender = _index_of(self.validators(self.height), vote.consensus_key)
             return self._buffer(vote.height, -1 if sender is None else sender, vote)
-        if vote.phase not in (PHASE_VOTE, PHASE_FINAL):
+        if vote.phase not in (PHASE_VOTE, PHASE_FINAL) or not self._view_in_window(vote.view):
             return []
         validators = self.validators(self.height)
         index = _index_of(validators, vote.consensus_key)
@@ -376,6 +384,8 @@ class Replica:
         """Count every valid signature a certificate carries (invalid ones are dropped)."""
         if certificate.phase not in (PHASE_VOTE, PHASE_FINAL):
             return []
+        if not self._view_in_window(certificate.view):
+            return []
         validators = self.validators(self.height)
         found: list[Action] = []
         for index, signature in certificate.signatures:
@@ -418,6 +428,9 @@ class Replica:
             else:
                 actions += self.on_certificate(message, now)
         return actions
+
+    def _view_in_window(self, view: int) -> bool:
+        return view <= self._height().view + VIEWS_AHEAD_MAX
 
     def _new_height(self, height: int, now: float) -> _Height:
         powers = [power for _, power in self.validators(height)]
