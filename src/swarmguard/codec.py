@@ -71,6 +71,12 @@ class Reader:
     def uint(self, width: int, field: str) -> int:
         return int.from_bytes(self._take(width, field), "big")
 
+    def version(self, expected: int, width: int = 1) -> None:
+        """Read a format's leading version number and refuse any other than ``expected``."""
+        found = self.uint(width, "version")
+        if found != expected:
+            raise CodecError(f"{self.what}: unknown version {found}")
+
     def boolean(self, field: str) -> bool:
         byte = self._take(1, field)[0]
         if byte > 1:

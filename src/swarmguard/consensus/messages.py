@@ -116,9 +116,7 @@ class Proposal:
     def decode(data: bytes) -> Proposal:
         """Parse and shape-check a proposal; raises CodecError for anything malformed."""
         reader = Reader(data, "proposal")
-        version = reader.uint(1, "version")
-        if version != PROPOSAL_VERSION:
-            raise CodecError(f"proposal: unknown version {version}")
+        reader.version(PROPOSAL_VERSION)
         height, view = reader.uint(8, "height"), reader.uint(8, "view")
         proposer = reader.uint(2, "proposer")
         block_hash = reader.fixed(32, "block hash")

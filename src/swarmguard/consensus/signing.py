@@ -118,9 +118,7 @@ class SigningGuard:
     @staticmethod
     def decode(data: bytes) -> SigningGuard:
         reader = Reader(data, "signing record")
-        version = reader.uint(1, "version")
-        if version != GUARD_VERSION:
-            raise CodecError(f"signing record: unknown version {version}")
+        reader.version(GUARD_VERSION)
         height = reader.uint(8, "height")
         if height < 1:
             raise CodecError("signing record: height 0")

@@ -89,9 +89,7 @@ class Block:
     @staticmethod
     def decode(data: bytes) -> Block:
         reader = Reader(data, "block")
-        version = reader.uint(1, "version")
-        if version != BLOCK_VERSION:
-            raise CodecError(f"block: unknown version {version}")
+        reader.version(BLOCK_VERSION)
         height = reader.uint(8, "height")
         header = reader.blob(HEADER_BYTES_MAX, "header")
         count = reader.count(4, "transactions")

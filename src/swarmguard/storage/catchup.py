@@ -69,9 +69,7 @@ class Header:
     @staticmethod
     def decode(data: bytes) -> Header:
         reader = Reader(data, "header")
-        version = reader.uint(1, "version")
-        if version != HEADER_VERSION:
-            raise CodecError(f"header: unknown version {version}")
+        reader.version(HEADER_VERSION)
         header = Header(
             reader.uint(8, "height"),
             reader.uint(8, "time"),

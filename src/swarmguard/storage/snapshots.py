@@ -92,9 +92,7 @@ class Manifest:
     @staticmethod
     def decode(data: bytes) -> Manifest:
         reader = Reader(data, "snapshot manifest")
-        version = reader.uint(2, "version")
-        if version != MANIFEST_VERSION:
-            raise CodecError(f"snapshot manifest: unknown version {version}")
+        reader.version(MANIFEST_VERSION, width=2)
         try:
             chain_id = reader.blob(64, "chain id").decode("ascii")
         except UnicodeDecodeError:

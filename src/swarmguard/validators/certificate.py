@@ -66,9 +66,7 @@ class CommitCertificate:
     @staticmethod
     def decode(data: bytes) -> CommitCertificate:
         reader = Reader(data, "commit certificate")
-        version = reader.uint(1, "version")
-        if version != CERTIFICATE_VERSION:
-            raise CodecError(f"commit certificate: unknown version {version}")
+        reader.version(CERTIFICATE_VERSION)
         height, view = reader.uint(8, "height"), reader.uint(8, "view")
         phase = reader.uint(1, "phase")
         if phase not in (PHASE_VOTE, PHASE_FINAL):
