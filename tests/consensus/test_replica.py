@@ -226,3 +226,18 @@ def test_votes_for_far_views_are_dropped() -> None:
         vote = SignedVote(1, view, PHASE_VOTE, NIL, byzantine.public_key.raw, signature)
         assert replica.on_vote(vote, 0.0) == []
     assert max(replica._height().tallies, default=0) <= VIEWS_AHEAD_MAX
+
+
+def test_a_redelivered_proposal_is_acted_on_once() -> None:
+    network = Network([1, 1, 1, 1])
+    leader = network.replicas[1]  # (height 1 + view 0) % 4
+    proposal = next(
+        a.message
+        for a in leader.start(0.0)
+        if isinstance(a, Broadcast) and isinstance(a.message, Proposal)
+    )
+    replica = network.replicas[0]
+    replica.start(0.0)
+    first = replica.on_proposal(proposal, 0.0)
+    assert any(isinstance(a, Broadcast) for a in first)  # it voted
+    assert replica.on_proposal(proposal, 0.0) == []

@@ -52,6 +52,10 @@ VIEWS_AHEAD_MAX = 64
 tally, and one Byzantine key could otherwise sign votes for a million views."""
 
 
+PROPOSALS_PER_VIEW_MAX = 4
+"""Distinct leader-signed blocks one view's proposals are examined for; more is spam."""
+
+
 class Timer(Enum):
     VOTE_NIL = "vote_nil"  # rule 5, at 2Δ
     FINAL_NIL = "final_nil"  # rule 6, at 3Δ
@@ -130,6 +134,7 @@ class _Height:
     tallies: dict[int, ViewTally] = field(default_factory=dict)
     blocks: dict[bytes, bytes] = field(default_factory=dict)  # block hash -> block
     proposed: set[int] = field(default_factory=set)
+    handled: dict[int, set[bytes]] = field(default_factory=dict)  # view -> blocks acted on
     forwarded: set[int] = field(default_factory=set)
     decided: bool = False
 
@@ -173,6 +178,11 @@ class Replica:
         state = self._height()
         if not self._view_in_window(proposal.view):
             return []
+        handled = state.handled.setdefault(proposal.view, set())
+        if proposal.block_hash in handled:
+            return []  # a re-delivered proposal costs nothing the second time
+        if len(handled) >= PROPOSALS_PER_VIEW_MAX:
+            return []  # an equivocating leader spamming blocks: the first ones are evidence enough
         validators = self.validators(self.height)
         held = self._held_nil_slots(state)
         try:
@@ -186,13 +196,14 @@ class Replica:
         except ProposalError:
             self.health.record_fault(proposal.proposer, Fault.INVALID_PROPOSAL)
             return []
+        handled.add(proposal.block_hash)  # only the leader's signed proposals take a place
         actions: list[Action] = []
         # What the proposal carries is knowledge like any forwarded certificate.
         carried = list(proposal.nil_certificates)
         if proposal.certificate is not None:
             carried.append(proposal.certificate[1])
         for certificate in carried:
-            actions += self._absorb(certificate, now)
+            actions += self._absorb(certificate, checked=True)  # verify() checked them all
         if not self.application.validate(self.height, proposal.block_hash, proposal.block):
             self.health.record_fault(proposal.proposer, Fault.INVALID_PROPOSAL)
             return actions
@@ -220,7 +231,7 @@ class Replica:
         """A forwarded certificate (rule 8) or commit proof (rule 4)."""
         if certificate.height != self.height:
             return self._buffer(certificate.height, -1, certificate)
-        return self._absorb(certificate, now) + self._progress(now)
+        return self._absorb(certificate) + self._progress(now)
 
     def on_timer(self, height: int, view: int, timer: Timer, now: float) -> list[Action]:
         if height != self.height or self._height().decided:
@@ -232,7 +243,8 @@ class Replica:
             signed = self._sign(view, PHASE_FINAL, NIL, now)
         else:
             return []
-        self.stats.timeouts += 1 if signed else 0
+        if signed:
+            self.stats.timeouts += 1
         return signed + self._progress(now)
 
     # -- the rules --------------------------------------------------------------------------
@@ -380,8 +392,10 @@ class Replica:
         other = SignedVote(self.height, view, phase, value, key, signature)
         return [Evidence(DoubleVoteEvidence.of(one, other))]
 
-    def _absorb(self, certificate: CommitCertificate, now: float) -> list[Action]:
-        """Count every valid signature a certificate carries (invalid ones are dropped)."""
+    def _absorb(self, certificate: CommitCertificate, *, checked: bool = False) -> list[Action]:
+        """Count every valid signature a certificate carries (invalid ones are dropped).
+        ``checked``: every signature was verified already (a verified proposal's certificates),
+        so Ed25519 is not paid twice."""
         if certificate.phase not in (PHASE_VOTE, PHASE_FINAL):
             return []
         if not self._view_in_window(certificate.view):
@@ -400,7 +414,7 @@ class Replica:
                 key,
                 signature,
             )
-            if PublicKey(key).is_valid(vote.sign_bytes(self.chain_id), signature):
+            if checked or PublicKey(key).is_valid(vote.sign_bytes(self.chain_id), signature):
                 found += self._count(
                     index, certificate.view, certificate.phase, vote.block_hash, signature
                 )
