@@ -14,8 +14,10 @@ from swarmguard.consensus.replica import (
     Broadcast,
     Decide,
     Evidence,
+    Message,
     Persist,
     Replica,
+    SendTo,
     SetTimer,
     Timer,
 )
@@ -48,7 +50,7 @@ class Network:
     powers: list[int]
     silent: set[int] = field(default_factory=set)
     now: float = 0.0
-    queue: deque[tuple[int, object]] = field(default_factory=deque)
+    queue: deque[tuple[int, int, Message]] = field(default_factory=deque)
     timers: list[tuple[float, int, int, int, int, Timer]] = field(default_factory=list)
     decisions: dict[int, dict[int, CommitCertificate]] = field(default_factory=dict)
     records: dict[int, bytes] = field(default_factory=dict)
@@ -80,7 +82,9 @@ class Network:
                     assert len(values if values is not None else self.signed[slot]) <= 1, slot
                 for receiver in range(len(self.replicas)):
                     if receiver != sender:
-                        self.queue.append((receiver, action.message))
+                        self.send(sender, receiver, action.message)
+            elif isinstance(action, SendTo):
+                self.send(sender, action.validator, action.message)
             elif isinstance(action, SetTimer):
                 self.seq += 1
                 heapq.heappush(
@@ -92,18 +96,13 @@ class Network:
                 assert action.height not in mine
                 mine[action.height] = action.certificate
 
-    def deliver(self, receiver: int, message: object) -> None:
+    def send(self, sender: int, receiver: int, message: Message) -> None:
+        self.queue.append((sender, receiver, message))
+
+    def deliver(self, sender: int, receiver: int, message: Message) -> None:
         if receiver in self.silent:
             return
-        replica = self.replicas[receiver]
-        if isinstance(message, Proposal):
-            actions = replica.on_proposal(message, self.now)
-        elif isinstance(message, SignedVote):
-            actions = replica.on_vote(message, self.now)
-        else:
-            assert isinstance(message, CommitCertificate)
-            actions = replica.on_certificate(message, self.now)
-        self.apply(receiver, actions)
+        self.apply(receiver, self.replicas[receiver].on_message(sender, message, self.now))
 
     def run(self, heights: int, steps: int = 200_000, *, start: bool = True) -> None:
         honest = [i for i in range(len(self.replicas)) if i not in self.silent]

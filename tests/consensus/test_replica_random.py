@@ -11,7 +11,7 @@ import random
 import pytest
 
 from swarmguard.consensus.messages import Proposal
-from swarmguard.consensus.replica import Action, Broadcast
+from swarmguard.consensus.replica import Action, Broadcast, Message
 from swarmguard.validators.evidence import PHASE_PROPOSE, SignedVote
 
 from .test_replica import CHAIN, Network
@@ -27,17 +27,17 @@ class RandomNetwork(Network):
         super().__init__(powers)
         self.rng = random.Random(seed)
         self.equivocator = equivocator
-        self.inflight: list[tuple[float, int, int, object]] = []
+        self.inflight: list[tuple[float, int, int, int, Message]] = []
 
     def apply(self, sender: int, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, Broadcast):
                 for receiver in range(len(self.replicas)):
                     if receiver != sender:
-                        self.send(receiver, self.tamper(sender, receiver, action.message))
+                        self.send(sender, receiver, self.tamper(sender, receiver, action.message))
         super().apply(sender, [a for a in actions if not isinstance(a, Broadcast)])
 
-    def tamper(self, sender: int, receiver: int, message: object) -> object:
+    def tamper(self, sender: int, receiver: int, message: Message) -> Message:
         if sender != self.equivocator or receiver % 2 == 0 or not isinstance(message, Proposal):
             return message
         if message.certificate is not None or message.nil_certificates:
@@ -53,10 +53,10 @@ class RandomNetwork(Network):
             message.height, message.view, sender, block_hash, signature, block, None, ()
         )
 
-    def send(self, receiver: int, message: object) -> None:
+    def send(self, sender: int, receiver: int, message: Message) -> None:
         self.seq += 1
         delay = self.rng.uniform(0.001, 0.2)
-        heapq.heappush(self.inflight, (self.now + delay, self.seq, receiver, message))
+        heapq.heappush(self.inflight, (self.now + delay, self.seq, sender, receiver, message))
 
     def run_random(self, heights: int, steps: int = 100_000) -> bool:
         for i in range(len(self.replicas)):
@@ -69,9 +69,9 @@ class RandomNetwork(Network):
             if next_message == next_timer == float("inf"):
                 return False
             if next_message <= next_timer:
-                at, _, receiver, message = heapq.heappop(self.inflight)
+                at, _, sender, receiver, message = heapq.heappop(self.inflight)
                 self.now = max(self.now, at)
-                self.deliver(receiver, message)
+                self.deliver(sender, receiver, message)
             else:
                 at, _, i, height, view, timer = heapq.heappop(self.timers)
                 self.now = max(self.now, at)

@@ -37,6 +37,7 @@ from swarmguard.validators.evidence import NIL, PHASE_FINAL, PHASE_PROPOSE, PHAS
 
 __all__ = [
     "BLOCK_BYTES_MAX",
+    "CERTIFICATE_BYTES_MAX",
     "NIL_CERTIFICATES_MAX",
     "PROPOSAL_VERSION",
     "Proposal",
@@ -50,7 +51,7 @@ BLOCK_BYTES_MAX = 8 * 1024 * 1024
 NIL_CERTIFICATES_MAX = 64
 """⊥ certificates one proposal may carry (32 failed views). Replicas hold the ones they saw
 forwarded (rule 8), so a leader after a longer outage sends the most recent and relies on that."""
-_CERTIFICATE_BYTES_MAX = 1 + 8 + 8 + 1 + 32 + 2 + 66 * CERTIFICATE_SIGNERS_MAX
+CERTIFICATE_BYTES_MAX = 1 + 8 + 8 + 1 + 32 + 2 + 66 * CERTIFICATE_SIGNERS_MAX
 
 
 class ProposalError(ValueError):
@@ -106,10 +107,10 @@ class Proposal:
         if self.certificate is not None:
             kind, certificate = self.certificate
             out.uint(kind.value, 1)
-            out.blob(certificate.encode(), _CERTIFICATE_BYTES_MAX)
+            out.blob(certificate.encode(), CERTIFICATE_BYTES_MAX)
         out.uint(len(self.nil_certificates), 4)
         for nil in self.nil_certificates:
-            out.blob(nil.encode(), _CERTIFICATE_BYTES_MAX)
+            out.blob(nil.encode(), CERTIFICATE_BYTES_MAX)
         return out.getvalue()
 
     @staticmethod
@@ -127,13 +128,13 @@ class Proposal:
             kind_value = reader.uint(1, "certificate kind")
             if kind_value not in (Kind.FAST.value, Kind.SLOW.value):
                 raise CodecError(f"proposal: certificate kind {kind_value} is not Fast or Slow")
-            encoded = reader.blob(_CERTIFICATE_BYTES_MAX, "certificate")
+            encoded = reader.blob(CERTIFICATE_BYTES_MAX, "certificate")
             certificate = (Kind(kind_value), CommitCertificate.decode(encoded))
         count = reader.count(4, "nil certificates")
         if count > NIL_CERTIFICATES_MAX:
             raise CodecError(f"proposal: {count} ⊥ certificates exceed {NIL_CERTIFICATES_MAX}")
         nils = tuple(
-            CommitCertificate.decode(reader.blob(_CERTIFICATE_BYTES_MAX, "nil certificate"))
+            CommitCertificate.decode(reader.blob(CERTIFICATE_BYTES_MAX, "nil certificate"))
             for _ in range(count)
         )
         reader.finish()

@@ -1,9 +1,16 @@
 """The replica: the brief's rules 1-8 as a sans-IO state machine over one height at a time.
 
 Inputs are method calls carrying the caller's ``now`` (seconds): ``start``, ``on_proposal``,
-``on_vote`` (VOTE or FINAL), ``on_certificate`` (a forwarded certificate) and ``on_timer``. Each
-returns the actions to carry out, in order: ``Persist`` (write the double-sign record before
-anything after it leaves the process), ``Broadcast``, ``SetTimer`` and ``Decide``. Signature
+``on_vote`` (VOTE or FINAL), ``on_certificate`` (a forwarded certificate), the catch-up messages
+(``on_decision``, ``on_block_request``, ``on_block_reply``) and ``on_timer``. Each returns the
+actions to carry out, in order: ``Persist`` (write the double-sign record before anything after it
+leaves the process), ``Broadcast``, ``SendTo`` (one validator), ``SetTimer``, ``Decide`` and
+``Evidence``.
+
+Messages get lost, so a height that is not decided re-sends, every ``RESEND`` period, what this
+replica signed in its current and previous view and the certificates that took it into its view;
+a replica that hears from a validator still at a height it decided answers with the
+``Decision``; and a certificate for a block it does not hold makes it ask for the block. Signature
 checks on incoming messages happen here, against the height's validator set; the block's own
 validity is the application's (``Application.validate``). Nothing here reads a clock, a socket
 or a random source.
@@ -21,9 +28,10 @@ from swarmguard.consensus.health import Fault, HealthMonitor
 from swarmguard.consensus.justification import required_nil_certificates
 from swarmguard.consensus.messages import NIL_CERTIFICATES_MAX, Proposal, ProposalError
 from swarmguard.consensus.signing import SigningGuard, WouldEquivocate
+from swarmguard.consensus.sync import BlockReply, BlockRequest, Decision
 from swarmguard.consensus.tally import Accepted, CertificateRank, Kind, Thresholds, ViewTally
 from swarmguard.crypto import PublicKey, SigningKey
-from swarmguard.validators.certificate import CommitCertificate
+from swarmguard.validators.certificate import CertificateError, CommitCertificate
 from swarmguard.validators.evidence import (
     NIL,
     PHASE_FINAL,
@@ -42,6 +50,7 @@ __all__ = [
     "Persist",
     "Replica",
     "ReplicaStats",
+    "SendTo",
     "SetTimer",
     "Timer",
 ]
@@ -55,10 +64,18 @@ tally, and one Byzantine key could otherwise sign votes for a million views."""
 PROPOSALS_PER_VIEW_MAX = 4
 """Distinct leader-signed blocks one view's proposals are examined for; more is spam."""
 
+DECISIONS_KEPT = 64
+"""Recent decisions kept in memory to answer validators a few heights behind; further behind
+is block sync's job (the node reads the block store)."""
+
+DECISIONS_PER_ANSWER = 4
+"""Decisions sent in one answer (the receiver buffers this many heights ahead)."""
+
 
 class Timer(Enum):
     VOTE_NIL = "vote_nil"  # rule 5, at 2Δ
     FINAL_NIL = "final_nil"  # rule 6, at 3Δ
+    RESEND = "resend"  # every 2Δ while the height is undecided: repeat what may have been lost
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +83,20 @@ class Persist:
     record: bytes
 
 
+Message = Proposal | SignedVote | CommitCertificate | Decision | BlockRequest | BlockReply
+
+
 @dataclass(frozen=True, slots=True)
 class Broadcast:
-    message: Proposal | SignedVote | CommitCertificate
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class SendTo:
+    """A message for one validator (by index): answers to catch-up requests."""
+
+    validator: int
+    message: Message
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +122,7 @@ class Decide:
     certificate: CommitCertificate
 
 
-Action = Persist | Broadcast | SetTimer | Decide | Evidence
+Action = Persist | Broadcast | SendTo | SetTimer | Decide | Evidence
 
 
 class Application(Protocol):
@@ -119,6 +147,7 @@ class ReplicaStats:
     failed_views: int = 0  # views left on ⊥ certificates (a value certificate is progress)
     fast_latency_total: float = 0.0  # seconds from entering a height to deciding it
     slow_latency_total: float = 0.0
+    caught_up: int = 0  # heights decided from another validator's Decision
 
     @property
     def fast_path_ratio(self) -> float:
@@ -137,6 +166,11 @@ class _Height:
     handled: dict[int, set[bytes]] = field(default_factory=dict)  # view -> blocks acted on
     forwarded: set[int] = field(default_factory=set)
     decided: bool = False
+    own_proposals: dict[int, Proposal] = field(default_factory=dict)  # view -> what we proposed
+    sent: dict[int, list[SignedVote]] = field(default_factory=dict)  # view -> what we signed
+    entered_by: tuple[CommitCertificate, ...] = ()  # the rule 8 pair that opened our view
+    requested: set[bytes] = field(default_factory=set)  # blocks asked for (once at once)
+    pending_proposal: int | None = None  # a view we lead, waiting for C's block
 
 
 @dataclass(slots=True)
@@ -154,7 +188,9 @@ class Replica:
     guard: SigningGuard = field(default_factory=SigningGuard)
     stats: ReplicaStats = field(default_factory=ReplicaStats)
     _state: _Height | None = None
-    _future: FutureBuffer[Proposal | SignedVote | CommitCertificate] | None = None
+    _future: FutureBuffer[Message] | None = None
+    _decisions: dict[int, Decision] = field(default_factory=dict)
+    _answered: dict[int, tuple[int, float]] = field(default_factory=dict)  # who -> (height, when)
 
     @property
     def height(self) -> int:
@@ -170,9 +206,26 @@ class Replica:
         """Begin (or resume after a restart, from ``guard``) the current height at view 0."""
         self._future = FutureBuffer(self.height)
         self._state = self._new_height(self.height, now)
-        return self._enter_view(0, now)
+        return self._enter_height(now)
+
+    def on_message(self, sender: int, message: Message, now: float) -> list[Action]:
+        """Dispatch any consensus message; ``sender`` is the validator index the transport
+        authenticated (only block requests need it: everything else is signed or checked)."""
+        if isinstance(message, Proposal):
+            return self.on_proposal(message, now)
+        if isinstance(message, SignedVote):
+            return self.on_vote(message, now)
+        if isinstance(message, CommitCertificate):
+            return self.on_certificate(message, now)
+        if isinstance(message, Decision):
+            return self.on_decision(message, now)
+        if isinstance(message, BlockRequest):
+            return self.on_block_request(sender, message, now)
+        return self.on_block_reply(message, now)
 
     def on_proposal(self, proposal: Proposal, now: float) -> list[Action]:
+        if proposal.height < self.height:
+            return self._answer(proposal.proposer, proposal.height, now)
         if proposal.height != self.height:
             return self._buffer(proposal.height, proposal.proposer, proposal)
         state = self._height()
@@ -207,7 +260,7 @@ class Replica:
         if not self.application.validate(self.height, proposal.block_hash, proposal.block):
             self.health.record_fault(proposal.proposer, Fault.INVALID_PROPOSAL)
             return actions
-        state.blocks[proposal.block_hash] = proposal.block
+        actions += self._store_block(proposal.block_hash, proposal.block, now)
         tally = self._tally(proposal.view)
         if not tally.has_voted(self.index):  # rule 2: no Vote at all yet in this view
             actions += self._sign(proposal.view, PHASE_VOTE, proposal.block_hash, now)
@@ -215,6 +268,9 @@ class Replica:
 
     def on_vote(self, vote: SignedVote, now: float) -> list[Action]:
         """A VOTE or FINAL from another validator (or forwarded)."""
+        if vote.height < self.height:
+            sender = _index_of(self.validators(vote.height), vote.consensus_key)
+            return [] if sender is None else self._answer(sender, vote.height, now)
         if vote.height != self.height:
             sender = _index_of(self.validators(self.height), vote.consensus_key)
             return self._buffer(vote.height, -1 if sender is None else sender, vote)
@@ -233,9 +289,50 @@ class Replica:
             return self._buffer(certificate.height, -1, certificate)
         return self._absorb(certificate) + self._progress(now)
 
+    def on_decision(self, decision: Decision, now: float) -> list[Action]:
+        """Another validator's commit proof: decide the height without having taken part."""
+        if decision.height != self.height:
+            return self._buffer(decision.height, -1, decision) if decision.height > 0 else []
+        state = self._height()
+        certificate = decision.certificate
+        if state.decided:
+            return []
+        try:
+            certificate.verify(self.chain_id, self.validators(self.height), state.thresholds.slack)
+        except CertificateError:
+            return []
+        if not self.application.validate(self.height, certificate.block_hash, decision.block):
+            return []  # a validly signed certificate for an invalid block: not ours to apply
+        state.blocks[certificate.block_hash] = decision.block
+        self.stats.caught_up += 1
+        return self._decide(certificate, now)
+
+    def on_block_request(self, sender: int, request: BlockRequest, now: float) -> list[Action]:
+        """``sender`` lacks a block it holds a certificate for; the transport names the sender."""
+        if request.height < self.height:
+            return self._answer(sender, request.height, now)
+        if request.height > self.height:
+            return []
+        block = self._height().blocks.get(request.block_hash)
+        if block is None:
+            return []
+        return [SendTo(sender, BlockReply(request.height, request.block_hash, block))]
+
+    def on_block_reply(self, reply: BlockReply, now: float) -> list[Action]:
+        if reply.height != self.height:
+            return []
+        state = self._height()
+        if reply.block_hash not in state.requested or reply.block_hash in state.blocks:
+            return []  # unasked-for blocks are not kept: memory is ours to bound
+        if not self.application.validate(self.height, reply.block_hash, reply.block):
+            return []
+        return self._store_block(reply.block_hash, reply.block, now) + self._progress(now)
+
     def on_timer(self, height: int, view: int, timer: Timer, now: float) -> list[Action]:
         if height != self.height or self._height().decided:
             return []
+        if timer is Timer.RESEND:
+            return self._resend(now)
         tally = self._tally(view)
         if timer is Timer.VOTE_NIL and not tally.has_voted(self.index):  # rule 5
             signed = self._sign(view, PHASE_VOTE, NIL, now)
@@ -260,13 +357,15 @@ class Replica:
                 tally = state.tallies[view]
                 decided = self._rule_4(view, tally, now)
                 if decided:
-                    return actions + decided + self._next_height(now)
+                    return actions + decided
                 step = self._rule_3(view, tally, now) + self._rule_7(view, tally, now)
                 step += self._rule_8(view, tally, now)
                 if step:
                     actions += step
                     changed = True
                     break
+        if self._state is not None and not self._height().decided:
+            actions += self._request_blocks(only_new=True)
         return actions
 
     def _rule_3(self, view: int, tally: ViewTally, now: float) -> list[Action]:
@@ -280,9 +379,6 @@ class Replica:
         commits = ((tally.fast_commit(), PHASE_VOTE), (tally.slow_commit(), PHASE_FINAL))
         for value, phase in commits:
             if value is not None and value in state.blocks:
-                certificate = tally.certificate(phase, value)
-                state.decided = True
-                self.health.decided()
                 latency = now - state.started
                 if phase == PHASE_VOTE:
                     self.stats.fast_commits += 1
@@ -290,11 +386,21 @@ class Replica:
                 else:
                     self.stats.slow_commits += 1
                     self.stats.slow_latency_total += latency
-                return [
-                    Broadcast(certificate),
-                    Decide(self.height, value, state.blocks[value], certificate),
-                ]
+                certificate = tally.certificate(phase, value)
+                return [Broadcast(certificate), *self._decide(certificate, now)]
         return []
+
+    def _decide(self, certificate: CommitCertificate, now: float) -> list[Action]:
+        """Rule 4's outcome, however the proof arrived: decide, remember, move on."""
+        state = self._height()
+        state.decided = True
+        self.health.decided()
+        block = state.blocks[certificate.block_hash]
+        self._decisions[self.height] = Decision(certificate, block)
+        if len(self._decisions) > DECISIONS_KEPT:
+            del self._decisions[min(self._decisions)]
+        decide = Decide(self.height, certificate.block_hash, block, certificate)
+        return [decide, *self._next_height(now)]
 
     def _rule_7(self, view: int, tally: ViewTally, now: float) -> list[Action]:
         if tally.has_nil_vote(self.index) or not tally.no_fast_certificate_possible():
@@ -310,6 +416,7 @@ class Replica:
         state.forwarded.add(view)
         actions: list[Action] = [Broadcast(fast), Broadcast(slow)]
         if state.view <= view:  # still in view k (or behind it): move on
+            state.entered_by = (fast, slow)
             if NIL in (slow.block_hash, fast.block_hash):
                 self.health.view_failed()
                 self.stats.failed_views += 1
@@ -330,9 +437,17 @@ class Replica:
             actions += self._propose(view, now)
         return actions
 
+    def _enter_height(self, now: float) -> list[Action]:
+        delta = self.health.delta
+        return [SetTimer(self.height, 0, Timer.RESEND, now + 2 * delta), *self._enter_view(0, now)]
+
     def _propose(self, view: int, now: float) -> list[Action]:
         state = self._height()
         best = self._best_value_certificate(view)
+        if best is not None and best[1].block_hash not in state.blocks:
+            state.pending_proposal = view  # C's block is on its way (_progress asks for it)
+            return []
+        state.pending_proposal = None
         if best is None:
             block_hash, block = self.application.propose(self.height)
             justification: tuple[Kind, CommitCertificate] | None = None
@@ -356,6 +471,7 @@ class Replica:
         proposal = Proposal(
             self.height, view, self.index, block_hash, signature, block, justification, tuple(nils)
         )
+        state.own_proposals[view] = proposal
         actions: list[Action] = [Persist(self.guard.encode()), Broadcast(proposal)]
         return actions + self.on_proposal(proposal, now)
 
@@ -370,7 +486,58 @@ class Replica:
         signature = self._signature(view, phase, value)
         vote = SignedVote(self.height, view, phase, value, self.key.public_key.raw, signature)
         self._count(self.index, view, phase, value, signature)  # the guard rules out a pair
+        self._height().sent.setdefault(view, []).append(vote)
         return [Persist(self.guard.encode()), Broadcast(vote)]
+
+    def _resend(self, now: float) -> list[Action]:
+        """Repeat what a lossy network may have eaten: our proposal and votes in the current
+        and previous view, and the certificates that opened our view (they take a replica
+        that is behind straight here). Then ask again for missing blocks and re-arm."""
+        state = self._height()
+        actions: list[Action] = []
+        for view in (state.view - 1, state.view):
+            if view in state.own_proposals:
+                actions.append(Broadcast(state.own_proposals[view]))
+            actions += [Broadcast(vote) for vote in state.sent.get(view, ())]
+        actions += [Broadcast(certificate) for certificate in state.entered_by]
+        actions += self._request_blocks(only_new=False)
+        at = now + 2 * self.health.delta
+        return [*actions, SetTimer(self.height, state.view, Timer.RESEND, at)]
+
+    def _request_blocks(self, *, only_new: bool) -> list[Action]:
+        """Ask for the blocks of held value certificates (and commits) we do not have."""
+        state = self._height()
+        wanted: set[bytes] = set()
+        for tally in state.tallies.values():
+            for value in (tally.fast_certificate(), tally.slow_certificate(), tally.slow_commit()):
+                if value is not None and value not in state.blocks:
+                    wanted.add(value)
+        if only_new:
+            wanted -= state.requested
+        state.requested |= wanted
+        return [Broadcast(BlockRequest(self.height, value)) for value in sorted(wanted)]
+
+    def _store_block(self, block_hash: bytes, block: bytes, now: float) -> list[Action]:
+        """Keep a valid block; a leader waiting for it (rule 1) proposes now."""
+        state = self._height()
+        state.blocks[block_hash] = block
+        view = state.pending_proposal
+        if view is None or view != state.view:
+            return []
+        return self._propose(view, now)
+
+    def _answer(self, sender: int, height: int, now: float) -> list[Action]:
+        """``sender`` is still at ``height``, which we decided: send it the decisions it needs,
+        at most once per 2Δ per sender (a stream of stale messages is not an amplifier)."""
+        last = self._answered.get(sender)
+        if last is not None and last[0] == height and now - last[1] < 2 * self.health.delta:
+            return []
+        heights = range(height, min(height + DECISIONS_PER_ANSWER, self.height))
+        found = [self._decisions[h] for h in heights if h in self._decisions]
+        if not found:
+            return []
+        self._answered[sender] = (height, now)
+        return [SendTo(sender, decision) for decision in found]
 
     def _signature(self, view: int, phase: int, value: bytes) -> bytes:
         unsigned = SignedVote(self.height, view, phase, value, self.key.public_key.raw, bytes(64))
@@ -420,9 +587,7 @@ class Replica:
                 )
         return found
 
-    def _buffer(
-        self, height: int, sender: int, message: Proposal | SignedVote | CommitCertificate
-    ) -> list[Action]:
+    def _buffer(self, height: int, sender: int, message: Message) -> list[Action]:
         if self._future is not None:
             self._future.add(height, sender, message)
         return []
@@ -433,14 +598,18 @@ class Replica:
         assert self._future is not None
         released = self._future.advance(height)
         self._state = self._new_height(height, now)
-        actions = [Persist(self.guard.encode()), *self._enter_view(0, now)]
+        actions = [Persist(self.guard.encode()), *self._enter_height(now)]
         for _, message in released:
+            if self.height != height:
+                break  # a released Decision finished this height; the rest is stale
             if isinstance(message, Proposal):
                 actions += self.on_proposal(message, now)
             elif isinstance(message, SignedVote):
                 actions += self.on_vote(message, now)
-            else:
+            elif isinstance(message, CommitCertificate):
                 actions += self.on_certificate(message, now)
+            elif isinstance(message, Decision):
+                actions += self.on_decision(message, now)
         return actions
 
     def _view_in_window(self, view: int) -> bool:
@@ -486,15 +655,14 @@ class Replica:
         return self._tally(slot.view).certificate(phase, NIL)
 
     def _best_value_certificate(self, view: int) -> tuple[Kind, CommitCertificate] | None:
-        """Rule 1: the highest-ranked value certificate held from views before ``view`` whose
-        block this replica has."""
+        """Rule 1: the highest-ranked value certificate held from views before ``view``."""
         state = self._height()
         for earlier in sorted((v for v in state.tallies if v < view), reverse=True):
             tally = state.tallies[earlier]
             slow, fast = tally.slow_certificate(), tally.fast_certificate()
             candidates = ((Kind.SLOW, slow), (Kind.FAST, fast))
             for kind, value in candidates:
-                if value is not None and value in state.blocks:
+                if value is not None:
                     return kind, tally.certificate(PHASE_VOTE, value)
         return None
 
