@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from swarmguard.consensus.tally import Accepted, CertificateRank, Kind, Thresholds, ViewTally
+from swarmguard.consensus.tally import (
+    VALUES_PER_VALIDATOR_MAX,
+    Accepted,
+    CertificateRank,
+    Kind,
+    Thresholds,
+    ViewTally,
+)
 from swarmguard.crypto import SigningKey
 from swarmguard.validators.evidence import NIL, PHASE_FINAL, PHASE_VOTE, SignedVote
 
@@ -94,17 +101,37 @@ def test_value_and_nil_vote_are_not_equivocation() -> None:
     assert v.nil_fast_certificate()
 
 
-def test_two_values_or_two_finals_are_equivocation_and_count_once() -> None:
+def test_equivocation_is_reported_and_counts_toward_each_value_signed() -> None:
+    """A certificate is a set of signatures: an equivocator is in every one it signed for
+    (the thresholds charge F to both sides), but its power counts once toward rule 7."""
     v = tally([1, 1, 1, 1])
     v.add_vote(0, A)
     assert v.add_vote(0, B) is Accepted.EQUIVOCATION
+    assert v.add_vote(0, B) is Accepted.DUPLICATE
+    assert v.first_message(0, PHASE_VOTE) == (A, b"")
     v.add_vote(1, B)
-    assert v.fast_certificate() is None  # B has one vote, not two
+    assert v.fast_certificate() == B  # 0 and 1 signed B: N - 2F = 2
+    v.add_vote(2, NIL)
+    assert not v.no_fast_certificate_possible()  # three voters, though 0 signed twice
     v.add_final(2, A)
     assert v.add_final(2, NIL) is Accepted.EQUIVOCATION
     v.add_final(3, NIL)
     assert v.add_final(3, B) is Accepted.EQUIVOCATION
-    assert not v.nil_slow_certificate()
+    assert not v.nil_slow_certificate()  # 2 of the 3 needed
+    v.add_final(1, NIL)
+    assert v.nil_slow_certificate()
+
+
+def test_one_key_stores_a_bounded_number_of_values() -> None:
+    v = tally([1, 1, 1, 1])
+    values = [bytes([i + 1]) * 32 for i in range(VALUES_PER_VALIDATOR_MAX + 3)]
+    for value in values:
+        v.add_vote(0, value, b"signature")
+        v.add_final(0, value, b"signature")
+    counted = [x for x in values if v.certificate(PHASE_VOTE, x).signatures]
+    assert counted == values[:VALUES_PER_VALIDATOR_MAX]
+    finals = [x for x in values if v.certificate(PHASE_FINAL, x).signatures]
+    assert finals == values[:VALUES_PER_VALIDATOR_MAX]
 
 
 def test_unknown_validator() -> None:

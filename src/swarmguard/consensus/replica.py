@@ -164,11 +164,10 @@ class _Height:
     blocks: dict[bytes, bytes] = field(default_factory=dict)  # block hash -> block
     proposed: set[int] = field(default_factory=set)
     handled: dict[int, set[bytes]] = field(default_factory=dict)  # view -> blocks acted on
-    forwarded: set[int] = field(default_factory=set)
     decided: bool = False
     own_proposals: dict[int, Proposal] = field(default_factory=dict)  # view -> what we proposed
     sent: dict[int, list[SignedVote]] = field(default_factory=dict)  # view -> what we signed
-    entered_by: tuple[CommitCertificate, ...] = ()  # the rule 8 pair that opened our view
+    pairs: dict[int, tuple[CommitCertificate, CommitCertificate]] = field(default_factory=dict)
     requested: set[bytes] = field(default_factory=set)  # blocks asked for (once at once)
     pending_proposal: int | None = None  # a view we lead, waiting for C's block
 
@@ -236,16 +235,8 @@ class Replica:
             return []  # a re-delivered proposal costs nothing the second time
         if len(handled) >= PROPOSALS_PER_VIEW_MAX:
             return []  # an equivocating leader spamming blocks: the first ones are evidence enough
-        validators = self.validators(self.height)
-        held = self._held_nil_slots(state)
         try:
-            proposal.verify(
-                self.chain_id,
-                validators,
-                state.thresholds,
-                self.leader(self.height, proposal.view),
-                held,
-            )
+            self._check_proposal(proposal, state)
         except ProposalError:
             self.health.record_fault(proposal.proposer, Fault.INVALID_PROPOSAL)
             return []
@@ -261,10 +252,23 @@ class Replica:
             self.health.record_fault(proposal.proposer, Fault.INVALID_PROPOSAL)
             return actions
         actions += self._store_block(proposal.block_hash, proposal.block, now)
-        tally = self._tally(proposal.view)
-        if not tally.has_voted(self.index):  # rule 2: no Vote at all yet in this view
+        if self._may_vote(self._tally(proposal.view)):
             actions += self._sign(proposal.view, PHASE_VOTE, proposal.block_hash, now)
         return actions + self._progress(now)
+
+    def _check_proposal(self, proposal: Proposal, state: _Height) -> None:
+        """Rule 2 on a proposal (signatures, powers, ⊥ certificates); raises ProposalError."""
+        proposal.verify(
+            self.chain_id,
+            self.validators(self.height),
+            state.thresholds,
+            self.leader(self.height, proposal.view),
+            self._held_nil_slots(state),
+        )
+
+    def _may_vote(self, tally: ViewTally) -> bool:
+        """Rule 2: a value Vote only while no Vote at all (value or ⊥) was sent in the view."""
+        return not tally.has_voted(self.index)
 
     def on_vote(self, vote: SignedVote, now: float) -> list[Action]:
         """A VOTE or FINAL from another validator (or forwarded)."""
@@ -411,12 +415,11 @@ class Replica:
         state = self._height()
         fast = _fast_certificate(tally)
         slow = _slow_certificate(tally)
-        if fast is None or slow is None or view in state.forwarded:
+        if fast is None or slow is None or view in state.pairs:
             return []
-        state.forwarded.add(view)
+        state.pairs[view] = (fast, slow)
         actions: list[Action] = [Broadcast(fast), Broadcast(slow)]
         if state.view <= view:  # still in view k (or behind it): move on
-            state.entered_by = (fast, slow)
             if NIL in (slow.block_hash, fast.block_hash):
                 self.health.view_failed()
                 self.stats.failed_views += 1
@@ -491,15 +494,17 @@ class Replica:
 
     def _resend(self, now: float) -> list[Action]:
         """Repeat what a lossy network may have eaten: our proposal and votes in the current
-        and previous view, and the certificates that opened our view (they take a replica
-        that is behind straight here). Then ask again for missing blocks and re-arm."""
+        and previous view, and the rule 8 pairs of the views we passed (they take a replica
+        that is behind straight to our view, and give a leader that skipped views the ⊥
+        certificates rule 2 asks it to carry). Then ask again for missing blocks and re-arm."""
         state = self._height()
         actions: list[Action] = []
         for view in (state.view - 1, state.view):
             if view in state.own_proposals:
                 actions.append(Broadcast(state.own_proposals[view]))
             actions += [Broadcast(vote) for vote in state.sent.get(view, ())]
-        actions += [Broadcast(certificate) for certificate in state.entered_by]
+        for view in sorted(state.pairs)[-NIL_CERTIFICATES_MAX // 2 :]:
+            actions += [Broadcast(certificate) for certificate in state.pairs[view]]
         actions += self._request_blocks(only_new=False)
         at = now + 2 * self.health.delta
         return [*actions, SetTimer(self.height, state.view, Timer.RESEND, at)]
@@ -568,9 +573,12 @@ class Replica:
         if not self._view_in_window(certificate.view):
             return []
         validators = self.validators(self.height)
+        tally = self._tally(certificate.view)
         found: list[Action] = []
         for index, signature in certificate.signatures:
             if not 0 <= index < len(validators):
+                continue
+            if tally.holds(index, certificate.phase, certificate.block_hash, signature):
                 continue
             key = validators[index][0]
             vote = SignedVote(

@@ -11,11 +11,17 @@ N >= 3F + 2P + 1 (keep in sync with docs/consensus.md, "Thresholds"):
     fast commit of x                    Votes for x           >= N - P
     slow commit of x                    Finals for x          >= N - F - P
 
-What a replica may send, and so what the tally accepts from one validator in one view: at most
-one Vote for a value and at most one Vote for ⊥ (rule 7 allows both, so that pair is *not*
-equivocation), and one Final (value or ⊥). Two Votes for different values, or two different
-Finals (⊥ included), are equivocation: the tally keeps the first, reports the pair as evidence,
-and never counts the validator twice. Exact duplicates are ignored.
+What a replica may send in one view: at most one Vote for a value and at most one Vote for ⊥
+(rule 7 allows both, so that pair is *not* equivocation), and one Final (value or ⊥). Two Votes
+for different values, or two different Finals (⊥ included), are equivocation: the tally reports
+it (the caller turns the pair into evidence) and still counts the second message toward its own
+value. A certificate is a set of signatures, and a Byzantine validator's signature is in every
+certificate it signed for: the safety argument already charges F in each of two conflicting
+certificates, so counting it is exactly what the thresholds assume; and refusing to count it
+would leave this replica unable to see a certificate every other replica holds (a liveness bug
+the simulator found: twin leaders split a view and one replica never saw the Slow-Cert).
+``VALUES_PER_VALIDATOR_MAX`` bounds what one key can make the tally store. Exact duplicates are
+ignored; a validator's power counts at most once toward "Votes received" (rule 7).
 
 Certificates are ranked by view, then Fast < Slow within a view (``CertificateRank``).
 """
@@ -29,7 +35,14 @@ from enum import Enum
 from swarmguard.validators.certificate import CommitCertificate
 from swarmguard.validators.evidence import NIL, PHASE_FINAL, PHASE_VOTE
 
-__all__ = ["Accepted", "CertificateRank", "Kind", "Thresholds", "ViewTally"]
+__all__ = [
+    "VALUES_PER_VALIDATOR_MAX",
+    "Accepted",
+    "CertificateRank",
+    "Kind",
+    "Thresholds",
+    "ViewTally",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +107,16 @@ class Accepted(Enum):
     UNKNOWN_VALIDATOR = "unknown_validator"
 
 
+VALUES_PER_VALIDATOR_MAX = 4
+"""Distinct values (Votes, and separately Finals) counted for one validator in one view; an
+honest validator sends one, an equivocating leader's halves make two."""
+
+
 @dataclass(slots=True)
 class _Validator:
-    value_vote: bytes | None = None
+    value_votes: list[bytes] = field(default_factory=list)  # the first is the one it "meant"
     nil_vote: bool = False
-    final: bytes | None = None
+    finals: list[bytes] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -124,7 +142,7 @@ class ViewTally:
     def has_voted(self, index: int) -> bool:
         """Whether ``index`` sent any Vote (value or ⊥) in this view."""
         slot = self._validators.get(index)
-        return slot is not None and (slot.value_vote is not None or slot.nil_vote)
+        return slot is not None and (bool(slot.value_votes) or slot.nil_vote)
 
     def has_nil_vote(self, index: int) -> bool:
         slot = self._validators.get(index)
@@ -132,7 +150,12 @@ class ViewTally:
 
     def has_final(self, index: int) -> bool:
         slot = self._validators.get(index)
-        return slot is not None and slot.final is not None
+        return slot is not None and bool(slot.finals)
+
+    def holds(self, index: int, phase: int, value: bytes, signature: bytes) -> bool:
+        """Whether exactly this signed message is counted already (a forwarded certificate
+        repeats signatures we checked: no need to check them twice)."""
+        return self._signatures.get((phase, value), {}).get(index) == signature
 
     def first_message(self, index: int, phase: int) -> tuple[bytes, bytes] | None:
         """(value, signature) of the value Vote (``PHASE_VOTE``) or the Final (``PHASE_FINAL``)
@@ -140,10 +163,10 @@ class ViewTally:
         slot = self._validators.get(index)
         if slot is None:
             return None
-        value = slot.value_vote if phase == PHASE_VOTE else slot.final
-        if value is None:
+        values = slot.value_votes if phase == PHASE_VOTE else slot.finals
+        if not values:
             return None
-        return value, self._signatures[phase, value][index]
+        return values[0], self._signatures[phase, values[0]][index]
 
     def add_vote(self, index: int, value: bytes, signature: bytes = b"") -> Accepted:
         """Count ``Vote(k, value)`` (``NIL`` for ⊥) from validator ``index``, whose signature
@@ -151,37 +174,41 @@ class ViewTally:
         slot = self._slot(index)
         if slot is None:
             return Accepted.UNKNOWN_VALIDATOR
-        first_vote = slot.value_vote is None and not slot.nil_vote
+        first_vote = not slot.value_votes and not slot.nil_vote
+        accepted = Accepted.COUNTED
         if value == NIL:
             if slot.nil_vote:
                 return Accepted.DUPLICATE
             slot.nil_vote = True
         else:
-            if slot.value_vote == value:
+            if value in slot.value_votes:
                 return Accepted.DUPLICATE
-            if slot.value_vote is not None:
-                return Accepted.EQUIVOCATION  # two values in one view: keep the first
-            slot.value_vote = value
+            if slot.value_votes:
+                accepted = Accepted.EQUIVOCATION  # two values in one view
+                if len(slot.value_votes) >= VALUES_PER_VALIDATOR_MAX:
+                    return accepted
+            slot.value_votes.append(value)
         power = self.powers[index]
         self._vote_power[value] = self._vote_power.get(value, 0) + power
         self._signatures.setdefault((PHASE_VOTE, value), {})[index] = signature
         if first_vote:
             self._voted_power += power
-        return Accepted.COUNTED
+        return accepted
 
     def add_final(self, index: int, value: bytes, signature: bytes = b"") -> Accepted:
         """Count ``Final(k, value)`` (``NIL`` for ⊥) from validator ``index`` (see add_vote)."""
         slot = self._slot(index)
         if slot is None:
             return Accepted.UNKNOWN_VALIDATOR
-        if slot.final == value:
+        if value in slot.finals:
             return Accepted.DUPLICATE
-        if slot.final is not None:
-            return Accepted.EQUIVOCATION  # two different Finals, ⊥ included
-        slot.final = value
+        accepted = Accepted.EQUIVOCATION if slot.finals else Accepted.COUNTED  # ⊥ included
+        if len(slot.finals) >= VALUES_PER_VALIDATOR_MAX:
+            return accepted
+        slot.finals.append(value)
         self._final_power[value] = self._final_power.get(value, 0) + self.powers[index]
         self._signatures.setdefault((PHASE_FINAL, value), {})[index] = signature
-        return Accepted.COUNTED
+        return accepted
 
     @staticmethod
     def _value_reaching(power: dict[bytes, int], threshold: int) -> bytes | None:
@@ -209,6 +236,15 @@ class ViewTally:
     def slow_commit(self) -> bytes | None:
         """The value slow-committed in this view (Finals from power >= N - F - P), if any."""
         return self._value_reaching(self._final_power, self.thresholds.slow_commit)
+
+    def vote_powers(self) -> dict[bytes, int]:
+        """Power of the Votes counted for each value (``NIL`` for ⊥)."""
+        return dict(self._vote_power)
+
+    @property
+    def voted_power(self) -> int:
+        """The power of the validators that sent at least one Vote (value or ⊥)."""
+        return self._voted_power
 
     def no_fast_certificate_possible(self) -> bool:
         """Rule 7's trigger: Votes from power >= N - F, and no Fast-Cert for any value."""

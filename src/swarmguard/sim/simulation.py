@@ -1,0 +1,488 @@
+"""The deterministic simulation: a whole validator network in one process, driving real replicas.
+
+One event queue orders everything on a virtual clock: deliveries (each message's latency drawn
+per link, plus jitter, loss, duplication and partitions), replica timers, crashes and restarts,
+and the release of withheld messages. Ties break by insertion order, and every random draw
+comes from one ``random.Random`` seeded by the scenario, so a seed replays exactly.
+
+What every run checks (``Result.violations``):
+
+- agreement: no two honest replicas decide different blocks at one height, and each honest
+  chain is contiguous;
+- every commit certificate verifies against the height's validator set;
+- no honest key signs two conflicting messages, across crashes and restarts (the guard);
+- every signature leaves only after the record that covers it was persisted;
+- evidence only ever accuses Byzantine validators, and it verifies.
+
+And liveness (``Result.live``): after the faults end, every honest replica decides
+``heights_after`` more heights within ``LIVENESS_SECONDS`` of virtual time, and the heights
+begun after the faults end take at most ``views_bound`` views.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from swarmguard.consensus.health import HealthMonitor
+from swarmguard.consensus.messages import Proposal
+from swarmguard.consensus.replica import (
+    Action,
+    Broadcast,
+    Decide,
+    Evidence,
+    Message,
+    Persist,
+    Replica,
+    SendTo,
+    SetTimer,
+    Timer,
+)
+from swarmguard.consensus.signing import SigningGuard
+from swarmguard.consensus.sync import BlockReply, BlockRequest, Decision
+from swarmguard.crypto import SigningKey
+from swarmguard.sim.adversary import Adversary, block_for
+from swarmguard.sim.scenario import Behaviour, Scenario
+from swarmguard.validators.certificate import CertificateError, CommitCertificate
+from swarmguard.validators.evidence import NIL, PHASE_FINAL, PHASE_VOTE, InvalidEvidence, SignedVote
+
+__all__ = ["CHAIN_ID", "EVENTS_MAX", "LIVENESS_SECONDS", "Result", "Simulation"]
+
+CHAIN_ID = "swarmguard-sim"
+LIVENESS_SECONDS = 600.0
+"""Virtual seconds after the faults end within which every honest replica must finish."""
+EVENTS_MAX = 2_000_000
+"""A run that has not finished after this many events is reported as not live."""
+
+_DELIVER, _TIMER, _CRASH, _RESTART, _RELEASE = range(5)
+
+
+class SimulationApp:
+    """The application every simulated replica runs: blocks are labelled byte strings."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    def propose(self, height: int) -> tuple[bytes, bytes]:
+        return block_for(height, f"by {self.label}")
+
+    def validate(self, height: int, block_hash: bytes, block: bytes) -> bool:
+        return hashlib.sha256(block).digest() == block_hash and block.startswith(
+            f"height {height} ".encode()
+        )
+
+
+@dataclass(slots=True)
+class _Node:
+    id: int
+    validator: int
+    replica: Replica
+    behaviour: Behaviour | None = None
+    adversary: Adversary | None = None
+    incarnation: int = 0
+    alive: bool = True
+    record: bytes | None = None
+    chain: dict[int, bytes] = field(default_factory=dict)
+    signed: set[bytes] = field(default_factory=set)  # signatures this node has sent
+    held: list[tuple[int, Message]] = field(default_factory=list)  # WITHHOLD: not yet sent
+
+    @property
+    def honest(self) -> bool:
+        return self.behaviour is None
+
+
+@dataclass(slots=True)
+class Result:
+    scenario: Scenario
+    violations: list[str]
+    live: bool
+    liveness: str  # why not live, or ""
+    heights: dict[int, int]  # honest node -> heights decided
+    fast_commits: int
+    slow_commits: int
+    caught_up: int
+    views_max: int  # the highest view a height begun after the faults was decided in
+    messages: int
+    events: int
+    virtual_seconds: float
+    trace: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations and self.live
+
+    def summary(self) -> str:
+        verdict = "ok" if self.ok else "FAILED"
+        lines = [
+            f"{verdict}: {self.scenario.describe()}",
+            f"  heights by honest node {self.heights}; fast {self.fast_commits}, "
+            f"slow {self.slow_commits}, caught up {self.caught_up}; highest view after the "
+            f"faults {self.views_max}; {self.messages} messages, {self.events} events, "
+            f"{self.virtual_seconds:.2f} virtual s",
+        ]
+        lines += [f"  SAFETY: {v}" for v in self.violations]
+        if not self.live:
+            lines.append(f"  LIVENESS: {self.liveness}")
+        return "\n".join(lines)
+
+
+ReplicaFactory = Callable[..., Replica]
+
+
+class Simulation:
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        trace: bool = False,
+        replica_class: ReplicaFactory = Replica,
+    ) -> None:
+        self.scenario = scenario
+        self.rng = random.Random(f"swarmguard-sim/network/{scenario.seed}")
+        self.replica_class = replica_class
+        self.tracing = trace
+        self.trace: list[str] = []
+        self.now = 0.0
+        self.queue: list[tuple[float, int, int, Any]] = []
+        self.seq = 0
+        self.messages = 0
+        self.violations: list[str] = []
+        self.keys = [
+            SigningKey(hashlib.sha256(b"sim key %d" % i).digest())
+            for i in range(len(scenario.powers))
+        ]
+        self.validator_set = [
+            (key.public_key.raw, power)
+            for key, power in zip(self.keys, scenario.powers, strict=True)
+        ]
+        behaviours = scenario.behaviours
+        self.byzantine = set(behaviours)
+        self.nodes: list[_Node] = []
+        for validator in range(len(scenario.powers)):
+            self._add_node(validator, behaviours.get(validator), label=f"v{validator}")
+        for validator, behaviour in scenario.byzantine:
+            if behaviour is Behaviour.TWIN:
+                self._add_node(validator, behaviour, label=f"v{validator} twin")
+        self.by_validator: dict[int, list[_Node]] = {}
+        for node in self.nodes:
+            self.by_validator.setdefault(node.validator, []).append(node)
+        ids = range(len(self.nodes))
+        low, high = scenario.latency
+        self.base = [[self.rng.uniform(low, high) for _ in ids] for _ in ids]
+        self.decided: dict[int, bytes] = {}  # height -> the first honest decision
+        self.sent_by_key: dict[tuple[int, int, int, int], set[bytes]] = {}
+        self.target: int | None = None
+        self.height_at_end: dict[int, int] = {}  # honest node -> the height it was working on
+        self.views_max = 0
+        self.faults_over = False
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def _leader(self, height: int, view: int) -> int:
+        return (height + view) % len(self.scenario.powers)
+
+    def _validators(self, height: int) -> list[tuple[bytes, int]]:
+        return self.validator_set
+
+    def _replica(self, node_id: int, validator: int, label: str, guard: SigningGuard) -> Replica:
+        replica: Replica = self.replica_class(
+            CHAIN_ID,
+            validator,
+            self.keys[validator],
+            self._validators,
+            self._leader,
+            SimulationApp(label),
+            health=HealthMonitor(),
+            guard=guard,
+        )
+        return replica
+
+    def _add_node(self, validator: int, behaviour: Behaviour | None, label: str) -> None:
+        node_id = len(self.nodes)
+        replica = self._replica(node_id, validator, label, SigningGuard())
+        node = _Node(node_id, validator, replica, behaviour)
+        if behaviour in (Behaviour.EQUIVOCATE, Behaviour.SELECTIVE, Behaviour.INVALID):
+            rng = random.Random(f"swarmguard-sim/adversary/{self.scenario.seed}/{node_id}")
+            node.adversary = Adversary(behaviour, validator, self.keys[validator], CHAIN_ID, rng)
+        self.nodes.append(node)
+
+    # -- the event loop -------------------------------------------------------------------
+
+    def _push(self, at: float, kind: int, payload: Any) -> None:
+        self.seq += 1
+        heapq.heappush(self.queue, (at, self.seq, kind, payload))
+
+    def run(self) -> Result:
+        scenario = self.scenario
+        for crash in scenario.crashes:
+            self._push(crash.at, _CRASH, crash.validator)
+            self._push(crash.restart, _RESTART, crash.validator)
+        self._push(scenario.release_at, _RELEASE, None)
+        for node in self.nodes:
+            if node.behaviour is not Behaviour.SILENT:
+                self._apply(node, node.replica.start(self.now))
+        events = 0
+        liveness = ""
+        while True:
+            if not self.faults_over and (not self.queue or self.queue[0][0] >= scenario.faults_end):
+                self._end_faults()
+            if self.target is not None and self._finished():
+                break
+            if not self.queue:
+                liveness = "nothing left to happen (stuck)"
+                break
+            if events >= EVENTS_MAX:
+                liveness = f"not finished after {EVENTS_MAX} events"
+                break
+            at, _, kind, payload = heapq.heappop(self.queue)
+            if self.faults_over and at > scenario.faults_end + LIVENESS_SECONDS:
+                liveness = f"not finished {LIVENESS_SECONDS:.0f} virtual s after the faults"
+                break
+            self.now = max(self.now, at)
+            events += 1
+            self._event(kind, payload)
+        honest = [n for n in self.nodes if n.honest]
+        live = not liveness
+        if live and self.views_max > self.views_bound:
+            live = False
+            liveness = f"a height took {self.views_max + 1} views (bound {self.views_bound + 1})"
+        return Result(
+            scenario=scenario,
+            violations=self.violations,
+            live=live,
+            liveness=liveness,
+            heights={n.id: len(n.chain) for n in honest},
+            fast_commits=sum(n.replica.stats.fast_commits for n in honest),
+            slow_commits=sum(n.replica.stats.slow_commits for n in honest),
+            caught_up=sum(n.replica.stats.caught_up for n in honest),
+            views_max=self.views_max,
+            messages=self.messages,
+            events=events,
+            virtual_seconds=self.now,
+            trace=self.trace,
+        )
+
+    @property
+    def views_bound(self) -> int:
+        """A height begun after the faults ends at the latest in the first view with an honest
+        leader, and round-robin puts one within (Byzantine validators + 1) views."""
+        return len(self.byzantine) + 1
+
+    def _end_faults(self) -> None:
+        self.faults_over = True
+        self.now = max(self.now, self.scenario.faults_end)
+        honest = [n for n in self.nodes if n.honest]
+        self.target = max(len(n.chain) for n in honest) + self.scenario.heights_after
+        self.height_at_end = {n.id: n.replica.height for n in honest if n.alive}
+        self._note(f"faults end; every honest replica must reach height {self.target}")
+
+    def _finished(self) -> bool:
+        assert self.target is not None
+        return all(len(n.chain) >= self.target for n in self.nodes if n.honest)
+
+    def _event(self, kind: int, payload: Any) -> None:
+        if kind == _DELIVER:
+            sender, receiver, message = payload
+            node = self.nodes[receiver]
+            if not node.alive or node.behaviour is Behaviour.SILENT:
+                return
+            if self.tracing:
+                self._note(f"v{self.nodes[sender].validator}->n{receiver} {_describe(message)}")
+            actions = node.replica.on_message(self.nodes[sender].validator, message, self.now)
+            self._apply(node, actions)
+        elif kind == _TIMER:
+            node_id, incarnation, height, view, timer = payload
+            node = self.nodes[node_id]
+            if not node.alive or node.incarnation != incarnation:
+                return
+            if self.tracing and timer is not Timer.RESEND:
+                self._note(f"n{node_id} timer {timer.value} h{height} v{view}")
+            self._apply(node, node.replica.on_timer(height, view, timer, self.now))
+        elif kind == _CRASH:
+            for node in self.by_validator[payload]:
+                node.alive = False
+                node.incarnation += 1
+                self._note(f"n{node.id} crashes at height {node.replica.height}")
+        elif kind == _RESTART:
+            for node in self.by_validator[payload]:
+                self._restart(node)
+        elif kind == _RELEASE:
+            for node in self.nodes:
+                if node.behaviour is Behaviour.WITHHOLD:
+                    held, node.held = node.held, []
+                    self._note(f"n{node.id} releases {len(held)} withheld messages")
+                    for receiver, message in held:
+                        self._route(node, receiver, message)
+
+    def _restart(self, node: _Node) -> None:
+        guard = SigningGuard.decode(node.record) if node.record is not None else SigningGuard()
+        label = f"v{node.validator}" + (" twin" if node.id >= len(self.scenario.powers) else "")
+        node.replica = self._replica(node.id, node.validator, label, guard)
+        node.alive = True
+        self._note(f"n{node.id} restarts at height {guard.height} from its persisted record")
+        self._apply(node, node.replica.start(self.now))
+
+    # -- what a replica asks for ----------------------------------------------------------
+
+    def _apply(self, node: _Node, actions: list[Action]) -> None:
+        persisted = False
+        for action in actions:
+            if isinstance(action, Persist):
+                node.record = action.record
+                persisted = True
+            elif isinstance(action, Broadcast | SendTo):
+                if node.honest:
+                    self._check_signed(node, action.message, persisted)
+                if isinstance(action, Broadcast):
+                    receivers = [n.id for n in self.nodes if n.id != node.id]
+                else:
+                    receivers = [n.id for n in self.by_validator[action.validator]]
+                for receiver in receivers:
+                    if receiver != node.id:
+                        self._send(node, receiver, action.message)
+            elif isinstance(action, SetTimer):
+                payload = (node.id, node.incarnation, action.height, action.view, action.timer)
+                self._push(action.at, _TIMER, payload)
+            elif isinstance(action, Decide):
+                self._decide(node, action)
+            elif isinstance(action, Evidence):
+                self._check_evidence(node, action)
+
+    def _send(self, node: _Node, receiver: int, message: Message) -> None:
+        if node.behaviour is Behaviour.SILENT:
+            return
+        if node.behaviour is Behaviour.WITHHOLD and self.now < self.scenario.release_at:
+            node.held.append((receiver, message))
+            return
+        if node.adversary is not None:
+            for rewritten in node.adversary.rewrite(message, receiver):
+                self._route(node, receiver, rewritten)
+        else:
+            self._route(node, receiver, message)
+
+    def _route(self, node: _Node, receiver: int, message: Message) -> None:
+        scenario = self.scenario
+        faulty = self.now < scenario.faults_end
+        if faulty:
+            for partition in scenario.partitions:
+                if partition.start <= self.now < partition.end and partition.separates(
+                    node.id, receiver
+                ):
+                    return
+            if scenario.loss and self.rng.random() < scenario.loss:
+                return
+        copies = 2 if scenario.duplication and self.rng.random() < scenario.duplication else 1
+        for _ in range(copies):
+            delay = self.base[node.id][receiver] + self.rng.uniform(0.0, scenario.jitter)
+            if faulty and (node.id, receiver) in scenario.slow_links:
+                delay *= scenario.slow_factor
+            self.messages += 1
+            self._push(self.now + delay, _DELIVER, (node.id, receiver, message))
+
+    # -- checks ---------------------------------------------------------------------------
+
+    def _violation(self, text: str) -> None:
+        self.violations.append(f"t={self.now:.4f}: {text}")
+        self._note(f"VIOLATION {text}")
+
+    def _decide(self, node: _Node, action: Decide) -> None:
+        certificate = action.certificate
+        self._note(
+            f"n{node.id} decides h{action.height} {action.block_hash.hex()[:8]} "
+            f"({'fast' if certificate.phase == PHASE_VOTE else 'slow'}, view {certificate.view})"
+        )
+        if not node.honest:
+            return
+        try:
+            certificate.verify(CHAIN_ID, self._validators(action.height))
+        except CertificateError as error:
+            self._violation(f"n{node.id}'s commit certificate at h{action.height}: {error}")
+        if certificate.block_hash != action.block_hash:
+            self._violation(f"n{node.id} decided a block its certificate does not name")
+        if action.height in node.chain or (node.chain and action.height != max(node.chain) + 1):
+            self._violation(f"n{node.id} decided h{action.height} out of order")
+        if not node.chain and action.height != 1:
+            self._violation(f"n{node.id} decided h{action.height} first")
+        node.chain[action.height] = action.block_hash
+        agreed = self.decided.setdefault(action.height, action.block_hash)
+        if agreed != action.block_hash:
+            self._violation(
+                f"n{node.id} decided {action.block_hash.hex()[:8]} at h{action.height}, "
+                f"another honest replica {agreed.hex()[:8]}"
+            )
+        if node.id in self.height_at_end and action.height > self.height_at_end[node.id]:
+            self.views_max = max(self.views_max, certificate.view)
+
+    def _check_signed(self, node: _Node, message: Message, persisted: bool) -> None:
+        """The guard's promises, from outside: persist before send, never contradict."""
+        if isinstance(message, Proposal):
+            signature, slot, value = (
+                message.signature,
+                (message.proposer, message.height, message.view, 0),
+                message.block_hash,
+            )
+        elif isinstance(message, SignedVote):
+            signature, value = message.signature, message.block_hash
+            slot = (node.validator, message.height, message.view, message.phase)
+        else:
+            return
+        if signature in node.signed:
+            return  # a re-send
+        node.signed.add(signature)
+        if not persisted:
+            self._violation(f"n{node.id} sent a new signature before persisting its record")
+        values = self.sent_by_key.setdefault(slot, set())
+        values.add(value)
+        distinct = values - {NIL} if slot[3] == PHASE_VOTE else values
+        if len(distinct) > 1:
+            self._violation(f"honest v{node.validator} signed conflicting messages at {slot}")
+
+    def _check_evidence(self, node: _Node, action: Evidence) -> None:
+        evidence = action.evidence
+        try:
+            evidence.verify(CHAIN_ID)
+        except InvalidEvidence as error:
+            self._violation(f"n{node.id} produced evidence that does not verify: {error}")
+            return
+        key = evidence.first.consensus_key
+        accused = next(i for i, (k, _) in enumerate(self.validator_set) if k == key)
+        if accused not in self.byzantine:
+            self._violation(f"n{node.id} produced evidence against honest v{accused}")
+
+    def _note(self, text: str) -> None:
+        if self.tracing:
+            self.trace.append(f"{self.now:9.4f}  {text}")
+
+
+def _describe(message: Message) -> str:
+    def short(value: bytes) -> str:
+        return "⊥" if value == NIL else value.hex()[:8]
+
+    if isinstance(message, Proposal):
+        carried = ""
+        if message.certificate is not None:
+            kind, certificate = message.certificate
+            carried = f" C=({kind.name} v{certificate.view})"
+        return (
+            f"PROPOSE h{message.height} v{message.view} {short(message.block_hash)}{carried}"
+            f" +{len(message.nil_certificates)}⊥"
+        )
+    if isinstance(message, SignedVote):
+        phase = {PHASE_VOTE: "VOTE", PHASE_FINAL: "FINAL"}.get(message.phase, "PROPOSE")
+        return f"{phase} h{message.height} v{message.view} {short(message.block_hash)}"
+    if isinstance(message, CommitCertificate):
+        phase = "VOTEs" if message.phase == PHASE_VOTE else "FINALs"
+        return (
+            f"CERT {phase} h{message.height} v{message.view} {short(message.block_hash)} "
+            f"x{len(message.signatures)}"
+        )
+    if isinstance(message, Decision):
+        return f"DECISION h{message.height} {short(message.certificate.block_hash)}"
+    if isinstance(message, BlockRequest):
+        return f"BLOCK? h{message.height} {short(message.block_hash)}"
+    assert isinstance(message, BlockReply)
+    return f"BLOCK h{message.height} {short(message.block_hash)}"
