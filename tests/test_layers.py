@@ -16,6 +16,7 @@ ALLOWED = {
     "validators": {"crypto", "codec"},
     "storage": {"crypto", "codec", "validators"},
     "consensus": {"crypto", "codec", "validators", "storage"},
+    "sim": {"crypto", "codec", "validators", "storage", "consensus"},
     "demos": {"resilience"},
 }
 

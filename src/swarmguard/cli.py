@@ -41,7 +41,62 @@ def _parser() -> argparse.ArgumentParser:
     )
     show = key_commands.add_parser("show", help="print a key file's kind and public key")
     show.add_argument("path")
+    sim = commands.add_parser("sim", help="the deterministic consensus simulator")
+    sim_commands = sim.add_subparsers(dest="sim", required=True)
+    run = sim_commands.add_parser("run", help="run one seed; print its summary (and trace)")
+    run.add_argument("--seed", type=int, required=True)
+    soak = sim_commands.add_parser("soak", help="run many seeds on every core")
+    soak.add_argument("--seeds", type=int, default=2000, help="how many seeds (default 2000)")
+    soak.add_argument("--start", type=int, default=0, help="first seed (default 0)")
+    soak.add_argument("--workers", type=int, default=None, help="processes (default: cores)")
+    for command in (run, soak):
+        command.add_argument(
+            "--validators", type=int, default=None, help="validator count (default: 4/7/10 by seed)"
+        )
+        command.add_argument(
+            "--mutant", default=None, help="simulate a deliberately broken replica (sim.mutants)"
+        )
+    run.add_argument("--trace", action="store_true", help="print every event")
     return parser
+
+
+def _sim(args: argparse.Namespace) -> int:
+    from swarmguard.sim.mutants import MUTANTS, replica_class  # noqa: PLC0415
+    from swarmguard.sim.scenario import Scenario  # noqa: PLC0415
+    from swarmguard.sim.simulation import Simulation  # noqa: PLC0415
+    from swarmguard.sim.soak import replay_command, soak  # noqa: PLC0415
+
+    if args.mutant is not None and args.mutant not in MUTANTS:
+        print(f"error: unknown mutant {args.mutant!r}; one of {sorted(MUTANTS)}", file=sys.stderr)
+        return 2
+    if args.validators is not None and args.validators < 1:
+        print("error: --validators must be at least 1", file=sys.stderr)
+        return 2
+    if args.sim == "run":
+        scenario = Scenario.draw(args.seed, args.validators, mutant=args.mutant)
+        simulation = Simulation(
+            scenario, trace=args.trace, replica_class=replica_class(args.mutant)
+        )
+        result = simulation.run()
+        for line in result.trace:
+            print(line)
+        print(result.summary())
+        return 0 if result.ok else 1
+    seeds = range(args.start, args.start + args.seeds)
+    failed = 0
+    fast = slow = 0
+    for outcome in soak(seeds, args.validators, args.mutant, args.workers):
+        fast += outcome.fast_commits
+        slow += outcome.slow_commits
+        if not outcome.ok:
+            failed += 1
+            print(outcome.summary)
+            print(f"  replay: {replay_command(outcome.seed, args.validators, args.mutant)}")
+    print(
+        f"{len(seeds) - failed} of {len(seeds)} seeds passed "
+        f"(seeds {seeds.start}-{seeds.stop - 1}); honest decisions {fast} fast, {slow} slow"
+    )
+    return 1 if failed else 0
 
 
 def _keys(args: argparse.Namespace) -> int:
@@ -70,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "keys":
         return _keys(args)
+    if args.command == "sim":
+        return _sim(args)
     if args.command == "demo" and args.demo == "resilience":
         from swarmguard.demos import resilience_demo  # noqa: PLC0415 - load only what runs
 

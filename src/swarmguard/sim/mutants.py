@@ -11,15 +11,18 @@ is the smallest override of one ``Replica`` hook:
 - ``rule7-slow``: rule 7 read as "no Slow-Cert" instead of "no Fast-Cert".
 - ``rank-by-view``: certificates ranked by view only, so a Fast-Cert(k, x) justifies x without
   Slow-Cert(k, ⊥), and a leader may pick a view's Fast-Cert over its Slow-Cert.
-- ``vote-after-nil``: a replica that voted ⊥ in a view may still vote for a value in it.
+- ``vote-after-nil``: a replica that voted ⊥ in a view may still vote for a value in it (its
+  double-sign guard, which refuses that too, is loosened to match).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from swarmguard.consensus.messages import Proposal, ProposalError
 from swarmguard.consensus.replica import Action, Replica, _Height
+from swarmguard.consensus.signing import SigningGuard
 from swarmguard.consensus.tally import CertificateRank, Kind, Thresholds, ViewTally
 from swarmguard.crypto import PublicKey
 from swarmguard.validators.certificate import CommitCertificate
@@ -96,7 +99,25 @@ class RankByView(Replica):
         return None
 
 
+class _GuardAllowingValueAfterNil(SigningGuard):
+    """The double-sign guard refuses a value Vote after ⊥ too (defence in depth), so the
+    mutant has to break it as well."""
+
+    def check(self, height: int, view: int, phase: int, value: bytes) -> None:
+        entry = self._views.get(view)
+        fresh = entry is not None and entry.vote is None and height == self.height
+        if phase == PHASE_VOTE and value != NIL and fresh:
+            return
+        super().check(height, view, phase, value)
+
+
+@dataclass(slots=True)
 class VoteAfterNil(Replica):
+    def __post_init__(self) -> None:
+        guard = _GuardAllowingValueAfterNil(self.guard.height)
+        guard._views = self.guard._views
+        self.guard = guard
+
     def _may_vote(self, tally: ViewTally) -> bool:
         return tally.first_message(self.index, PHASE_VOTE) is None
 

@@ -15,7 +15,7 @@ from enum import Enum
 
 from swarmguard.consensus.tally import Thresholds
 
-__all__ = ["SIZES", "Behaviour", "Crash", "Partition", "Scenario"]
+__all__ = ["SIZES", "Behaviour", "Crash", "Epoch", "Scenario"]
 
 SIZES = (4, 7, 10)
 """Validator counts a seed cycles through when none is asked for."""
@@ -25,11 +25,21 @@ class Behaviour(Enum):
     """How a Byzantine validator misbehaves (all but SILENT run the real replica underneath)."""
 
     SILENT = "silent"  # never sends anything
-    EQUIVOCATE = "equivocate"  # two blocks per view it leads; value votes and finals split
+    EQUIVOCATE = "equivocate"  # per view: two blocks, split or muted votes, value and ⊥ votes
     SELECTIVE = "selective"  # each message reaches a random half of the validators
     INVALID = "invalid"  # corrupts the signature on half of what it sends
     WITHHOLD = "withhold"  # holds every message until a release time, then sends them at once
     TWIN = "twin"  # a second replica runs with the same key (Diem's Twins)
+
+
+_WEIGHTS = {
+    Behaviour.SILENT: 1,
+    Behaviour.EQUIVOCATE: 4,  # the one that forks broken protocols: most of the budget
+    Behaviour.SELECTIVE: 1,
+    Behaviour.INVALID: 1,
+    Behaviour.WITHHOLD: 1,
+    Behaviour.TWIN: 2,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,14 +52,20 @@ class Crash:
 
 
 @dataclass(frozen=True, slots=True)
-class Partition:
-    """From ``start`` to ``end``, messages cross only within a group (by node id)."""
+class Epoch:
+    """The network from ``start`` to ``end``: messages cross only within a group of node ids
+    (no groups: no partition), and the directed ``slow_links`` are ``slow_factor`` slower.
+    Epochs change every 0.1-1.5 s, about a view, so each view meets its own network."""
 
     start: float
     end: float
     groups: tuple[frozenset[int], ...]
+    slow_links: frozenset[tuple[int, int]]
+    slow_factor: float
 
     def separates(self, sender: int, receiver: int) -> bool:
+        if not self.groups:
+            return False
         return not any(sender in group and receiver in group for group in self.groups)
 
 
@@ -59,12 +75,12 @@ class Scenario:
     powers: tuple[int, ...]
     byzantine: tuple[tuple[int, Behaviour], ...]
     crashes: tuple[Crash, ...]
-    partitions: tuple[Partition, ...]
+    epochs: tuple[Epoch, ...]  # the network's conditions during the faults, back to back
     latency: tuple[float, float]  # per-link base latency is drawn from this range (seconds)
     jitter: float  # each message adds uniform(0, jitter)
-    slow_links: frozenset[tuple[int, int]]  # directed (sender, receiver) links slowed down
-    slow_factor: float  # how much slower they are during the faults
     loss: float  # per-message loss probability during the faults
+    targeted: float  # chance that one link delays one kind of message of one view past a timer
+    isolation: float  # chance per height that one honest node is heard by nobody (a victim)
     duplication: float  # per-message duplication probability (all run long)
     faults_end: float
     release_at: float  # when WITHHOLD validators release what they held
@@ -86,11 +102,12 @@ class Scenario:
         crashes = ", ".join(f"v{c.validator} {c.at:.2f}-{c.restart:.2f}s" for c in self.crashes)
         return (
             f"seed {self.seed}: powers {list(self.powers)}; byzantine {byzantine}; "
-            f"crashes {crashes or 'none'}; {len(self.partitions)} partitions; "
+            f"crashes {crashes or 'none'}; {len(self.epochs)} network epochs "
+            f"({sum(1 for e in self.epochs if e.groups)} partitioned); "
             f"latency {self.latency[0] * 1e3:.0f}-{self.latency[1] * 1e3:.0f} ms "
             f"+ {self.jitter * 1e3:.0f} ms jitter; loss {self.loss:.1%}; "
-            f"duplication {self.duplication:.1%}; {len(self.slow_links)} slow links "
-            f"(x{self.slow_factor:.0f}); "
+            f"duplication {self.duplication:.1%}; targeted delays {self.targeted:.0%}; "
+            f"victims {self.isolation:.0%}; "
             f"faults end {self.faults_end:.2f}s"
             + (f"; mutant {self.mutant}" if self.mutant else "")
         )
@@ -117,9 +134,10 @@ class Scenario:
         for validator in rng.sample(range(n), n):
             if powers[validator] <= budget and rng.random() < 0.8:
                 budget -= powers[validator]
-                byzantine.append((validator, rng.choice(behaviours)))
+                weights = [_WEIGHTS[b] for b in behaviours]
+                byzantine.append((validator, rng.choices(behaviours, weights)[0]))
         byzantine.sort()
-        faults_end = rng.uniform(0.5, 6.0)
+        faults_end = rng.uniform(0.5, 10.0)
         bad = {v for v, _ in byzantine}
         honest = [v for v in range(n) if v not in bad]
         crashes = []
@@ -128,27 +146,26 @@ class Scenario:
             at = rng.uniform(0.0, faults_end * 0.8)
             crashes.append(Crash(victim, at, rng.uniform(at + 0.05, faults_end)))
         nodes = n + sum(1 for _, b in byzantine if b is Behaviour.TWIN)
-        partitions = []
-        if rng.random() < 0.5:
-            clock = rng.uniform(0.0, 0.5)
-            while clock < faults_end:
-                length = rng.uniform(0.1, 1.5)
-                if rng.random() < 0.75:
-                    ids = rng.sample(range(nodes), nodes)
-                    parts = rng.choice((2, 2, 3))
-                    cuts = sorted(rng.sample(range(1, nodes), parts - 1))
-                    groups = [
-                        frozenset(ids[a:b]) for a, b in zip([0, *cuts], [*cuts, nodes], strict=True)
-                    ]
-                    end = min(clock + length, faults_end)
-                    partitions.append(Partition(clock, end, tuple(groups)))
-                clock += length
-        slow_links: frozenset[tuple[int, int]] = frozenset()
-        if rng.random() < 0.6:
-            share = rng.uniform(0.1, 0.5)
-            slow_links = frozenset(
-                (a, b) for a in range(nodes) for b in range(nodes) if a != b and rng.random() < share
+        epochs = []
+        share = rng.choice((0.0, 0.1, 0.3, 0.5))  # of directed links slow in an epoch
+        split = rng.choice((0.0, 0.3, 0.7))  # chance that an epoch is partitioned
+        clock = 0.0
+        while clock < faults_end:
+            end = min(clock + rng.uniform(0.1, 1.5), faults_end)
+            groups: tuple[frozenset[int], ...] = ()
+            if rng.random() < split:
+                ids = rng.sample(range(nodes), nodes)
+                cuts = sorted(rng.sample(range(1, nodes), rng.choice((1, 1, 2))))
+                bounds = zip([0, *cuts], [*cuts, nodes], strict=True)
+                groups = tuple(frozenset(ids[a:b]) for a, b in bounds)
+            slow = frozenset(
+                (a, b)
+                for a in range(nodes)
+                for b in range(nodes)
+                if a != b and rng.random() < share
             )
+            epochs.append(Epoch(clock, end, groups, slow, rng.uniform(3.0, 30.0)))
+            clock = end
         low = rng.uniform(0.001, 0.03)
         high = rng.uniform(low, 0.12)
         return cls(
@@ -156,12 +173,12 @@ class Scenario:
             powers=powers,
             byzantine=tuple(byzantine),
             crashes=tuple(crashes),
-            partitions=tuple(partitions),
+            epochs=tuple(epochs),
             latency=(low, high),
             jitter=rng.uniform(0.0, 0.08),
-            slow_links=slow_links,
-            slow_factor=rng.uniform(3.0, 30.0),
             loss=rng.uniform(0.0, 0.15) if rng.random() < 0.5 else 0.0,
+            targeted=rng.choice((0.0, 0.15, 0.3, 0.5)),
+            isolation=rng.choice((0.0, 0.3, 0.6, 0.9)),
             duplication=rng.uniform(0.0, 0.05) if rng.random() < 0.3 else 0.0,
             faults_end=faults_end,
             release_at=rng.uniform(0.0, faults_end),

@@ -28,8 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from swarmguard.consensus.health import HealthMonitor
-from swarmguard.consensus.messages import Proposal
+from swarmguard.consensus.health import HealthConfig, HealthMonitor
+from swarmguard.consensus.messages import NIL_CERTIFICATES_MAX, Proposal
 from swarmguard.consensus.replica import (
     Action,
     Broadcast,
@@ -46,9 +46,16 @@ from swarmguard.consensus.signing import SigningGuard
 from swarmguard.consensus.sync import BlockReply, BlockRequest, Decision
 from swarmguard.crypto import SigningKey
 from swarmguard.sim.adversary import Adversary, block_for
-from swarmguard.sim.scenario import Behaviour, Scenario
+from swarmguard.sim.scenario import Behaviour, Epoch, Scenario
 from swarmguard.validators.certificate import CertificateError, CommitCertificate
-from swarmguard.validators.evidence import NIL, PHASE_FINAL, PHASE_VOTE, InvalidEvidence, SignedVote
+from swarmguard.validators.evidence import (
+    NIL,
+    PHASE_FINAL,
+    PHASE_VOTE,
+    InvalidEvidence,
+    SignedVote,
+    sign_vote,
+)
 
 __all__ = ["CHAIN_ID", "EVENTS_MAX", "LIVENESS_SECONDS", "Result", "Simulation"]
 
@@ -59,6 +66,7 @@ EVENTS_MAX = 2_000_000
 """A run that has not finished after this many events is reported as not live."""
 
 _DELIVER, _TIMER, _CRASH, _RESTART, _RELEASE = range(5)
+_HOLDS = (1.2, 2.2, 3.2, 8.0)  # targeted delays, in units of the initial Δ
 
 
 class SimulationApp:
@@ -179,6 +187,10 @@ class Simulation:
         self.height_at_end: dict[int, int] = {}  # honest node -> the height it was working on
         self.views_max = 0
         self.faults_over = False
+        self.epoch_index = 0
+        self.held_back: dict[tuple[int, ...], float] = {}
+        self.victims: dict[int, int | None] = {}
+        self.victim_until: dict[int, float] = {}
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -207,8 +219,42 @@ class Simulation:
         node = _Node(node_id, validator, replica, behaviour)
         if behaviour in (Behaviour.EQUIVOCATE, Behaviour.SELECTIVE, Behaviour.INVALID):
             rng = random.Random(f"swarmguard-sim/adversary/{self.scenario.seed}/{node_id}")
-            node.adversary = Adversary(behaviour, validator, self.keys[validator], CHAIN_ID, rng)
+            node.adversary = Adversary(
+                behaviour,
+                validator,
+                self.keys[validator],
+                CHAIN_ID,
+                rng,
+                self.victim,
+                lambda height, view: self._nil_certificates(node, height, view),
+            )
         self.nodes.append(node)
+
+    def _nil_certificates(
+        self, node: _Node, height: int, view: int
+    ) -> tuple[CommitCertificate, ...]:
+        """The ⊥ certificates a Byzantine node can assemble below ``view``: the ⊥ Votes and
+        Finals its replica counted, plus its own ⊥ signatures (it may sign anything), wherever
+        they reach the threshold (the most a conflicting fresh proposal can carry)."""
+        replica = node.replica
+        if replica.height != height or replica._state is None:
+            return ()
+        state = replica._height()
+        powers = [power for _, power in self.validator_set]
+        found = []
+        for earlier in sorted(v for v in state.tallies if v < view):
+            tally = state.tallies[earlier]
+            for phase, needed in (
+                (PHASE_VOTE, state.thresholds.fast_certificate),
+                (PHASE_FINAL, state.thresholds.slow_certificate),
+            ):
+                signatures = dict(tally.certificate(phase, NIL).signatures)
+                own = sign_vote(self.keys[node.validator], CHAIN_ID, height, earlier, phase, NIL)
+                signatures[node.validator] = own.signature
+                if sum(powers[i] for i in signatures) >= needed:
+                    ordered = tuple(sorted(signatures.items()))
+                    found.append(CommitCertificate(height, earlier, NIL, ordered, phase))
+        return tuple(found[-NIL_CERTIFICATES_MAX:])
 
     # -- the event loop -------------------------------------------------------------------
 
@@ -232,6 +278,8 @@ class Simulation:
                 self._end_faults()
             if self.target is not None and self._finished():
                 break
+            if self.violations:
+                break  # safety is lost; what follows would only obscure the trace
             if not self.queue:
                 liveness = "nothing left to happen (stuck)"
                 break
@@ -367,21 +415,71 @@ class Simulation:
     def _route(self, node: _Node, receiver: int, message: Message) -> None:
         scenario = self.scenario
         faulty = self.now < scenario.faults_end
-        if faulty:
-            for partition in scenario.partitions:
-                if partition.start <= self.now < partition.end and partition.separates(
-                    node.id, receiver
-                ):
-                    return
+        victim = self.victim(message.height) if faulty else None
+        # A height with a victim is the adversary's set piece: only the isolation applies,
+        # so noise from the other faults does not spoil the split it is building.
+        epoch = self._epoch() if faulty and victim is None else None
+        if epoch is not None:
+            if epoch.separates(node.id, receiver):
+                return
             if scenario.loss and self.rng.random() < scenario.loss:
                 return
         copies = 2 if scenario.duplication and self.rng.random() < scenario.duplication else 1
         for _ in range(copies):
             delay = self.base[node.id][receiver] + self.rng.uniform(0.0, scenario.jitter)
-            if faulty and (node.id, receiver) in scenario.slow_links:
-                delay *= scenario.slow_factor
+            if epoch is not None:
+                if (node.id, receiver) in epoch.slow_links:
+                    delay *= epoch.slow_factor
+                if scenario.targeted:
+                    delay += self._targeted(node.id, receiver, message)
+            if victim == node.id:
+                delay += max(0.0, self.victim_until[message.height] - self.now)
             self.messages += 1
             self._push(self.now + delay, _DELIVER, (node.id, receiver, message))
+
+    def victim(self, height: int) -> int | None:
+        """The honest node the adversary isolates at ``height`` (for a few Δ from the first
+        time it is asked about, nobody hears what the node sends for that height, while it
+        hears everything), if any: the shape of every fork, one replica deciding alone while
+        the rest never learn of it."""
+        if not self.scenario.isolation:
+            return None
+        if height not in self.victims:
+            chosen = None
+            if self.rng.random() < self.scenario.isolation:
+                # Not the first leader: a victim that cannot propose hides nothing of its own.
+                leader = self._leader(height, 0)
+                honest = [n.id for n in self.nodes if n.honest]
+                chosen = self.rng.choice([i for i in honest if i != leader] or honest)
+                hold = self.rng.choice(_HOLDS[2:]) * HealthConfig().delta_initial
+                self.victim_until[height] = self.now + hold
+            self.victims[height] = chosen
+        return self.victims[height]
+
+    def _targeted(self, sender: int, receiver: int, message: Message) -> float:
+        """The adversary's scheduling: one link may hold one kind of message of one view until
+        just past a replica's 2Δ or 3Δ timer, or far longer; the same for all its copies, so a
+        view sees a consistent (worst-case) ordering rather than noise."""
+        if isinstance(message, Proposal):
+            kind = (message.height, message.view, 0)
+        elif isinstance(message, SignedVote | CommitCertificate):
+            kind = (message.height, message.view, message.phase)
+        else:  # catch-up messages: the adversary may sit on them as well
+            kind = (message.height, -1, 3 if isinstance(message, Decision) else 4)
+        key = (*kind, sender, receiver)
+        extra = self.held_back.get(key)
+        if extra is None:
+            extra = 0.0
+            if self.rng.random() < self.scenario.targeted:
+                extra = self.rng.choice(_HOLDS) * HealthConfig().delta_initial
+            self.held_back[key] = extra
+        return extra
+
+    def _epoch(self) -> Epoch | None:
+        epochs = self.scenario.epochs
+        while self.epoch_index < len(epochs) and epochs[self.epoch_index].end <= self.now:
+            self.epoch_index += 1
+        return epochs[self.epoch_index] if self.epoch_index < len(epochs) else None
 
     # -- checks ---------------------------------------------------------------------------
 

@@ -1,0 +1,84 @@
+"""The simulator itself: the default seed budget passes, a seed replays exactly, scenarios keep
+their promises, and the checker fails on a replica that breaks a rule."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from swarmguard.consensus.tally import Thresholds
+from swarmguard.sim import Behaviour, Scenario, Simulation
+from swarmguard.sim.mutants import MUTANTS, replica_class
+from swarmguard.sim.soak import replay_command, soak
+
+SEEDS = int(os.environ.get("SWARMGUARD_SIM_SEEDS", "2000"))
+"""The default budget: seeds 0..SEEDS-1, cycling through 4, 7 and 10 validators."""
+
+
+def test_the_default_seed_budget_is_safe_and_live() -> None:
+    failures = [
+        f"{outcome.summary}\n  replay: {replay_command(outcome.seed, None, None)}"
+        for outcome in soak(range(SEEDS), workers=2)
+        if not outcome.ok
+    ]
+    assert not failures, "\n".join(failures)
+
+
+def test_a_seed_replays_exactly() -> None:
+    for seed in (3, 4, 5):
+        first = Simulation(Scenario.draw(seed), trace=True).run()
+        second = Simulation(Scenario.draw(seed), trace=True).run()
+        assert first.trace == second.trace
+        assert first.summary() == second.summary()
+        assert len(first.trace) > 100
+
+
+def test_the_trace_reads_as_a_story() -> None:
+    result = Simulation(Scenario.draw(0), trace=True).run()
+    text = "\n".join(result.trace)
+    for needle in ("PROPOSE h1 v0", "VOTE h1", "decides h1", "faults end"):
+        assert needle in text
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_scenarios_keep_byzantine_power_within_f(seed: int) -> None:
+    scenario = Scenario.draw(seed)
+    faults = Thresholds.for_powers(scenario.powers).faults
+    assert sum(scenario.powers[v] for v, _ in scenario.byzantine) <= faults
+    honest = set(range(len(scenario.powers))) - {v for v, _ in scenario.byzantine}
+    assert {crash.validator for crash in scenario.crashes} <= honest
+    assert all(crash.restart <= scenario.faults_end for crash in scenario.crashes)
+    twins = sum(1 for _, b in scenario.byzantine if b is Behaviour.TWIN)
+    assert scenario.nodes == len(scenario.powers) + twins
+    assert all(e.end <= scenario.faults_end for e in scenario.epochs)
+
+
+def test_every_behaviour_and_size_is_drawn_within_the_budget() -> None:
+    scenarios = [Scenario.draw(seed) for seed in range(min(SEEDS, 300))]
+    assert {len(s.powers) for s in scenarios} == {4, 7, 10}
+    assert {b for s in scenarios for _, b in s.byzantine} == set(Behaviour)
+    assert any(s.crashes for s in scenarios)
+    assert any(e.groups for s in scenarios for e in s.epochs)
+    assert any(len(set(s.powers)) > 1 for s in scenarios)
+
+
+def test_crash_and_restart_resume_from_the_persisted_record() -> None:
+    """A crashed honest validator comes back from its last record and takes part again."""
+    found = 0
+    for seed in range(200):
+        scenario = Scenario.draw(seed)
+        if not scenario.crashes:
+            continue
+        result = Simulation(scenario, trace=True).run()
+        assert result.ok, result.summary()
+        assert any("restarts at height" in line for line in result.trace)
+        found += 1
+        if found == 5:
+            break
+    assert found == 5
+
+
+@pytest.mark.parametrize("mutant", sorted(MUTANTS))
+def test_mutants_are_known(mutant: str) -> None:
+    assert replica_class(mutant) is MUTANTS[mutant]
