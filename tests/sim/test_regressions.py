@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from swarmguard.consensus.messages import Proposal
 from swarmguard.consensus.replica import Message, Timer
+from swarmguard.consensus.sync import BlockReply, BlockRequest
 from swarmguard.sim.mutants import replica_class
 from swarmguard.sim.script import Script
 from swarmguard.validators.evidence import NIL, PHASE_FINAL, PHASE_VOTE, SignedVote
@@ -116,4 +117,52 @@ def test_value_vote_after_nil_is_refused_so_the_scenario_is_safe() -> None:
 
 def test_a_value_vote_after_nil_forks_on_the_same_schedule() -> None:
     s = slow_leader_and_nil_votes("vote-after-nil")
+    assert len(s.forks(1)) == 2, s.decided
+
+
+def view_ranked_certificates(mutant: str | None) -> Script:
+    """Fast-Cert(0, x) and Slow-Cert(0, y) in one view (the Byzantine leader proposes x to r2
+    and y to r0 and r3, and votes for both); r3 slow-commits y unseen by r2, which then leads
+    view 1. Ranked by view only, Fast-Cert(0, x) is as good as Slow-Cert(0, y), and x is the
+    smaller hash, so x gets proposed without the Slow-Cert(0, ⊥) that rule 2 asks for."""
+    s = Script([1, 1, 1, 1], {BYZANTINE}, replica_class(mutant))
+    labels = [f"x{i}" for i in range(20)]
+    x = s.proposal(BYZANTINE, 1, 0, labels[0])
+    y = next(
+        p
+        for p in (s.proposal(BYZANTINE, 1, 0, label) for label in labels[1:])
+        if p.block_hash > x.block_hash
+    )
+    s.inject(2, x)
+    s.inject(0, y)
+    s.inject(3, y)
+    for r in (0, 2, 3):
+        s.inject(r, s.vote(BYZANTINE, 1, 0, PHASE_VOTE, x.block_hash))
+        s.inject(r, s.vote(BYZANTINE, 1, 0, PHASE_VOTE, y.block_hash))
+    s.deliver(0, 3, votes(0))
+    s.deliver(3, 0, votes(0))
+    s.deliver(0, 3, lambda m: isinstance(m, SignedVote) and m.phase == PHASE_FINAL)
+    s.inject(3, s.vote(BYZANTINE, 1, 0, PHASE_FINAL, y.block_hash))
+    s.deliver(0, 2)  # r0's votes, final and the rule 8 pair that took it to view 1
+    s.deliver(2, 0, lambda m: isinstance(m, BlockRequest))  # r2 asks for y's block
+    s.deliver(0, 2, lambda m: isinstance(m, BlockReply))
+    (proposal,) = proposals(s, 2, 1)
+    s.inject(0, proposal)
+    for r in (0, 2):
+        s.inject(r, s.vote(BYZANTINE, 1, 1, PHASE_VOTE, proposal.block_hash))
+        s.inject(r, s.vote(BYZANTINE, 1, 1, PHASE_FINAL, proposal.block_hash))
+    for _ in range(3):
+        s.deliver(0, 2)
+        s.deliver(2, 0)
+    return s
+
+
+def test_certificates_ranked_fast_below_slow_keep_the_slow_commit() -> None:
+    s = view_ranked_certificates(None)
+    assert s.decided.get(3, {}).get(1) is not None  # r3 slow-committed y
+    assert len(s.forks(1)) == 1
+
+
+def test_ranking_by_view_only_forks_on_the_same_schedule() -> None:
+    s = view_ranked_certificates("rank-by-view")
     assert len(s.forks(1)) == 2, s.decided

@@ -9,13 +9,14 @@ import pytest
 
 from swarmguard.consensus.tally import Thresholds
 from swarmguard.sim import Behaviour, Scenario, Simulation
-from swarmguard.sim.mutants import MUTANTS, replica_class
+from swarmguard.sim.mutants import MUTANTS
 from swarmguard.sim.soak import replay_command, soak
 
 SEEDS = int(os.environ.get("SWARMGUARD_SIM_SEEDS", "2000"))
 """The default budget: seeds 0..SEEDS-1, cycling through 4, 7 and 10 validators."""
 
 
+@pytest.mark.timeout(1200)
 def test_the_default_seed_budget_is_safe_and_live() -> None:
     failures = [
         f"{outcome.summary}\n  replay: {replay_command(outcome.seed, None, None)}"
@@ -79,6 +80,26 @@ def test_crash_and_restart_resume_from_the_persisted_record() -> None:
     assert found == 5
 
 
-@pytest.mark.parametrize("mutant", sorted(MUTANTS))
-def test_mutants_are_known(mutant: str) -> None:
-    assert replica_class(mutant) is MUTANTS[mutant]
+FOUND_BY_SEARCH = sorted(set(MUTANTS) - {"rank-by-view"})
+"""Mutants the random search must catch within the default budget. Ranking by view only needs
+a partial isolation the scenarios do not draw often enough yet: it is caught by the scripted
+regression (tests/sim/test_regressions.py) until they do."""
+
+
+@pytest.mark.timeout(1200)
+@pytest.mark.parametrize("mutant", FOUND_BY_SEARCH)
+def test_the_checker_catches_a_broken_rule_within_the_budget(mutant: str) -> None:
+    """A checker that cannot find a known bug proves nothing: each deliberately broken replica
+    must produce a safety violation (a fork, or a decision on a certificate that does not
+    verify) within the seeds the default suite runs."""
+    for outcome in soak(range(SEEDS), mutant=mutant, workers=2):
+        if not outcome.safe:
+            assert "SAFETY" in outcome.summary
+            return
+    pytest.fail(f"{mutant}: no safety violation in {SEEDS} seeds")
+
+
+def test_the_reports_fast_path_is_caught_by_the_certificate_check() -> None:
+    outcome = next(o for o in soak(range(SEEDS), mutant="fast-commit-2f1", workers=1) if not o.safe)
+    assert "commit certificate" in outcome.summary
+    assert outcome.seed < 10
