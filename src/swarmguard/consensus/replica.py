@@ -120,6 +120,8 @@ class Decide:
     block_hash: bytes
     block: bytes
     certificate: CommitCertificate
+    path: str = "slow"  # "fast", "slow", or "sync" (from another validator's Decision)
+    latency: float = 0.0  # seconds from entering the height to deciding it (metrics)
 
 
 Action = Persist | Broadcast | SendTo | SetTimer | Decide | Evidence
@@ -309,7 +311,7 @@ class Replica:
             return []  # a validly signed certificate for an invalid block: not ours to apply
         state.blocks[certificate.block_hash] = decision.block
         self.stats.caught_up += 1
-        return self._decide(certificate, now)
+        return self._decide(certificate, now, "sync")
 
     def on_block_request(self, sender: int, request: BlockRequest, now: float) -> list[Action]:
         """``sender`` lacks a block it holds a certificate for; the transport names the sender."""
@@ -391,10 +393,11 @@ class Replica:
                     self.stats.slow_commits += 1
                     self.stats.slow_latency_total += latency
                 certificate = tally.certificate(phase, value)
-                return [Broadcast(certificate), *self._decide(certificate, now)]
+                path = "fast" if phase == PHASE_VOTE else "slow"
+                return [Broadcast(certificate), *self._decide(certificate, now, path)]
         return []
 
-    def _decide(self, certificate: CommitCertificate, now: float) -> list[Action]:
+    def _decide(self, certificate: CommitCertificate, now: float, path: str) -> list[Action]:
         """Rule 4's outcome, however the proof arrived: decide, remember, move on."""
         state = self._height()
         state.decided = True
@@ -403,7 +406,8 @@ class Replica:
         self._decisions[self.height] = Decision(certificate, block)
         if len(self._decisions) > DECISIONS_KEPT:
             del self._decisions[min(self._decisions)]
-        decide = Decide(self.height, certificate.block_hash, block, certificate)
+        latency = now - state.started
+        decide = Decide(self.height, certificate.block_hash, block, certificate, path, latency)
         return [decide, *self._next_height(now)]
 
     def _rule_7(self, view: int, tally: ViewTally, now: float) -> list[Action]:

@@ -118,6 +118,7 @@ class Result:
     events: int
     virtual_seconds: float
     trace: list[str]
+    decisions: list[tuple[int, int, str, float]]  # honest (node, height, path, latency)
 
     @property
     def ok(self) -> bool:
@@ -182,6 +183,7 @@ class Simulation:
         low, high = scenario.latency
         self.base = [[self.rng.uniform(low, high) for _ in ids] for _ in ids]
         self.decided: dict[int, bytes] = {}  # height -> the first honest decision
+        self.decisions: list[tuple[int, int, str, float]] = []  # (node, height, path, latency)
         self.sent_by_key: dict[tuple[int, int, int, int], set[bytes]] = {}
         self.target: int | None = None
         self.height_at_end: dict[int, int] = {}  # honest node -> the height it was working on
@@ -312,6 +314,7 @@ class Simulation:
             events=events,
             virtual_seconds=self.now,
             trace=self.trace,
+            decisions=self.decisions,
         )
 
     @property
@@ -506,6 +509,7 @@ class Simulation:
         if not node.chain and action.height != 1:
             self._violation(f"n{node.id} decided h{action.height} first")
         node.chain[action.height] = action.block_hash
+        self.decisions.append((node.id, action.height, action.path, action.latency))
         agreed = self.decided.setdefault(action.height, action.block_hash)
         if agreed != action.block_hash:
             self._violation(

@@ -1,0 +1,120 @@
+"""Consensus on the simulator: commit latency per path at a 50 ms round trip, and CPU per block.
+
+Run: ``.venv/bin/python bench/consensus_bench.py [--heights N]``. Everything runs in one
+process, one after another, and is reported as ratios where the issue asks for them:
+
+- latency: 7 validators of equal power, one-way delay uniform in 20-30 ms (a 50 ms round trip
+  on average), no faults. All seven voting gives the fast path (two message delays); the same
+  network with one validator crashed gives the slow path (three). Latency is virtual time from
+  a replica entering the height to its decision, so it is exact, not a wall-clock estimate;
+- CPU: process time of the whole simulated network per committed height, with 7 and with 100
+  validators, split into Ed25519 (signing and verification, measured by the profiler) and
+  everything else (the core's own work plus the simulator's event queue).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import statistics
+import time
+
+from swarmguard.sim.scenario import Behaviour, Scenario
+from swarmguard.sim.simulation import Result, Simulation
+
+REPORT_P50, REPORT_P99 = 0.510, 0.720  # the original report's fast path at a 50 ms round trip
+
+
+def scenario(validators: int, heights: int, crashed: bool) -> Scenario:
+    return Scenario(
+        seed=0,
+        powers=tuple([1] * validators),
+        byzantine=((validators - 1, Behaviour.SILENT),) if crashed else (),
+        crashes=(),
+        epochs=(),
+        latency=(0.020, 0.030),
+        jitter=0.0,
+        loss=0.0,
+        targeted=0.0,
+        isolation=0.0,
+        duplication=0.0,
+        faults_end=0.0,
+        release_at=0.0,
+        heights_after=heights,
+    )
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def latencies(result: Result, path: str) -> list[float]:
+    return [latency for _, _, kind, latency in result.decisions if kind == path]
+
+
+def cpu_per_height(validators: int, heights: int) -> tuple[float, float, int]:
+    """(total CPU seconds per height, of which Ed25519, heights decided)."""
+    profiler = cProfile.Profile()
+    started = time.process_time()
+    profiler.enable()
+    result = Simulation(scenario(validators, heights, crashed=False)).run()
+    profiler.disable()
+    total = time.process_time() - started
+    stats = pstats.Stats(profiler)
+    crypto = 0.0
+    for (filename, _, name), row in stats.stats.items():  # type: ignore[attr-defined]
+        if "crypto" in filename and name in ("is_valid", "sign"):
+            crypto += row[3]  # cumulative time
+    decided = min(result.heights.values())
+    return total / decided, crypto / decided, decided
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--heights", type=int, default=200)
+    args = parser.parse_args()
+
+    fast_run = Simulation(scenario(7, args.heights, crashed=False)).run()
+    slow_run = Simulation(scenario(7, args.heights, crashed=True)).run()
+    assert fast_run.ok and slow_run.ok, (fast_run.summary(), slow_run.summary())
+    fast = latencies(fast_run, "fast")
+    slow = latencies(slow_run, "slow")
+    fast_p50, slow_p50 = statistics.median(fast), statistics.median(slow)
+    print(f"## Commit latency, 7 validators, 50 ms round trip ({args.heights} heights each)")
+    print("| path | decisions | P50 ms | P99 ms |")
+    print("|---|---|---|---|")
+    for name, values in (("fast (all 7 vote)", fast), ("slow (one crashed)", slow)):
+        p50, p99 = statistics.median(values), percentile(values, 0.99)
+        print(f"| {name} | {len(values)} | {p50 * 1e3:.1f} | {p99 * 1e3:.1f} |")
+    ratio = fast_p50 / slow_p50
+    verdict = "PASS" if ratio <= 0.7 else "FAIL"
+    print(f"\nfast / slow P50: {ratio:.2f}x (target <= 0.7): {verdict}")
+    print(
+        f"fast path against the report's {REPORT_P50 * 1e3:.0f} / {REPORT_P99 * 1e3:.0f} ms: "
+        f"P50 {REPORT_P50 / fast_p50:.1f}x lower, P99 {REPORT_P99 / percentile(fast, 0.99):.1f}x "
+        "lower (aim: 3x)"
+    )
+    print(f"fast-path share with all 7 up: {len(fast) / len(fast_run.decisions):.0%}")
+
+    print("\n## CPU per committed height (whole simulated network, one process)")
+    print("| validators | heights | CPU ms / height | of which Ed25519 | core + simulator |")
+    print("|---|---|---|---|---|")
+    rows = {}
+    for validators, heights in ((7, args.heights), (100, max(3, args.heights // 40))):
+        total, crypto, decided = cpu_per_height(validators, heights)
+        rows[validators] = total - crypto
+        print(
+            f"| {validators} | {decided} | {total * 1e3:.1f} | {crypto * 1e3:.1f} | "
+            f"{(total - crypto) * 1e3:.1f} |"
+        )
+    growth = rows[100] / rows[7]
+    print(
+        f"\nwithout signatures, 100 validators cost {growth:.0f}x 7 validators per height "
+        f"({100 / 7:.1f}x the validators, {(100 / 7) ** 2:.0f}x the messages)"
+    )
+
+
+if __name__ == "__main__":
+    main()
