@@ -20,29 +20,16 @@ import pstats
 import statistics
 import time
 
-from swarmguard.sim.scenario import Behaviour, Scenario
+from swarmguard.sim.scenario import Scenario
 from swarmguard.sim.simulation import Result, Simulation
 
 REPORT_P50, REPORT_P99 = 0.510, 0.720  # the original report's fast path at a 50 ms round trip
 
 
-def scenario(validators: int, heights: int, crashed: bool) -> Scenario:
-    return Scenario(
-        seed=0,
-        powers=tuple([1] * validators),
-        byzantine=((validators - 1, Behaviour.SILENT),) if crashed else (),
-        crashes=(),
-        epochs=(),
-        latency=(0.020, 0.030),
-        jitter=0.0,
-        loss=0.0,
-        targeted=0.0,
-        isolation=0.0,
-        duplication=0.0,
-        faults_end=0.0,
-        release_at=0.0,
-        heights_after=heights,
-    )
+def scenario(
+    validators: int, heights: int, crashed: bool, leaders: str = "round-robin"
+) -> Scenario:
+    return Scenario.calm(validators, heights, crashed=1 if crashed else 0, leaders=leaders)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -51,7 +38,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def latencies(result: Result, path: str) -> list[float]:
-    return [latency for _, _, kind, latency in result.decisions if kind == path]
+    return [latency for _, _, kind, latency, _ in result.decisions if kind == path]
 
 
 def cpu_per_height(validators: int, heights: int) -> tuple[float, float, int]:
@@ -78,7 +65,8 @@ def main() -> None:
 
     fast_run = Simulation(scenario(7, args.heights, crashed=False)).run()
     slow_run = Simulation(scenario(7, args.heights, crashed=True)).run()
-    assert fast_run.ok and slow_run.ok, (fast_run.summary(), slow_run.summary())
+    assert fast_run.ok, fast_run.summary()
+    assert slow_run.ok, slow_run.summary()
     fast = latencies(fast_run, "fast")
     slow = latencies(slow_run, "slow")
     fast_p50, slow_p50 = statistics.median(fast), statistics.median(slow)
@@ -97,6 +85,21 @@ def main() -> None:
         "lower (aim: 3x)"
     )
     print(f"fast-path share with all 7 up: {len(fast) / len(fast_run.decisions):.0%}")
+
+    dead = Simulation(scenario(7, args.heights, crashed=True, leaders="reputation")).run()
+    assert dead.ok, dead.summary()
+    changed = sorted({h for _, h, _, _, view in dead.decisions if view > 0})
+    paths = sorted({kind for _, _, kind, _, _ in dead.decisions})
+    dead_slow = latencies(dead, "slow")
+    print("\n## One of 7 crashed, leaders drawn by stake with reputation (validator manager rules)")
+    print(
+        f"heights decided: {args.heights}; paths: {paths}; heights that paid a view change: "
+        f"{changed} (target: only the first turn of the dead leader)"
+    )
+    print(
+        f"slow path P50 {statistics.median(dead_slow) * 1e3:.1f} ms, "
+        f"P99 {percentile(dead_slow, 0.99) * 1e3:.1f} ms"
+    )
 
     print("\n## CPU per committed height (whole simulated network, one process)")
     print("| validators | heights | CPU ms / height | of which Ed25519 | core + simulator |")

@@ -32,6 +32,7 @@ CHAIN = "swarm-test"
 @dataclass
 class App:
     index: int
+    committed: list[int] = field(default_factory=list)
 
     def propose(self, height: int) -> tuple[bytes, bytes]:
         block = b"height %d from %d" % (height, self.index)
@@ -41,6 +42,9 @@ class App:
         return hashlib.sha256(block).digest() == block_hash and block.startswith(
             b"height %d " % height
         )
+
+    def commit(self, height: int, block: bytes, certificate: CommitCertificate) -> None:
+        self.committed.append(height)
 
 
 @dataclass

@@ -103,3 +103,22 @@ def test_the_reports_fast_path_is_caught_by_the_certificate_check() -> None:
     outcome = next(o for o in soak(range(SEEDS), mutant="fast-commit-2f1", workers=1) if not o.safe)
     assert "commit certificate" in outcome.summary
     assert outcome.seed < 10
+
+
+def test_a_dead_leader_costs_one_view_change_then_reputation_skips_it() -> None:
+    """One of seven validators down: every height commits on the slow path, and once the dead
+    validator's first turn as leader fails, reputation keeps it from leading again."""
+    result = Simulation(Scenario.calm(7, 60, crashed=1, leaders="reputation")).run()
+    assert result.ok, result.summary()
+    assert {path for _, _, path, _, _ in result.decisions} == {"slow"}
+    changed = {height for _, height, _, _, view in result.decisions if view > 0}
+    assert len(changed) == 1, changed
+
+
+def test_round_robin_keeps_paying_for_the_dead_leader() -> None:
+    """The same network with round-robin leaders: the dead validator's every seventh turn costs
+    a view change (what the reputation check above is measured against)."""
+    result = Simulation(Scenario.calm(7, 60, crashed=1)).run()
+    assert result.ok, result.summary()
+    changed = {height for _, height, _, _, view in result.decisions if view > 0}
+    assert len(changed) >= 60 // 7 - 1

@@ -242,3 +242,22 @@ def test_replicas_agree_and_snapshots_round_trip() -> None:
         assert restored.leader(seed, 3) == first.manager.leader(seed, 3)
     with pytest.raises(CodecError):
         ValidatorManager.decode(CHAIN, first.manager.encode() + b"\x00")
+
+
+def test_a_failed_leader_leaves_the_rotation_at_once_and_earns_its_way_back() -> None:
+    """One failed turn as leader (the height decided in a later view) drops reputation to 0;
+    seven on-time blocks (0.1, 0.19, ..., 0.52) bring it back over the 0.5 threshold."""
+    network = Network(signed_blocks_window=1000)
+    failed = addr(3)
+    network.manager.begin_block(network.manager.staking.height + 1, network.time + 5)
+    network.manager.record_block(
+        addr(1), list(network.manager.staking.active), failed_leaders=[failed]
+    )
+    assert network.manager.reputation.score(failed) == 100_000  # penalised, then signed
+    assert failed not in {network.manager.leader(os.urandom(64), 0) for _ in range(400)}
+    for _ in range(5):
+        network.block()
+    assert network.manager.reputation.score(failed) < 500_000
+    network.block()
+    assert network.manager.reputation.score(failed) >= 500_000
+    assert failed in {network.manager.leader(os.urandom(64), 0) for _ in range(400)}

@@ -138,6 +138,12 @@ class Application(Protocol):
         """Whether ``block`` is valid at ``height`` and hashes to ``block_hash``."""
         ...
 
+    def commit(self, height: int, block: bytes, certificate: CommitCertificate) -> None:
+        """``block`` is decided at ``height``: apply it. Called before the replica enters the
+        next height, because that height's validator set and leaders (stake, reputation,
+        failed leaders read from ``certificate.view``) come from the state it leaves."""
+        ...
+
 
 @dataclass(slots=True)
 class ReplicaStats:
@@ -406,6 +412,7 @@ class Replica:
         self._decisions[self.height] = Decision(certificate, block)
         if len(self._decisions) > DECISIONS_KEPT:
             del self._decisions[min(self._decisions)]
+        self.application.commit(self.height, block, certificate)
         latency = now - state.started
         decide = Decide(self.height, certificate.block_hash, block, certificate, path, latency)
         return [decide, *self._next_height(now)]

@@ -85,6 +85,7 @@ class Scenario:
     faults_end: float
     release_at: float  # when WITHHOLD validators release what they held
     heights_after: int = 2  # heights every honest replica decides after the faults end
+    leaders: str = "round-robin"  # or "reputation": stake-weighted draw, failed leaders masked
     mutant: str | None = None  # a deliberately broken replica (sim.mutants), to test the checker
 
     @property
@@ -110,6 +111,38 @@ class Scenario:
             f"victims {self.isolation:.0%}; "
             f"faults end {self.faults_end:.2f}s"
             + (f"; mutant {self.mutant}" if self.mutant else "")
+        )
+
+    @classmethod
+    def calm(
+        cls,
+        validators: int,
+        heights: int,
+        *,
+        crashed: int = 0,
+        leaders: str = "round-robin",
+        latency: tuple[float, float] = (0.020, 0.030),
+    ) -> Scenario:
+        """A healthy network of equal validators (the last ``crashed`` of them down from the
+        start), one-way latency uniform in ``latency``: for benchmarks and the
+        crashed-validator checks, not for the search."""
+        silent = tuple((v, Behaviour.SILENT) for v in range(validators - crashed, validators))
+        return cls(
+            seed=0,
+            powers=tuple([1] * validators),
+            byzantine=silent,
+            crashes=(),
+            epochs=(),
+            latency=latency,
+            jitter=0.0,
+            loss=0.0,
+            targeted=0.0,
+            isolation=0.0,
+            duplication=0.0,
+            faults_end=0.0,
+            release_at=0.0,
+            heights_after=heights,
+            leaders=leaders,
         )
 
     @classmethod

@@ -48,6 +48,7 @@ from swarmguard.crypto import SigningKey
 from swarmguard.sim.adversary import Adversary, block_for
 from swarmguard.sim.scenario import Behaviour, Epoch, Scenario
 from swarmguard.validators.certificate import CertificateError, CommitCertificate
+from swarmguard.validators.election import LeaderSchedule, ScheduledValidator
 from swarmguard.validators.evidence import (
     NIL,
     PHASE_FINAL,
@@ -56,6 +57,8 @@ from swarmguard.validators.evidence import (
     SignedVote,
     sign_vote,
 )
+from swarmguard.validators.params import PPM, StakingParams
+from swarmguard.validators.reputation import Reputation
 
 __all__ = ["CHAIN_ID", "EVENTS_MAX", "LIVENESS_SECONDS", "Result", "Simulation"]
 
@@ -70,10 +73,18 @@ _HOLDS = (1.2, 2.2, 3.2, 8.0)  # targeted delays, in units of the initial Δ
 
 
 class SimulationApp:
-    """The application every simulated replica runs: blocks are labelled byte strings."""
+    """The application every simulated replica runs: blocks are labelled byte strings; a
+    commit feeds the committed state every node derives leaders from (``on_commit``)."""
 
-    def __init__(self, label: str) -> None:
+    def __init__(
+        self, label: str, on_commit: Callable[[int, CommitCertificate], None] | None = None
+    ) -> None:
         self.label = label
+        self.on_commit = on_commit
+
+    def commit(self, height: int, block: bytes, certificate: CommitCertificate) -> None:
+        if self.on_commit is not None:
+            self.on_commit(height, certificate)
 
     def propose(self, height: int) -> tuple[bytes, bytes]:
         return block_for(height, f"by {self.label}")
@@ -118,7 +129,7 @@ class Result:
     events: int
     virtual_seconds: float
     trace: list[str]
-    decisions: list[tuple[int, int, str, float]]  # honest (node, height, path, latency)
+    decisions: list[tuple[int, int, str, float, int]]  # honest (node, height, path, latency, view)
 
     @property
     def ok(self) -> bool:
@@ -168,6 +179,10 @@ class Simulation:
             (key.public_key.raw, power)
             for key, power in zip(self.keys, scenario.powers, strict=True)
         ]
+        self.index_of = {key: index for index, (key, _) in enumerate(self.validator_set)}
+        self.schedules: dict[int, LeaderSchedule] = {}
+        self.reputation_after: dict[int, dict[bytes, int]] = {}  # height -> ppm by key
+        self.seeds: dict[int, bytes] = {}  # height -> committed block hash (the next draw's seed)
         behaviours = scenario.behaviours
         self.byzantine = set(behaviours)
         self.nodes: list[_Node] = []
@@ -183,7 +198,7 @@ class Simulation:
         low, high = scenario.latency
         self.base = [[self.rng.uniform(low, high) for _ in ids] for _ in ids]
         self.decided: dict[int, bytes] = {}  # height -> the first honest decision
-        self.decisions: list[tuple[int, int, str, float]] = []  # (node, height, path, latency)
+        self.decisions: list[tuple[int, int, str, float, int]] = []
         self.sent_by_key: dict[tuple[int, int, int, int], set[bytes]] = {}
         self.target: int | None = None
         self.height_at_end: dict[int, int] = {}  # honest node -> the height it was working on
@@ -197,7 +212,45 @@ class Simulation:
     # -- set-up ---------------------------------------------------------------------------
 
     def _leader(self, height: int, view: int) -> int:
-        return (height + view) % len(self.scenario.powers)
+        """Round-robin (what the random search's view bound assumes), or the validator
+        manager's draw: stake-weighted follow-the-satoshi over a seed from the previous block,
+        skipping validators whose reputation fell below the threshold."""
+        if self.scenario.leaders == "round-robin":
+            return (height + view) % len(self.scenario.powers)
+        schedule = self.schedules.get(height)
+        if schedule is None:
+            reputation = self.reputation_after.get(height - 1, {})
+            schedule = LeaderSchedule(
+                CHAIN_ID,
+                [
+                    ScheduledValidator(key, power, reputation.get(key, PPM) / PPM)
+                    for key, power in self.validator_set
+                ],
+                reputation_threshold=StakingParams().reputation_threshold_ppm / PPM,
+            )
+            self.schedules[height] = schedule
+        seed = self.seeds.get(height - 1, b"genesis")
+        return self.index_of[schedule.leader(seed, view)]
+
+    def _committed(self, height: int, certificate: CommitCertificate) -> None:
+        """A replica applied ``height``: the first application makes the committed state
+        (every honest replica commits the same block, which the agreement check enforces)."""
+        if self.scenario.leaders != "round-robin" and height not in self.reputation_after:
+            self._account(height, certificate)
+
+    def _account(self, height: int, certificate: CommitCertificate) -> None:
+        """What every node computes from a committed height (reputation lives in committed
+        state): the leaders of the views before the deciding one failed and are penalised,
+        and every validator scores whether it signed the commit certificate."""
+        reputation = Reputation(StakingParams().reputation_alpha_ppm)
+        reputation.scores = dict(self.reputation_after.get(height - 1, {}))
+        for view in range(certificate.view):
+            reputation.penalise(self.validator_set[self._leader(height, view)][0])
+        signed = {index for index, _ in certificate.signatures}
+        for index, (key, _) in enumerate(self.validator_set):
+            reputation.observe(key, index in signed)
+        self.reputation_after[height] = reputation.scores
+        self.seeds[height] = certificate.block_hash
 
     def _validators(self, height: int) -> list[tuple[bytes, int]]:
         return self.validator_set
@@ -209,7 +262,7 @@ class Simulation:
             self.keys[validator],
             self._validators,
             self._leader,
-            SimulationApp(label),
+            SimulationApp(label, self._committed),
             health=HealthMonitor(),
             guard=guard,
         )
@@ -509,7 +562,9 @@ class Simulation:
         if not node.chain and action.height != 1:
             self._violation(f"n{node.id} decided h{action.height} first")
         node.chain[action.height] = action.block_hash
-        self.decisions.append((node.id, action.height, action.path, action.latency))
+        self.decisions.append(
+            (node.id, action.height, action.path, action.latency, certificate.view)
+        )
         agreed = self.decided.setdefault(action.height, action.block_hash)
         if agreed != action.block_hash:
             self._violation(

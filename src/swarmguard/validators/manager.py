@@ -106,13 +106,23 @@ class ValidatorManager:
         self._refresh(operator)
 
     def record_block(
-        self, proposer: bytes, signers: Iterable[bytes], *, proposal_on_time: bool = True
+        self,
+        proposer: bytes,
+        signers: Iterable[bytes],
+        *,
+        proposal_on_time: bool = True,
+        failed_leaders: Iterable[bytes] = (),
     ) -> list[bytes]:
         """Account one committed block: downtime windows and reputation of the active set.
+        ``failed_leaders`` led the views of this height before the deciding one (read from the
+        commit certificate's view): their reputation drops to 0 (``Reputation.penalise``).
 
         Returns the validators jailed for downtime by this block.
         """
         signed = set(signers)
+        for operator in failed_leaders:
+            if operator in self.staking.validators:
+                self.reputation.penalise(operator)
         jailed = []
         for operator in self.staking.active:
             did_sign = operator in signed
