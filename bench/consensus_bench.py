@@ -20,6 +20,7 @@ import pstats
 import statistics
 import time
 
+from swarmguard.consensus.batching import BatchConfig
 from swarmguard.sim.scenario import Scenario
 from swarmguard.sim.simulation import Result, Simulation
 
@@ -100,6 +101,31 @@ def main() -> None:
         f"slow path P50 {statistics.median(dead_slow) * 1e3:.1f} ms, "
         f"P99 {percentile(dead_slow, 0.99) * 1e3:.1f} ms"
     )
+
+    print("\n## End to end: a transaction reaching the leader until the leader decides it")
+    timeout = 0.05
+    floor = 2 * 0.025 + timeout  # two mean one-way delays plus the batch timeout
+    print(
+        f"7 validators, fixed leader, batch timeout {timeout * 1e3:.0f} ms, "
+        f"floor {floor * 1e3:.0f} ms"
+    )
+    print("| load tx/s | transactions | P50 ms | P99 ms | P50 / floor |")
+    print("|---|---|---|---|---|")
+    ratios = {}
+    for load in (5.0, 200.0):
+        batched = Scenario.calm(
+            7, args.heights, leaders="fixed", load=load, batch=BatchConfig(timeout=timeout)
+        )
+        run = Simulation(batched).run()
+        assert run.ok, run.summary()
+        values = run.transaction_latencies
+        ratios[load] = statistics.median(values) / floor
+        print(
+            f"| {load:.0f} | {len(values)} | {statistics.median(values) * 1e3:.1f} | "
+            f"{percentile(values, 0.99) * 1e3:.1f} | {ratios[load]:.2f}x |"
+        )
+    verdict = "PASS" if ratios[5.0] <= 1.3 else "FAIL"
+    print(f"\nlight load P50 within {ratios[5.0]:.2f}x of the floor (target <= 1.3x): {verdict}")
 
     print("\n## CPU per committed height (whole simulated network, one process)")
     print("| validators | heights | CPU ms / height | of which Ed25519 | core + simulator |")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import heapq
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from swarmguard.consensus.batching import BatchConfig, Batcher
 from swarmguard.consensus.messages import Proposal
 from swarmguard.consensus.replica import (
     VIEWS_AHEAD_MAX,
@@ -34,8 +36,8 @@ class App:
     index: int
     committed: list[int] = field(default_factory=list)
 
-    def propose(self, height: int) -> tuple[bytes, bytes]:
-        block = b"height %d from %d" % (height, self.index)
+    def propose(self, height: int, transactions: Sequence[bytes]) -> tuple[bytes, bytes]:
+        block = b" ".join([b"height %d from %d" % (height, self.index), *transactions])
         return hashlib.sha256(block).digest(), block
 
     def validate(self, height: int, block_hash: bytes, block: bytes) -> bool:
@@ -244,3 +246,40 @@ def test_a_redelivered_proposal_is_acted_on_once() -> None:
     first = replica.on_proposal(proposal, 0.0)
     assert any(isinstance(a, Broadcast) for a in first)  # it voted
     assert replica.on_proposal(proposal, 0.0) == []
+
+
+def batching_leader(config: BatchConfig) -> tuple[Replica, list[Action]]:
+    network = Network([1, 1, 1, 1])
+    leader = network.replicas[1]  # (height 1 + view 0) % 4
+    leader.batcher = Batcher(config)
+    return leader, leader.start(0.0)
+
+
+def proposals_in(actions: list[Action]) -> list[Proposal]:
+    return [
+        a.message for a in actions if isinstance(a, Broadcast) and isinstance(a.message, Proposal)
+    ]
+
+
+def test_a_leader_waits_for_its_batch_then_proposes_on_the_timeout() -> None:
+    leader, actions = batching_leader(BatchConfig(timeout=0.05, empty_block_after=0.4))
+    assert not proposals_in(actions)  # nothing to propose yet
+    actions = leader.on_transaction(b"tx-1", 0.1)
+    assert not proposals_in(actions)
+    wake = [a for a in actions if isinstance(a, SetTimer) and a.timer is Timer.BATCH]
+    assert [a.at for a in wake] == [0.1 + 0.05]
+    (proposal,) = proposals_in(leader.on_timer(1, 0, Timer.BATCH, wake[0].at))
+    assert b"tx-1" in proposal.block
+
+
+def test_a_full_batch_goes_at_once_and_an_idle_leader_proposes_empty() -> None:
+    leader, _ = batching_leader(BatchConfig(max_transactions=2, timeout=10.0))
+    assert not proposals_in(leader.on_transaction(b"tx-1", 0.1))
+    (proposal,) = proposals_in(leader.on_transaction(b"tx-2", 0.1))
+    assert proposal.block.endswith(b" tx-1 tx-2")
+
+    idle, actions = batching_leader(BatchConfig(empty_block_after=0.4))
+    assert any(isinstance(a, SetTimer) and a.at == 0.4 for a in actions)
+    assert not proposals_in(idle.on_timer(1, 0, Timer.BATCH, 0.3))  # not yet
+    (empty,) = proposals_in(idle.on_timer(1, 0, Timer.BATCH, 0.4))
+    assert empty.block == b"height 1 from 1"

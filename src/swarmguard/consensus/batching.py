@@ -29,6 +29,10 @@ class BatchConfig:
     """Seconds the oldest transaction may wait for a batch to fill."""
     pending_max: int = 100_000
     """Transactions waiting at most; more are refused."""
+    empty_block_after: float = 0.4
+    """Seconds a leader with no ready batch waits after entering its view before proposing what
+    it has (maybe nothing), whatever ``timeout`` says. Keep it below 2Δ's floor, or an idle
+    chain changes views."""
 
     def __post_init__(self) -> None:
         if self.max_transactions < 1 or self.pending_max < self.max_transactions:
@@ -37,6 +41,8 @@ class BatchConfig:
             raise ValueError(f"max_bytes must be in (0, {BLOCK_BYTES_MAX // 2}]")
         if self.timeout < 0:
             raise ValueError("timeout must be >= 0")
+        if self.empty_block_after < 0:
+            raise ValueError("empty_block_after must be >= 0")
 
 
 @dataclass(slots=True)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
+from swarmguard.consensus.batching import Batcher
 from swarmguard.consensus.buffer import FutureBuffer
 from swarmguard.consensus.health import Fault, HealthMonitor
 from swarmguard.consensus.justification import required_nil_certificates
@@ -76,6 +77,7 @@ class Timer(Enum):
     VOTE_NIL = "vote_nil"  # rule 5, at 2Δ
     FINAL_NIL = "final_nil"  # rule 6, at 3Δ
     RESEND = "resend"  # every 2Δ while the height is undecided: repeat what may have been lost
+    BATCH = "batch"  # a leader waiting for its batch: the batch timeout or the empty-block wait
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,8 +132,9 @@ Action = Persist | Broadcast | SendTo | SetTimer | Decide | Evidence
 class Application(Protocol):
     """The deterministic application behind consensus (the node wires the ABCI++ app here)."""
 
-    def propose(self, height: int) -> tuple[bytes, bytes]:
-        """A new block for ``height``: (block hash, encoded block)."""
+    def propose(self, height: int, transactions: Sequence[bytes]) -> tuple[bytes, bytes]:
+        """A new block for ``height`` holding ``transactions`` (the leader's batch, in order):
+        (block hash, encoded block)."""
         ...
 
     def validate(self, height: int, block_hash: bytes, block: bytes) -> bool:
@@ -177,7 +180,8 @@ class _Height:
     sent: dict[int, list[SignedVote]] = field(default_factory=dict)  # view -> what we signed
     pairs: dict[int, tuple[CommitCertificate, CommitCertificate]] = field(default_factory=dict)
     requested: set[bytes] = field(default_factory=set)  # blocks asked for (once at once)
-    pending_proposal: int | None = None  # a view we lead, waiting for C's block
+    pending_proposal: int | None = None  # a view we lead, waiting for C's block or a batch
+    view_started: float = 0.0
 
 
 @dataclass(slots=True)
@@ -196,6 +200,7 @@ class Replica:
     stats: ReplicaStats = field(default_factory=ReplicaStats)
     _state: _Height | None = None
     _future: FutureBuffer[Message] | None = None
+    batcher: Batcher | None = None  # a leader's batch of transactions (None: blocks as proposed)
     _decisions: dict[int, Decision] = field(default_factory=dict)
     _answered: dict[int, tuple[int, float]] = field(default_factory=dict)  # who -> (height, when)
 
@@ -340,11 +345,31 @@ class Replica:
             return []
         return self._store_block(reply.block_hash, reply.block, now) + self._progress(now)
 
+    def on_transaction(self, transaction: bytes, now: float) -> list[Action]:
+        """A transaction for this replica's batches (from the node's mempool); raises
+        ``batching.Refused``. A leader waiting for its batch proposes once it is ready."""
+        if self.batcher is None:
+            raise RuntimeError("this replica has no batcher")
+        self.batcher.add(transaction, now)
+        state = self._height()
+        if state.pending_proposal != state.view or state.decided:
+            return []
+        if self.batcher.ready(now):
+            return self._propose(state.view, now)
+        deadline = self.batcher.deadline()
+        assert deadline is not None  # a transaction was just added
+        return [SetTimer(self.height, state.view, Timer.BATCH, deadline)]
+
     def on_timer(self, height: int, view: int, timer: Timer, now: float) -> list[Action]:
         if height != self.height or self._height().decided:
             return []
         if timer is Timer.RESEND:
             return self._resend(now)
+        if timer is Timer.BATCH:
+            state = self._height()
+            if state.pending_proposal != view or state.view != view:
+                return []
+            return self._propose(view, now)
         tally = self._tally(view)
         if timer is Timer.VOTE_NIL and not tally.has_voted(self.index):  # rule 5
             signed = self._sign(view, PHASE_VOTE, NIL, now)
@@ -441,6 +466,7 @@ class Replica:
         """Rule 1: start the view's timers, and propose if this replica leads it."""
         state = self._height()
         state.view = view
+        state.view_started = now
         delta = self.health.delta
         actions: list[Action] = [
             SetTimer(self.height, view, Timer.VOTE_NIL, now + 2 * delta),
@@ -461,12 +487,17 @@ class Replica:
         if best is not None and best[1].block_hash not in state.blocks:
             state.pending_proposal = view  # C's block is on its way (_progress asks for it)
             return []
-        state.pending_proposal = None
         if best is None:
-            block_hash, block = self.application.propose(self.height)
+            batch = self._batch(view, now)
+            if batch is None:
+                state.pending_proposal = view
+                return [SetTimer(self.height, view, Timer.BATCH, self._batch_wake(now))]
+            state.pending_proposal = None
+            block_hash, block = self.application.propose(self.height, batch)
             justification: tuple[Kind, CommitCertificate] | None = None
             rank: CertificateRank | None = None
         else:
+            state.pending_proposal = None
             kind, certificate = best
             block_hash, block = certificate.block_hash, state.blocks[certificate.block_hash]
             justification = best
@@ -488,6 +519,25 @@ class Replica:
         state.own_proposals[view] = proposal
         actions: list[Action] = [Persist(self.guard.encode()), Broadcast(proposal)]
         return actions + self.on_proposal(proposal, now)
+
+    def _batch(self, view: int, now: float) -> list[bytes] | None:
+        """The transactions of a fresh block, or None to wait: a full batch or one whose oldest
+        transaction waited the batch timeout goes at once; with too little, the leader waits
+        until ``empty_block_after`` from entering the view and proposes what it has (an idle
+        chain keeps producing blocks below 2Δ instead of changing views)."""
+        if self.batcher is None:
+            return []
+        if self.batcher.ready(now):
+            return self.batcher.take(now)
+        if now >= self._height().view_started + self.batcher.config.empty_block_after:
+            return self.batcher.take(now, force=True)
+        return None
+
+    def _batch_wake(self, now: float) -> float:
+        assert self.batcher is not None
+        empty = self._height().view_started + self.batcher.config.empty_block_after
+        deadline = self.batcher.deadline()
+        return empty if deadline is None else min(empty, deadline)
 
     # -- helpers ----------------------------------------------------------------------------
 

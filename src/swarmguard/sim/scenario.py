@@ -13,6 +13,7 @@ import random
 from dataclasses import dataclass
 from enum import Enum
 
+from swarmguard.consensus.batching import BatchConfig
 from swarmguard.consensus.tally import Thresholds
 
 __all__ = ["SIZES", "Behaviour", "Crash", "Epoch", "Scenario"]
@@ -85,7 +86,9 @@ class Scenario:
     faults_end: float
     release_at: float  # when WITHHOLD validators release what they held
     heights_after: int = 2  # heights every honest replica decides after the faults end
-    leaders: str = "round-robin"  # or "reputation": stake-weighted draw, failed leaders masked
+    leaders: str = "round-robin"  # "reputation": stake-weighted, failed leaders masked; "fixed"
+    load: float = 0.0  # transactions per second reaching validator 0 (Poisson), for benchmarks
+    batch: BatchConfig | None = None  # the replicas' batcher (None: blocks proposed at once)
     mutant: str | None = None  # a deliberately broken replica (sim.mutants), to test the checker
 
     @property
@@ -122,6 +125,8 @@ class Scenario:
         crashed: int = 0,
         leaders: str = "round-robin",
         latency: tuple[float, float] = (0.020, 0.030),
+        load: float = 0.0,
+        batch: BatchConfig | None = None,
     ) -> Scenario:
         """A healthy network of equal validators (the last ``crashed`` of them down from the
         start), one-way latency uniform in ``latency``: for benchmarks and the
@@ -143,6 +148,8 @@ class Scenario:
             release_at=0.0,
             heights_after=heights,
             leaders=leaders,
+            load=load,
+            batch=batch,
         )
 
     @classmethod

@@ -24,10 +24,11 @@ from __future__ import annotations
 import hashlib
 import heapq
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from swarmguard.consensus.batching import Batcher
 from swarmguard.consensus.health import HealthConfig, HealthMonitor
 from swarmguard.consensus.messages import NIL_CERTIFICATES_MAX, Proposal
 from swarmguard.consensus.replica import (
@@ -68,7 +69,7 @@ LIVENESS_SECONDS = 600.0
 EVENTS_MAX = 2_000_000
 """A run that has not finished after this many events is reported as not live."""
 
-_DELIVER, _TIMER, _CRASH, _RESTART, _RELEASE = range(5)
+_DELIVER, _TIMER, _CRASH, _RESTART, _RELEASE, _TRANSACTION = range(6)
 _HOLDS = (1.2, 2.2, 3.2, 8.0)  # targeted delays, in units of the initial Δ
 
 
@@ -86,8 +87,8 @@ class SimulationApp:
         if self.on_commit is not None:
             self.on_commit(height, certificate)
 
-    def propose(self, height: int) -> tuple[bytes, bytes]:
-        return block_for(height, f"by {self.label}")
+    def propose(self, height: int, transactions: Sequence[bytes]) -> tuple[bytes, bytes]:
+        return block_for(height, " ".join([f"by {self.label}", *(t.hex() for t in transactions)]))
 
     def validate(self, height: int, block_hash: bytes, block: bytes) -> bool:
         return hashlib.sha256(block).digest() == block_hash and block.startswith(
@@ -130,6 +131,7 @@ class Result:
     virtual_seconds: float
     trace: list[str]
     decisions: list[tuple[int, int, str, float, int]]  # honest (node, height, path, latency, view)
+    transaction_latencies: list[float]
 
     @property
     def ok(self) -> bool:
@@ -205,6 +207,9 @@ class Simulation:
         self.views_max = 0
         self.faults_over = False
         self.epoch_index = 0
+        self.transactions_sent = 0
+        self.arrivals: dict[str, float] = {}  # transaction hex -> when it reached validator 0
+        self.transaction_latencies: list[float] = []  # arrival at validator 0 -> its decision
         self.held_back: dict[tuple[int, ...], float] = {}
         self.victims: dict[int, int | None] = {}
         self.victim_until: dict[int, float] = {}
@@ -217,6 +222,8 @@ class Simulation:
         skipping validators whose reputation fell below the threshold."""
         if self.scenario.leaders == "round-robin":
             return (height + view) % len(self.scenario.powers)
+        if self.scenario.leaders == "fixed":
+            return view % len(self.scenario.powers)
         schedule = self.schedules.get(height)
         if schedule is None:
             reputation = self.reputation_after.get(height - 1, {})
@@ -265,6 +272,7 @@ class Simulation:
             SimulationApp(label, self._committed),
             health=HealthMonitor(),
             guard=guard,
+            batcher=Batcher(self.scenario.batch) if self.scenario.batch is not None else None,
         )
         return replica
 
@@ -323,6 +331,8 @@ class Simulation:
             self._push(crash.at, _CRASH, crash.validator)
             self._push(crash.restart, _RESTART, crash.validator)
         self._push(scenario.release_at, _RELEASE, None)
+        if scenario.load:
+            self._push(self.rng.expovariate(scenario.load), _TRANSACTION, None)
         for node in self.nodes:
             if node.behaviour is not Behaviour.SILENT:
                 self._apply(node, node.replica.start(self.now))
@@ -368,6 +378,7 @@ class Simulation:
             virtual_seconds=self.now,
             trace=self.trace,
             decisions=self.decisions,
+            transaction_latencies=self.transaction_latencies,
         )
 
     @property
@@ -414,6 +425,8 @@ class Simulation:
         elif kind == _RESTART:
             for node in self.by_validator[payload]:
                 self._restart(node)
+        elif kind == _TRANSACTION:
+            self._transaction()
         elif kind == _RELEASE:
             for node in self.nodes:
                 if node.behaviour is Behaviour.WITHHOLD:
@@ -421,6 +434,16 @@ class Simulation:
                     self._note(f"n{node.id} releases {len(held)} withheld messages")
                     for receiver, message in held:
                         self._route(node, receiver, message)
+
+    def _transaction(self) -> None:
+        """One more transaction reaches validator 0 (the load generator of the benchmarks)."""
+        self.transactions_sent += 1
+        transaction = self.transactions_sent.to_bytes(8, "big")
+        self.arrivals[transaction.hex()] = self.now
+        node = self.nodes[0]
+        if node.alive and node.behaviour is None:
+            self._apply(node, node.replica.on_transaction(transaction, self.now))
+        self._push(self.now + self.rng.expovariate(self.scenario.load), _TRANSACTION, None)
 
     def _restart(self, node: _Node) -> None:
         guard = SigningGuard.decode(node.record) if node.record is not None else SigningGuard()
@@ -562,6 +585,11 @@ class Simulation:
         if not node.chain and action.height != 1:
             self._violation(f"n{node.id} decided h{action.height} first")
         node.chain[action.height] = action.block_hash
+        if node.id == 0 and self.arrivals:
+            for word in action.block.split()[4:]:
+                arrived = self.arrivals.pop(word.decode(), None)
+                if arrived is not None:
+                    self.transaction_latencies.append(self.now - arrived)
         self.decisions.append(
             (node.id, action.height, action.path, action.latency, certificate.view)
         )
@@ -571,7 +599,9 @@ class Simulation:
                 f"n{node.id} decided {action.block_hash.hex()[:8]} at h{action.height}, "
                 f"another honest replica {agreed.hex()[:8]}"
             )
-        if node.id in self.height_at_end and action.height > self.height_at_end[node.id]:
+        if self.height_at_end and action.height > max(self.height_at_end.values()):
+            # A height nobody had begun when the faults ended (a replica catching up after
+            # them still sees the views the others went through during them).
             self.views_max = max(self.views_max, certificate.view)
 
     def _check_signed(self, node: _Node, message: Message, persisted: bool) -> None:
