@@ -29,6 +29,17 @@ def proposals(script: Script, sender: int, view: int) -> list[Proposal]:
     return [m for _, m in script.outbox[sender] if isinstance(m, Proposal) and m.view == view]
 
 
+def view_one_with_the_byzantine_vote(s: Script, proposal: Proposal, side: tuple[int, int]) -> None:
+    """View 1 among two honest replicas that hold ``proposal`` and the Byzantine validator,
+    which Votes and Finals for it: three of four, enough for a slow commit."""
+    for r in side:
+        s.inject(r, s.vote(BYZANTINE, 1, 1, PHASE_VOTE, proposal.block_hash))
+        s.inject(r, s.vote(BYZANTINE, 1, 1, PHASE_FINAL, proposal.block_hash))
+    for _ in range(3):
+        s.deliver(side[0], side[1])
+        s.deliver(side[1], side[0])
+
+
 def equivocating_leader_then_partition(mutant: str | None) -> Script:
     """n = 4, F = 1. The Byzantine leader of view 0 proposes a to r0 and r2 and b to r3. r0 sees
     three a-votes (its own, r2's and the leader's); r2 and r3, cut off from r0, see a, b and a
@@ -53,12 +64,7 @@ def equivocating_leader_then_partition(mutant: str | None) -> Script:
         s.deliver(3, 2)
         s.deliver(2, 3)
     (proposal,) = proposals(s, 2, 1)
-    for r in (2, 3):
-        s.inject(r, s.vote(BYZANTINE, 1, 1, PHASE_VOTE, proposal.block_hash))
-        s.inject(r, s.vote(BYZANTINE, 1, 1, PHASE_FINAL, proposal.block_hash))
-    for _ in range(3):
-        s.deliver(2, 3)
-        s.deliver(3, 2)
+    view_one_with_the_byzantine_vote(s, proposal, (2, 3))
     return s
 
 
@@ -100,12 +106,7 @@ def slow_leader_and_nil_votes(mutant: str | None) -> Script:
     if found:
         (proposal,) = found
         s.inject(0, proposal)
-        for r in (0, 2):
-            s.inject(r, s.vote(BYZANTINE, 1, 1, PHASE_VOTE, proposal.block_hash))
-            s.inject(r, s.vote(BYZANTINE, 1, 1, PHASE_FINAL, proposal.block_hash))
-        for _ in range(3):
-            s.deliver(0, 2)
-            s.deliver(2, 0)
+        view_one_with_the_byzantine_vote(s, proposal, (0, 2))
     return s
 
 
@@ -148,12 +149,7 @@ def view_ranked_certificates(mutant: str | None) -> Script:
     s.deliver(0, 2, lambda m: isinstance(m, BlockReply))
     (proposal,) = proposals(s, 2, 1)
     s.inject(0, proposal)
-    for r in (0, 2):
-        s.inject(r, s.vote(BYZANTINE, 1, 1, PHASE_VOTE, proposal.block_hash))
-        s.inject(r, s.vote(BYZANTINE, 1, 1, PHASE_FINAL, proposal.block_hash))
-    for _ in range(3):
-        s.deliver(0, 2)
-        s.deliver(2, 0)
+    view_one_with_the_byzantine_vote(s, proposal, (0, 2))
     return s
 
 

@@ -308,8 +308,10 @@ class Replica:
 
     def on_decision(self, decision: Decision, now: float) -> list[Action]:
         """Another validator's commit proof: decide the height without having taken part."""
-        if decision.height != self.height:
-            return self._buffer(decision.height, -1, decision) if decision.height > 0 else []
+        if decision.height < self.height:
+            return []  # already decided here
+        if decision.height > self.height:
+            return self._buffer(decision.height, -1, decision)
         state = self._height()
         certificate = decision.certificate
         if state.decided:

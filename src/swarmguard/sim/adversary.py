@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from swarmguard.consensus.messages import Proposal
 from swarmguard.consensus.replica import Message
@@ -166,26 +166,8 @@ class Adversary:
 
 
 def _corrupt(message: Message) -> Message:
-    if isinstance(message, SignedVote):
+    """The same message with one bit of its signature flipped."""
+    if isinstance(message, SignedVote | Proposal):
         broken = bytes([message.signature[0] ^ 1]) + message.signature[1:]
-        return SignedVote(
-            message.height,
-            message.view,
-            message.phase,
-            message.block_hash,
-            message.consensus_key,
-            broken,
-        )
-    if isinstance(message, Proposal):
-        broken = bytes([message.signature[0] ^ 1]) + message.signature[1:]
-        return Proposal(
-            message.height,
-            message.view,
-            message.proposer,
-            message.block_hash,
-            broken,
-            message.block,
-            message.certificate,
-            message.nil_certificates,
-        )
+        return replace(message, signature=broken)
     return message
