@@ -1,9 +1,10 @@
 """The deterministic simulation: a whole validator network in one process, driving real replicas.
 
 One event queue orders everything on a virtual clock: deliveries (each message's latency drawn
-per link, plus jitter, loss, duplication and partitions), replica timers, crashes and restarts,
-and the release of withheld messages. Ties break by insertion order, and every random draw
-comes from one ``random.Random`` seeded by the scenario, so a seed replays exactly.
+per link, plus jitter, loss, duplication, partitions, targeted delays and isolated victims),
+replica timers, crashes and restarts, the release of withheld messages and, for benchmarks,
+transactions. Ties break by insertion order, and every random draw comes from generators seeded
+by the scenario's seed, so a seed replays exactly. A run stops at its first safety violation.
 
 What every run checks (``Result.violations``):
 
@@ -15,8 +16,8 @@ What every run checks (``Result.violations``):
 - evidence only ever accuses Byzantine validators, and it verifies.
 
 And liveness (``Result.live``): after the faults end, every honest replica decides
-``heights_after`` more heights within ``LIVENESS_SECONDS`` of virtual time, and the heights
-begun after the faults end take at most ``views_bound`` views.
+``heights_after`` more heights within ``LIVENESS_SECONDS`` of virtual time, and heights nobody
+had begun when the faults ended take at most ``views_bound`` views.
 """
 
 from __future__ import annotations
