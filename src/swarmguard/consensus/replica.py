@@ -8,9 +8,10 @@ leaves the process), ``Broadcast``, ``SendTo`` (one validator), ``SetTimer``, ``
 ``Evidence``.
 
 Messages get lost, so a height that is not decided re-sends, every ``RESEND`` period, what this
-replica signed in its current and previous view and the certificates that took it into its view;
-a replica that hears from a validator still at a height it decided answers with the
-``Decision``; and a certificate for a block it does not hold makes it ask for the block. Signature
+replica signed in its current and previous view and the rule 8 certificate pairs of the views it
+passed; a replica that hears from a validator still at a height it decided answers with the
+``Decision``; and a certificate for a block it does not hold makes it ask for the block. With a
+``batcher``, a leader proposing a fresh block waits for a batch (``Timer.BATCH``). Signature
 checks on incoming messages happen here, against the height's validator set; the block's own
 validity is the application's (``Application.validate``). Nothing here reads a clock, a socket
 or a random source.
