@@ -43,6 +43,25 @@ def test_failed_views_grow_delta_past_the_measured_value_until_a_decision() -> N
     assert monitor.delta == pytest.approx(measured)
 
 
+def test_outliers_cannot_stretch_the_measured_delta_past_its_ceiling() -> None:
+    monitor = HealthMonitor()
+    for _ in range(50):
+        monitor.observe_delay(0.02)
+    monitor.observe_delay(30.0)  # a withheld message released long after it was sent
+    assert monitor.delta == HealthConfig().delta_ceiling
+    for _ in range(60):
+        monitor.observe_delay(0.02)  # the estimate forgets it within a few dozen samples
+    assert monitor.delta < 0.1
+    monitor.observe_delay(30.0)
+    monitor.view_failed()  # failed views still grow Δ past the ceiling
+    assert monitor.delta == pytest.approx(HealthConfig().delta_ceiling * 1.5)
+
+
+def test_bounds_are_validated() -> None:
+    with pytest.raises(ValueError):
+        HealthConfig(delta_initial=3.0, delta_ceiling=2.0)
+
+
 def test_delta_is_bounded_after_any_outage() -> None:
     monitor = HealthMonitor()
     for _ in range(10_000):

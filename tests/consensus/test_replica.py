@@ -24,6 +24,7 @@ from swarmguard.consensus.replica import (
     Timer,
 )
 from swarmguard.consensus.signing import SigningGuard
+from swarmguard.consensus.sync import Decision, DecisionRequest
 from swarmguard.crypto import SigningKey
 from swarmguard.validators.certificate import CommitCertificate
 from swarmguard.validators.evidence import NIL, PHASE_FINAL, PHASE_VOTE, SignedVote
@@ -283,3 +284,52 @@ def test_a_full_batch_goes_at_once_and_an_idle_leader_proposes_empty() -> None:
     assert not proposals_in(idle.on_timer(1, 0, Timer.BATCH, 0.3))  # not yet
     (empty,) = proposals_in(idle.on_timer(1, 0, Timer.BATCH, 0.4))
     assert empty.block == b"height 1 from 1"
+
+
+def test_view_timers_start_after_the_leaders_batch_allowance() -> None:
+    """Δ measures the network; a leader waiting empty_block_after for transactions is not a slow
+    network, so the ⊥ timers count 2Δ and 3Δ from the end of that wait."""
+    leader, actions = batching_leader(BatchConfig(empty_block_after=0.4))
+    delta = leader.health.delta
+    timers = {a.timer: a.at for a in actions if isinstance(a, SetTimer)}
+    assert timers[Timer.VOTE_NIL] == 0.4 + 2 * delta
+    assert timers[Timer.FINAL_NIL] == 0.4 + 3 * delta
+    plain = Network([1, 1, 1, 1]).replicas[0]
+    timers = {a.timer: a.at for a in plain.start(0.0) if isinstance(a, SetTimer)}
+    assert timers[Timer.VOTE_NIL] == 2 * plain.health.delta
+
+
+def test_the_loss_estimate_sees_a_silent_validator() -> None:
+    network = Network([1, 1, 1, 1], silent={3})
+    network.run(heights=30)
+    for replica in network.replicas[:3]:
+        # One of three others never votes: the estimate converges on 1/3.
+        assert 0.3 < replica.health.loss <= 1 / 3 + 1e-9
+    healthy = Network([1, 1, 1, 1])
+    healthy.run(heights=10)
+    assert all(replica.health.loss == 0 for replica in healthy.replicas)
+
+
+def test_a_replica_that_sees_a_later_height_asks_for_decisions() -> None:
+    """The catch-up request: after a Δ at its height, at most once per 2Δ per peer."""
+    network = Network([1, 1, 1, 1])
+    behind = network.replicas[0]
+    behind.start(0.0)
+    delta = behind.health.delta
+    ahead = DecisionRequest(5)  # validator 2 says it is at height 5
+
+    def requests(now: float) -> list[Message]:
+        actions = behind.on_message(2, ahead, now)
+        return [a.message for a in actions if isinstance(a, SendTo) and a.validator == 2]
+
+    assert requests(delta / 2) == []  # a peer a moment ahead is the normal race
+    assert requests(delta) == [DecisionRequest(1)]
+    assert requests(delta * 2) == []  # rate limited
+    assert requests(delta * 3.01) == [DecisionRequest(1)]
+    # The peer answers with the decisions it has from our height on.
+    network.run(heights=3)
+    peer = network.replicas[2]
+    answer = peer.on_message(0, DecisionRequest(1), network.now)
+    decided = [a.message for a in answer if isinstance(a, SendTo)]
+    assert [d.height for d in decided if isinstance(d, Decision)] == [1, 2, 3][: len(decided)]
+    assert decided, "a peer past our height answers with its decisions"

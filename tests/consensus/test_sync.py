@@ -8,7 +8,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from swarmguard.codec import CodecError
-from swarmguard.consensus.sync import SYNC_VERSION, BlockReply, BlockRequest, Decision
+from swarmguard.consensus.sync import (
+    SYNC_VERSION,
+    BlockReply,
+    BlockRequest,
+    Decision,
+    DecisionRequest,
+)
 from swarmguard.validators.certificate import CommitCertificate
 from swarmguard.validators.evidence import NIL, PHASE_FINAL, PHASE_PROPOSE
 
@@ -16,11 +22,18 @@ from .test_replica import Network
 
 HASH = b"h" * 32
 CERTIFICATE = CommitCertificate(3, 1, HASH, ((0, b"s" * 64), (2, b"t" * 64)), PHASE_FINAL)
-MESSAGES = [Decision(CERTIFICATE, b"block"), BlockRequest(3, HASH), BlockReply(3, HASH, b"x")]
+MESSAGES = [
+    Decision(CERTIFICATE, b"block"),
+    DecisionRequest(3),
+    BlockRequest(3, HASH),
+    BlockReply(3, HASH, b"x"),
+]
 
 
 @pytest.mark.parametrize("message", MESSAGES)
-def test_round_trip_and_one_encoding(message: Decision | BlockRequest | BlockReply) -> None:
+def test_round_trip_and_one_encoding(
+    message: Decision | DecisionRequest | BlockRequest | BlockReply,
+) -> None:
     encoded = message.encode()
     assert encoded[0] == SYNC_VERSION
     assert type(message).decode(encoded) == message
@@ -35,12 +48,14 @@ def test_shapes_are_checked() -> None:
     with pytest.raises(CodecError):
         BlockRequest(0, HASH)
     with pytest.raises(CodecError):
+        DecisionRequest(0)
+    with pytest.raises(CodecError):
         Decision(CommitCertificate(3, 1, HASH, (), PHASE_PROPOSE), b"")
 
 
 @given(st.binary(max_size=300))
 def test_garbage_is_a_codec_error_never_a_crash(data: bytes) -> None:
-    for kind in (Decision, BlockRequest, BlockReply):
+    for kind in (Decision, DecisionRequest, BlockRequest, BlockReply):
         try:
             kind.decode(data)
         except CodecError:

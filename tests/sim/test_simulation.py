@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from swarmguard.consensus.health import HealthConfig
 from swarmguard.consensus.tally import Thresholds
 from swarmguard.sim import Behaviour, Scenario, Simulation
 from swarmguard.sim.mutants import MUTANTS
@@ -122,3 +123,16 @@ def test_round_robin_keeps_paying_for_the_dead_leader() -> None:
     assert result.ok, result.summary()
     changed = {height for _, height, _, _, view in result.decisions if view > 0}
     assert len(changed) >= 60 // 7 - 1
+
+
+def test_delta_follows_the_network() -> None:
+    """Δ starts at delta_initial and settles where the measured delay puts it: on a 20-30 ms
+    network it drops to the floor, and a dead leader's view change costs that much less."""
+    simulation = Simulation(Scenario.calm(7, 40, crashed=1, latency=(0.020, 0.030)))
+    result = simulation.run()
+    assert result.ok, result.summary()
+    config = HealthConfig()
+    live = [node.replica for node in simulation.nodes[:6]]  # the seventh is down from the start
+    assert all(replica.health.delta < config.delta_initial / 4 for replica in live)
+    # Each live replica's loss estimate sees the dead seventh validator (1 of 6 others).
+    assert all(0.1 < replica.health.loss <= 1 / 6 + 1e-9 for replica in live)

@@ -3,9 +3,11 @@
 Δ only ever affects liveness: a Δ too small makes views fail, a Δ too large makes a dead leader
 cost more. Safety never reads it. The estimator is RFC 6298's (TCP's retransmission timer) applied
 to one-way message delays: a smoothed delay ``srtt`` and its mean deviation ``rttvar``, with
-``Δ = max(floor, srtt + 4 * rttvar)``. After consecutive failed views Δ grows geometrically,
-without the measured ceiling: a Δ capped below the real latency would make every view fail.
-``delta_max`` is only the named limit that keeps the number finite.
+``Δ = clamp(srtt + 4 * rttvar, floor, ceiling)``: the configured bounds keep a burst of
+outliers (a partition healing, a peer releasing withheld messages) from stretching the timers,
+and the re-send timer with them, by more than the operator allows. After consecutive failed
+views Δ grows geometrically past the ceiling: a Δ capped below the real latency would make every
+view fail. ``delta_max`` is only the named limit that keeps that number finite.
 
 Sans-IO: samples and view outcomes come in from the caller; nothing here reads a clock.
 """
@@ -35,6 +37,8 @@ class HealthConfig:
     """Δ never drops below this, however fast the network looks."""
     delta_initial: float = 0.5
     """Δ before the first latency sample."""
+    delta_ceiling: float = 2.0
+    """The measured Δ never exceeds this (failed views still grow it, up to ``delta_max``)."""
     delta_max: float = 60.0
     """The named limit on Δ after any number of failed views."""
     growth: float = 1.5
@@ -43,8 +47,8 @@ class HealthConfig:
     """Weight of the newest view in the loss estimate."""
 
     def __post_init__(self) -> None:
-        if not 0 < self.delta_floor <= self.delta_initial <= self.delta_max:
-            raise ValueError("need 0 < delta_floor <= delta_initial <= delta_max")
+        if not 0 < self.delta_floor <= self.delta_initial <= self.delta_ceiling <= self.delta_max:
+            raise ValueError("need 0 < delta_floor <= delta_initial <= delta_ceiling <= delta_max")
         if self.growth < 1:
             raise ValueError("growth must be >= 1")
         if not 0 < self.loss_alpha <= 1:
@@ -101,7 +105,8 @@ class HealthMonitor:
         if self.srtt is None:
             measured = config.delta_initial
         else:
-            measured = min(max(config.delta_floor, self.srtt + 4 * self.rttvar), config.delta_max)
+            estimate = self.srtt + 4 * self.rttvar
+            measured = min(max(config.delta_floor, estimate), config.delta_ceiling)
         # Grow by repeated multiplication up to the limit, so a long outage cannot overflow.
         delta = measured
         for _ in range(self.failed_views):

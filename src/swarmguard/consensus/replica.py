@@ -30,7 +30,7 @@ from swarmguard.consensus.health import Fault, HealthMonitor
 from swarmguard.consensus.justification import required_nil_certificates
 from swarmguard.consensus.messages import NIL_CERTIFICATES_MAX, Proposal, ProposalError
 from swarmguard.consensus.signing import SigningGuard, WouldEquivocate
-from swarmguard.consensus.sync import BlockReply, BlockRequest, Decision
+from swarmguard.consensus.sync import BlockReply, BlockRequest, Decision, DecisionRequest
 from swarmguard.consensus.tally import Accepted, CertificateRank, Kind, Thresholds, ViewTally
 from swarmguard.crypto import PublicKey, SigningKey
 from swarmguard.validators.certificate import CertificateError, CommitCertificate
@@ -86,7 +86,15 @@ class Persist:
     record: bytes
 
 
-Message = Proposal | SignedVote | CommitCertificate | Decision | BlockRequest | BlockReply
+Message = (
+    Proposal
+    | SignedVote
+    | CommitCertificate
+    | Decision
+    | DecisionRequest
+    | BlockRequest
+    | BlockReply
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +212,7 @@ class Replica:
     batcher: Batcher | None = None  # a leader's batch of transactions (None: blocks as proposed)
     _decisions: dict[int, Decision] = field(default_factory=dict)
     _answered: dict[int, tuple[int, float]] = field(default_factory=dict)  # who -> (height, when)
+    _asked: dict[int, tuple[int, float]] = field(default_factory=dict)  # who -> (height, when)
 
     @property
     def height(self) -> int:
@@ -223,7 +232,19 @@ class Replica:
 
     def on_message(self, sender: int, message: Message, now: float) -> list[Action]:
         """Dispatch any consensus message; ``sender`` is the validator index the transport
-        authenticated (only block requests need it: everything else is signed or checked)."""
+        authenticated (only requests need it: everything else is signed or checked).
+
+        A message from a later height means ``sender`` is past ours: after a Δ at this height
+        we ask it for the decisions we miss rather than wait for our own timers to make us
+        heard (they may be long: Δ follows the network)."""
+        actions = self._catch_up(sender, message.height, now)
+        return actions + self._dispatch(sender, message, now)
+
+    def _dispatch(self, sender: int, message: Message, now: float) -> list[Action]:
+        if isinstance(message, DecisionRequest):
+            if message.height >= self.height:
+                return []
+            return self._answer(sender, message.height, now)
         if isinstance(message, Proposal):
             return self.on_proposal(message, now)
         if isinstance(message, SignedVote):
@@ -436,6 +457,8 @@ class Replica:
         state = self._height()
         state.decided = True
         self.health.decided()
+        if path != "sync":  # a replica that caught up saw nothing of the view
+            self._observe_view(self._tally(certificate.view))
         block = state.blocks[certificate.block_hash]
         self._decisions[self.height] = Decision(certificate, block)
         if len(self._decisions) > DECISIONS_KEPT:
@@ -471,14 +494,32 @@ class Replica:
         state.view = view
         state.view_started = now
         delta = self.health.delta
+        start = now + self.proposal_allowance
         actions: list[Action] = [
-            SetTimer(self.height, view, Timer.VOTE_NIL, now + 2 * delta),
-            SetTimer(self.height, view, Timer.FINAL_NIL, now + 3 * delta),
+            SetTimer(self.height, view, Timer.VOTE_NIL, start + 2 * delta),
+            SetTimer(self.height, view, Timer.FINAL_NIL, start + 3 * delta),
         ]
         if self.leader(self.height, view) == self.index and view not in state.proposed:
             state.proposed.add(view)
             actions += self._propose(view, now)
         return actions
+
+    @property
+    def proposal_allowance(self) -> float:
+        """How long an honest leader may sit on its proposal after entering a view (an idle
+        batch waits up to ``empty_block_after``). The view timers start after it: Δ measures
+        the network, and a leader waiting for transactions is not a slow network."""
+        return 0.0 if self.batcher is None else self.batcher.config.empty_block_after
+
+    def _observe_view(self, tally: ViewTally) -> None:
+        """Feed the loss estimate when a height is decided: the share of the other validators
+        whose Vote in the deciding view never arrived (lost, late or crashed: the monitor cannot
+        tell them apart). Not at rule 8's view change: that fires on 2f+1 Votes by design, so
+        the rest would look lost when they are merely a moment behind."""
+        others = len(self.validators(self.height)) - 1
+        if others > 0:
+            heard = sum(1 for i in range(others + 1) if i != self.index and tally.has_voted(i))
+            self.health.observe_view(others, heard)
 
     def _enter_height(self, now: float) -> list[Action]:
         delta = self.health.delta
@@ -594,6 +635,21 @@ class Replica:
         if view is None or view != state.view:
             return []
         return self._propose(view, now)
+
+    def _catch_up(self, sender: int, height: int, now: float) -> list[Action]:
+        """Ask ``sender``, seen at ``height``, for our missing decisions: once we have spent a
+        Δ at this height (a peer a moment ahead is the normal race, not a replica behind), and
+        at most once per 2Δ per sender."""
+        if self._state is None or height <= self.height:
+            return []
+        state, delta = self._height(), self.health.delta
+        if state.decided or now - state.started < delta or sender == self.index:
+            return []
+        last = self._asked.get(sender)
+        if last is not None and last[0] == self.height and now - last[1] < 2 * delta:
+            return []
+        self._asked[sender] = (self.height, now)
+        return [SendTo(sender, DecisionRequest(self.height))]
 
     def _answer(self, sender: int, height: int, now: float) -> list[Action]:
         """``sender`` is still at ``height``, which we decided: send it the decisions it needs,

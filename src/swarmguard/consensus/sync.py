@@ -1,20 +1,23 @@
 """Catch-up messages: what a replica that missed something asks for and is answered with.
 
 Messages get lost, so the rules alone do not finish a height (the brief: "certificates and commit
-proofs are re-sent or fetched"). Three messages close the gaps the re-send timer cannot:
+proofs are re-sent or fetched"). Four messages close the gaps the re-send timer cannot:
 
 - ``Decision(certificate, block)``: a height's commit proof with its block, sent to a validator
   still working on a height this replica has decided. Anyone holding the validator set checks it
   (``CommitCertificate.verify``), so trusting the sender is never needed.
+- ``DecisionRequest(height)``: "I am still at ``height``", sent to a validator whose messages
+  show it is past it; the answer is Decisions from ``height`` on.
 - ``BlockRequest(height, block_hash)``: "I hold a certificate for this block but not the block".
 - ``BlockReply(height, block_hash, block)``: the block; kept only if it was asked for and the
   application says it hashes to ``block_hash``.
 
 Encodings, version 1 each, after a version byte::
 
-    Decision:     certificate blob (u32 length) | block blob (u32 length, <= BLOCK_BYTES_MAX)
-    BlockRequest: height u64 | block_hash (32)
-    BlockReply:   height u64 | block_hash (32) | block blob (u32 length, <= BLOCK_BYTES_MAX)
+    Decision:        certificate blob (u32 length) | block blob (u32 length, <= BLOCK_BYTES_MAX)
+    DecisionRequest: height u64
+    BlockRequest:    height u64 | block_hash (32)
+    BlockReply:      height u64 | block_hash (32) | block blob (u32 length, <= BLOCK_BYTES_MAX)
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from swarmguard.consensus.messages import BLOCK_BYTES_MAX, CERTIFICATE_BYTES_MAX
 from swarmguard.validators.certificate import CommitCertificate
 from swarmguard.validators.evidence import NIL, PHASE_FINAL, PHASE_VOTE
 
-__all__ = ["SYNC_VERSION", "BlockReply", "BlockRequest", "Decision"]
+__all__ = ["SYNC_VERSION", "BlockReply", "BlockRequest", "Decision", "DecisionRequest"]
 
 SYNC_VERSION = 1
 
@@ -72,6 +75,29 @@ class Decision:
         block = reader.blob(BLOCK_BYTES_MAX, "block")
         reader.finish()
         return Decision(certificate, block)
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRequest:
+    height: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.height < 2**64:
+            raise CodecError(f"height {self.height} out of range")
+
+    def encode(self) -> bytes:
+        out = Writer()
+        out.uint(SYNC_VERSION, 1)
+        out.uint(self.height, 8)
+        return out.getvalue()
+
+    @staticmethod
+    def decode(data: bytes) -> DecisionRequest:
+        reader = Reader(data, "decision request")
+        reader.version(SYNC_VERSION)
+        height = reader.uint(8, "height")
+        reader.finish()
+        return DecisionRequest(height)
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from swarmguard.consensus.batching import Batcher
-from swarmguard.consensus.health import HealthConfig, HealthMonitor
+from swarmguard.consensus.health import HealthMonitor
 from swarmguard.consensus.messages import NIL_CERTIFICATES_MAX, Proposal
 from swarmguard.consensus.replica import (
     Action,
@@ -45,7 +45,7 @@ from swarmguard.consensus.replica import (
     Timer,
 )
 from swarmguard.consensus.signing import SigningGuard
-from swarmguard.consensus.sync import BlockReply, BlockRequest, Decision
+from swarmguard.consensus.sync import BlockReply, BlockRequest, Decision, DecisionRequest
 from swarmguard.crypto import SigningKey
 from swarmguard.sim.adversary import Adversary, block_for
 from swarmguard.sim.scenario import Behaviour, Epoch, Scenario
@@ -71,7 +71,7 @@ EVENTS_MAX = 2_000_000
 """A run that has not finished after this many events is reported as not live."""
 
 _DELIVER, _TIMER, _CRASH, _RESTART, _RELEASE, _TRANSACTION = range(6)
-_HOLDS = (1.2, 2.2, 3.2, 8.0)  # targeted delays, in units of the initial Δ
+_HOLDS = (1.2, 2.2, 3.2, 8.0)  # targeted delays, in units of the receiver's Δ
 
 
 class SimulationApp:
@@ -402,10 +402,12 @@ class Simulation:
 
     def _event(self, kind: int, payload: Any) -> None:
         if kind == _DELIVER:
-            sender, receiver, message = payload
+            sender, receiver, message, sent_at = payload
             node = self.nodes[receiver]
             if not node.alive or node.behaviour is Behaviour.SILENT:
                 return
+            # What a transport measures (a node stamps frames); Δ follows the network.
+            node.replica.health.observe_delay(self.now - sent_at)
             if self.tracing:
                 self._note(f"v{self.nodes[sender].validator}->n{receiver} {_describe(message)}")
             actions = node.replica.on_message(self.nodes[sender].validator, message, self.now)
@@ -515,7 +517,7 @@ class Simulation:
             if victim == node.id:
                 delay += max(0.0, self.victim_until[message.height] - self.now)
             self.messages += 1
-            self._push(self.now + delay, _DELIVER, (node.id, receiver, message))
+            self._push(self.now + delay, _DELIVER, (node.id, receiver, message, self.now))
 
     def victim(self, height: int) -> int | None:
         """The honest node the adversary isolates at ``height`` (for a few Δ from the first
@@ -531,10 +533,16 @@ class Simulation:
                 leader = self._leader(height, 0)
                 honest = [n.id for n in self.nodes if n.honest]
                 chosen = self.rng.choice([i for i in honest if i != leader] or honest)
-                hold = self.rng.choice(_HOLDS[2:]) * HealthConfig().delta_initial
+                hold = self._hold(chosen, self.rng.choice(_HOLDS[2:]))
                 self.victim_until[height] = self.now + hold
             self.victims[height] = chosen
         return self.victims[height]
+
+    def _hold(self, node_id: int, units: float) -> float:
+        """``units`` of ``node_id``'s current Δ, after its proposal allowance: a hold aimed
+        at its view timers, which follow the network as Δ does."""
+        replica = self.nodes[node_id].replica
+        return replica.proposal_allowance + units * replica.health.delta
 
     def _targeted(self, sender: int, receiver: int, message: Message) -> float:
         """The adversary's scheduling: one link may hold one kind of message of one view until
@@ -551,7 +559,7 @@ class Simulation:
         if extra is None:
             extra = 0.0
             if self.rng.random() < self.scenario.targeted:
-                extra = self.rng.choice(_HOLDS) * HealthConfig().delta_initial
+                extra = self._hold(receiver, self.rng.choice(_HOLDS))
             self.held_back[key] = extra
         return extra
 
@@ -670,6 +678,8 @@ def _describe(message: Message) -> str:
         )
     if isinstance(message, Decision):
         return f"DECISION h{message.height} {short(message.certificate.block_hash)}"
+    if isinstance(message, DecisionRequest):
+        return f"DECISION? h{message.height}"
     if isinstance(message, BlockRequest):
         return f"BLOCK? h{message.height} {short(message.block_hash)}"
     assert isinstance(message, BlockReply)
