@@ -31,8 +31,8 @@ class BatchConfig:
     """Transactions waiting at most; more are refused."""
     empty_block_after: float = 0.4
     """Seconds a leader with no ready batch waits after entering its view before proposing what
-    it has (maybe nothing), whatever ``timeout`` says. Keep it below 2Δ's floor, or an idle
-    chain changes views."""
+    it has (maybe nothing), whatever ``timeout`` says. The view timers start after this wait
+    (``Replica.proposal_allowance``), so it also lengthens every view: keep it short."""
 
     def __post_init__(self) -> None:
         if self.max_transactions < 1 or self.pending_max < self.max_transactions:

@@ -191,6 +191,7 @@ class _Height:
     requested: set[bytes] = field(default_factory=set)  # blocks asked for (once at once)
     pending_proposal: int | None = None  # a view we lead, waiting for C's block or a batch
     view_started: float = 0.0
+    indexes: dict[bytes, int] = field(default_factory=dict)  # consensus key -> validator index
 
 
 @dataclass(slots=True)
@@ -311,12 +312,11 @@ class Replica:
             sender = _index_of(self.validators(vote.height), vote.consensus_key)
             return [] if sender is None else self._answer(sender, vote.height, now)
         if vote.height != self.height:
-            sender = _index_of(self.validators(self.height), vote.consensus_key)
+            sender = self._height().indexes.get(vote.consensus_key)
             return self._buffer(vote.height, -1 if sender is None else sender, vote)
         if vote.phase not in (PHASE_VOTE, PHASE_FINAL) or not self._view_in_window(vote.view):
             return []
-        validators = self.validators(self.height)
-        index = _index_of(validators, vote.consensus_key)
+        index = self._height().indexes.get(vote.consensus_key)
         if index is None or not vote.is_signed(self.chain_id):
             return []
         found = self._count(index, vote.view, vote.phase, vote.block_hash, vote.signature)
@@ -475,9 +475,11 @@ class Replica:
 
     def _rule_8(self, view: int, tally: ViewTally, now: float) -> list[Action]:
         state = self._height()
+        if view in state.pairs:
+            return []  # checked first: building a certificate sorts its signatures
         fast = _fast_certificate(tally)
-        slow = _slow_certificate(tally)
-        if fast is None or slow is None or view in state.pairs:
+        slow = _slow_certificate(tally) if fast is not None else None
+        if fast is None or slow is None:
             return []
         state.pairs[view] = (fast, slow)
         actions: list[Action] = [Broadcast(fast), Broadcast(slow)]
@@ -744,8 +746,10 @@ class Replica:
         return view <= self._height().view + VIEWS_AHEAD_MAX
 
     def _new_height(self, height: int, now: float) -> _Height:
-        powers = [power for _, power in self.validators(height)]
-        return _Height(Thresholds.for_powers(powers), now)
+        validators = self.validators(height)
+        powers = [power for _, power in validators]
+        indexes = {key: index for index, (key, _) in enumerate(validators)}
+        return _Height(Thresholds.for_powers(powers), now, indexes=indexes)
 
     def _height(self) -> _Height:
         if self._state is None:
