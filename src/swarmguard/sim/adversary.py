@@ -60,6 +60,7 @@ class Adversary:
     rng: random.Random
     victim: Callable[[int], int | None]  # the simulation's isolated node per height
     nil_certificates: Callable[[int, int], tuple[CommitCertificate, ...]]  # what it holds
+    leader: Callable[[int, int], int]  # the public leader schedule: validator per (height, view)
     _plans: dict[tuple[int, int, int], tuple[str, frozenset[int]]] = field(default_factory=dict)
     _halves: dict[tuple[int, int], frozenset[int]] = field(default_factory=dict)
     _alternatives: dict[tuple[int, int], tuple[bytes, bytes]] = field(default_factory=dict)
@@ -82,6 +83,8 @@ class Adversary:
             half = self._halves.get((height, view))
             if half is None:  # one half per view: its proposal, votes and finals agree
                 victim = self.victim(height)
+                if victim is not None and self._rank_attack(height, view):
+                    return self._plans[height, view, phase]
                 if victim is not None and self.rng.random() < 0.6:
                     half = frozenset(range(_IDS)) - {victim}  # the victim alone sees plan A
                 else:
@@ -91,6 +94,22 @@ class Adversary:
             modes = _ATTACKS if self.victim(height) is not None else _MODES
             plan = self._plans[height, view, phase] = (self.rng.choice(modes[phase]), half)
         return plan
+
+    def _rank_attack(self, height: int, view: int) -> bool:
+        """Leading a view with a victim, sometimes aim at the certificate ranking: the next
+        view's leader alone gets the other block, everyone gets Votes for both (a Fast-Cert for
+        each), and only the victim gets this validator's Final, so the victim may commit one
+        block while the next leader holds a Fast-Cert for the other and, from the rest, a
+        Slow-Cert for the first. Ranked right, the Slow-Cert wins; ranked by view only, the
+        next leader may propose the other block. Plans all three phases at once."""
+        if self.leader(height, view) != self.validator or self.rng.random() >= 1 / 3:
+            return False
+        half = frozenset({self.leader(height, view + 1)})  # primary nodes: id == validator
+        self._halves[height, view] = half
+        self._plans[height, view, PHASE_PROPOSE] = ("split", half)
+        self._plans[height, view, PHASE_VOTE] = ("double", half)
+        self._plans[height, view, PHASE_FINAL] = ("split", half)
+        return True
 
     def _alternative(self, height: int, view: int) -> tuple[bytes, bytes]:
         found = self._alternatives.get((height, view))

@@ -214,6 +214,7 @@ class Simulation:
         self.held_back: dict[tuple[int, ...], float] = {}
         self.victims: dict[int, int | None] = {}
         self.victim_until: dict[int, float] = {}
+        self.victim_late: dict[int, bool] = {}  # only the victim's Finals and proofs are held
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -291,6 +292,7 @@ class Simulation:
                 rng,
                 self.victim,
                 lambda height, view: self._nil_certificates(node, height, view),
+                self._leader,
             )
         self.nodes.append(node)
 
@@ -514,16 +516,26 @@ class Simulation:
                     delay *= epoch.slow_factor
                 if scenario.targeted:
                     delay += self._targeted(node.id, receiver, message)
-            if victim == node.id:
+            if victim == node.id and self._hidden(message):
                 delay += max(0.0, self.victim_until[message.height] - self.now)
             self.messages += 1
             self._push(self.now + delay, _DELIVER, (node.id, receiver, message, self.now))
 
+    def _hidden(self, message: Message) -> bool:
+        """Whether the victim's ``message`` is held: everything, or on a "late" height only
+        what would tell the others it decided (its Finals, Final certificates, Decisions)
+        while its Votes still count toward their certificates."""
+        if not self.victim_late[message.height]:
+            return True
+        if isinstance(message, SignedVote | CommitCertificate):
+            return message.phase == PHASE_FINAL
+        return isinstance(message, Decision)
+
     def victim(self, height: int) -> int | None:
         """The honest node the adversary isolates at ``height`` (for a few Δ from the first
-        time it is asked about, nobody hears what the node sends for that height, while it
-        hears everything), if any: the shape of every fork, one replica deciding alone while
-        the rest never learn of it."""
+        time it is asked about, nobody hears what the node sends for that height, or only its
+        Finals and commit proofs, while it hears everything), if any: the shape of every fork,
+        one replica deciding alone while the rest never learn of it."""
         if not self.scenario.isolation:
             return None
         if height not in self.victims:
@@ -535,6 +547,7 @@ class Simulation:
                 chosen = self.rng.choice([i for i in honest if i != leader] or honest)
                 hold = self._hold(chosen, self.rng.choice(_HOLDS[2:]))
                 self.victim_until[height] = self.now + hold
+                self.victim_late[height] = self.rng.random() < 0.5
             self.victims[height] = chosen
         return self.victims[height]
 
