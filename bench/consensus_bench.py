@@ -64,8 +64,10 @@ def main() -> None:
     parser.add_argument("--heights", type=int, default=200)
     args = parser.parse_args()
 
-    fast_run = Simulation(scenario(7, args.heights, crashed=False)).run()
-    slow_run = Simulation(scenario(7, args.heights, crashed=True)).run()
+    fast_sim = Simulation(scenario(7, args.heights, crashed=False))
+    fast_run = fast_sim.run()
+    slow_sim = Simulation(scenario(7, args.heights, crashed=True))
+    slow_run = slow_sim.run()
     assert fast_run.ok, fast_run.summary()
     assert slow_run.ok, slow_run.summary()
     fast = latencies(fast_run, "fast")
@@ -86,6 +88,13 @@ def main() -> None:
         "lower (aim: 3x)"
     )
     print(f"fast-path share with all 7 up: {len(fast) / len(fast_run.decisions):.0%}")
+    deltas = [node.replica.health.delta for node in fast_sim.nodes]
+    losses = [node.replica.health.loss for node in slow_sim.nodes[:6]]
+    print(
+        f"Δ measured by the health monitor after the run: {min(deltas) * 1e3:.0f}-"
+        f"{max(deltas) * 1e3:.0f} ms (starts at 500 ms); loss estimate with one of 7 down: "
+        f"{min(losses):.3f}-{max(losses):.3f} (one of 6 others: 0.167)"
+    )
 
     dead = Simulation(scenario(7, args.heights, crashed=True, leaders="reputation")).run()
     assert dead.ok, dead.summary()
@@ -128,20 +137,24 @@ def main() -> None:
     print(f"\nlight load P50 within {ratios[5.0]:.2f}x of the floor (target <= 1.3x): {verdict}")
 
     print("\n## CPU per committed height (whole simulated network, one process)")
-    print("| validators | heights | CPU ms / height | of which Ed25519 | core + simulator |")
-    print("|---|---|---|---|---|")
+    print(
+        "| validators | heights | CPU ms / height | of which Ed25519 | core + simulator "
+        "| core + simulator per replica |"
+    )
+    print("|---|---|---|---|---|---|")
     rows = {}
     for validators, heights in ((7, args.heights), (100, max(3, args.heights // 40))):
         total, crypto, decided = cpu_per_height(validators, heights)
         rows[validators] = total - crypto
         print(
             f"| {validators} | {decided} | {total * 1e3:.1f} | {crypto * 1e3:.1f} | "
-            f"{(total - crypto) * 1e3:.1f} |"
+            f"{(total - crypto) * 1e3:.1f} | {(total - crypto) * 1e3 / validators:.2f} |"
         )
     growth = rows[100] / rows[7]
     print(
         f"\nwithout signatures, 100 validators cost {growth:.0f}x 7 validators per height "
-        f"({100 / 7:.1f}x the validators, {(100 / 7) ** 2:.0f}x the messages)"
+        f"({100 / 7:.1f}x the validators, {(100 / 7) ** 2:.0f}x the messages); "
+        f"per replica {growth * 7 / 100:.1f}x"
     )
 
 
