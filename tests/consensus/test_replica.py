@@ -333,3 +333,29 @@ def test_a_replica_that_sees_a_later_height_asks_for_decisions() -> None:
     decided = [a.message for a in answer if isinstance(a, SendTo)]
     assert [d.height for d in decided if isinstance(d, Decision)] == [1, 2, 3][: len(decided)]
     assert decided, "a peer past our height answers with its decisions"
+
+
+def test_bad_signatures_and_unknown_keys_are_dropped_counted_and_blamed_on_the_deliverer() -> None:
+    network = Network([1, 1, 1, 1])
+    replica = network.replicas[0]
+    replica.start(0.0)
+    named = SigningKey(bytes([2]) * 32)  # validator 1's key: the message claims to be its
+    unsigned = SignedVote(1, 0, PHASE_VOTE, NIL, named.public_key.raw, bytes(64))
+    signature = named.sign(unsigned.sign_bytes(CHAIN))
+    forged = SignedVote(
+        1, 0, PHASE_VOTE, NIL, named.public_key.raw, bytes([signature[0] ^ 1]) + signature[1:]
+    )
+    assert replica.on_message(3, forged, 0.1) == []  # validator 3 delivered it
+    assert replica.stats.invalid_signatures == 1
+    assert replica.health.fault_count(3) == 1  # the deliverer, whom the transport authenticated
+    assert replica.health.fault_count(1) == 0  # not the validator a forgery names
+    assert 0 not in replica._height().tallies  # nothing was counted
+
+    stranger = SigningKey(bytes([99]) * 32)
+    unsigned = SignedVote(1, 0, PHASE_VOTE, NIL, stranger.public_key.raw, bytes(64))
+    vote = SignedVote(
+        1, 0, PHASE_VOTE, NIL, stranger.public_key.raw, stranger.sign(unsigned.sign_bytes(CHAIN))
+    )
+    assert replica.on_message(2, vote, 0.1) == []
+    assert replica.stats.unknown_keys == 1
+    assert replica.health.fault_count(2) == 0  # relaying a stranger's vote is no fault

@@ -86,6 +86,9 @@ class Persist:
     record: bytes
 
 
+_BUFFERED = (Proposal, SignedVote, CommitCertificate, Decision)
+"""What a replica keeps for a later height (requests and replies are about the present)."""
+
 Message = (
     Proposal
     | SignedVote
@@ -168,6 +171,9 @@ class ReplicaStats:
     fast_latency_total: float = 0.0  # seconds from entering a height to deciding it
     slow_latency_total: float = 0.0
     caught_up: int = 0  # heights decided from another validator's Decision
+    invalid_signatures: int = 0  # Votes, Finals and certificate entries that failed Ed25519
+    invalid_proposals: int = 0  # proposals refused by rule 2 or the application
+    unknown_keys: int = 0  # Votes signed by a key outside the height's validator set
 
     @property
     def fast_path_ratio(self) -> float:
@@ -214,6 +220,7 @@ class Replica:
     _decisions: dict[int, Decision] = field(default_factory=dict)
     _answered: dict[int, tuple[int, float]] = field(default_factory=dict)  # who -> (height, when)
     _asked: dict[int, tuple[int, float]] = field(default_factory=dict)  # who -> (height, when)
+    _sender: int | None = None  # who delivered the message being handled (None: unknown)
 
     @property
     def height(self) -> int:
@@ -239,7 +246,28 @@ class Replica:
         we ask it for the decisions we miss rather than wait for our own timers to make us
         heard (they may be long: Δ follows the network)."""
         actions = self._catch_up(sender, message.height, now)
-        return actions + self._dispatch(sender, message, now)
+        if message.height > self.height and isinstance(message, _BUFFERED):
+            return actions + self._buffer(message.height, sender, message)
+        return actions + self._handle(sender, message, now)
+
+    def _handle(self, sender: int, message: Message, now: float) -> list[Action]:
+        """Dispatch with ``sender`` as the one to blame for what fails its checks: the
+        validator that delivered it (the transport authenticated it), never the one a message
+        names, since only a valid signature proves who wrote something."""
+        outer, self._sender = self._sender, sender
+        try:
+            return self._dispatch(sender, message, now)
+        finally:
+            self._sender = outer
+
+    def _blame(self, fault: Fault) -> None:
+        if fault is Fault.INVALID_SIGNATURE:
+            self.stats.invalid_signatures += 1
+        elif fault is Fault.INVALID_PROPOSAL:
+            self.stats.invalid_proposals += 1
+        sender = self._sender
+        if sender is not None and sender >= 0 and sender != self.index:
+            self.health.record_fault(sender, fault)
 
     def _dispatch(self, sender: int, message: Message, now: float) -> list[Action]:
         if isinstance(message, DecisionRequest):
@@ -262,7 +290,7 @@ class Replica:
         if proposal.height < self.height:
             return self._answer(proposal.proposer, proposal.height, now)
         if proposal.height != self.height:
-            return self._buffer(proposal.height, proposal.proposer, proposal)
+            return self._buffer(proposal.height, -1, proposal)
         state = self._height()
         if not self._view_in_window(proposal.view):
             return []
@@ -274,7 +302,7 @@ class Replica:
         try:
             self._check_proposal(proposal, state)
         except ProposalError:
-            self.health.record_fault(proposal.proposer, Fault.INVALID_PROPOSAL)
+            self._blame(Fault.INVALID_PROPOSAL)
             return []
         handled.add(proposal.block_hash)  # only the leader's signed proposals take a place
         actions: list[Action] = []
@@ -285,7 +313,7 @@ class Replica:
         for certificate in carried:
             actions += self._absorb(certificate, checked=True)  # verify() checked them all
         if not self.application.validate(self.height, proposal.block_hash, proposal.block):
-            self.health.record_fault(proposal.proposer, Fault.INVALID_PROPOSAL)
+            self._blame(Fault.INVALID_PROPOSAL)
             return actions
         actions += self._store_block(proposal.block_hash, proposal.block, now)
         if self._may_vote(self._tally(proposal.view)):
@@ -312,12 +340,15 @@ class Replica:
             sender = _index_of(self.validators(vote.height), vote.consensus_key)
             return [] if sender is None else self._answer(sender, vote.height, now)
         if vote.height != self.height:
-            sender = self._height().indexes.get(vote.consensus_key)
-            return self._buffer(vote.height, -1 if sender is None else sender, vote)
+            return self._buffer(vote.height, -1, vote)
         if vote.phase not in (PHASE_VOTE, PHASE_FINAL) or not self._view_in_window(vote.view):
             return []
         index = self._height().indexes.get(vote.consensus_key)
-        if index is None or not vote.is_signed(self.chain_id):
+        if index is None:
+            self.stats.unknown_keys += 1
+            return []
+        if not vote.is_signed(self.chain_id):
+            self._blame(Fault.INVALID_SIGNATURE)
             return []
         found = self._count(index, vote.view, vote.phase, vote.block_hash, vote.signature)
         return found + self._progress(now)
@@ -564,7 +595,7 @@ class Replica:
         )
         state.own_proposals[view] = proposal
         actions: list[Action] = [Persist(self.guard.encode()), Broadcast(proposal)]
-        return actions + self.on_proposal(proposal, now)
+        return actions + self._handle(self.index, proposal, now)
 
     def _batch(self, view: int, now: float) -> list[bytes] | None:
         """The transactions of a fresh block, or None to wait: a full batch or one whose oldest
@@ -715,9 +746,13 @@ class Replica:
                 found += self._count(
                     index, certificate.view, certificate.phase, vote.block_hash, signature
                 )
+            else:
+                self._blame(Fault.INVALID_SIGNATURE)
         return found
 
     def _buffer(self, height: int, sender: int, message: Message) -> list[Action]:
+        """Keep a later height's message under the validator that delivered it (its share of
+        the buffer); -1 when a handler was called directly, not through ``on_message``."""
         if self._future is not None:
             self._future.add(height, sender, message)
         return []
@@ -729,17 +764,10 @@ class Replica:
         released = self._future.advance(height)
         self._state = self._new_height(height, now)
         actions = [Persist(self.guard.encode()), *self._enter_height(now)]
-        for _, message in released:
+        for sender, message in released:
             if self.height != height:
                 break  # a released Decision finished this height; the rest is stale
-            if isinstance(message, Proposal):
-                actions += self.on_proposal(message, now)
-            elif isinstance(message, SignedVote):
-                actions += self.on_vote(message, now)
-            elif isinstance(message, CommitCertificate):
-                actions += self.on_certificate(message, now)
-            elif isinstance(message, Decision):
-                actions += self.on_decision(message, now)
+            actions += self._handle(sender, message, now)
         return actions
 
     def _view_in_window(self, view: int) -> bool:

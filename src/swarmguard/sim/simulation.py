@@ -362,6 +362,7 @@ class Simulation:
             events += 1
             self._event(kind, payload)
         honest = [n for n in self.nodes if n.honest]
+        self._check_blame(honest)
         live = not liveness
         if live and self.views_max > self.views_bound:
             live = False
@@ -661,6 +662,14 @@ class Simulation:
         accused = next(i for i, (k, _) in enumerate(self.validator_set) if k == key)
         if accused not in self.byzantine:
             self._violation(f"n{node.id} produced evidence against honest v{accused}")
+
+    def _check_blame(self, honest: list[_Node]) -> None:
+        """The health monitor's fault counts feed metrics and operators' decisions: an honest
+        replica must never blame an honest validator for a bad signature or proposal."""
+        for node in honest:
+            for validator, fault in sorted(node.replica.health.faults, key=str):
+                if validator not in self.byzantine:
+                    self._violation(f"n{node.id} blamed honest v{validator}: {fault.value}")
 
     def _note(self, text: str) -> None:
         if self.tracing:
