@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import heapq
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
+import pytest
 
 from swarmguard.consensus.batching import BatchConfig, Batcher
 from swarmguard.consensus.messages import Proposal
@@ -63,13 +65,20 @@ class Network:
     records: dict[int, bytes] = field(default_factory=dict)
     signed: dict[tuple[bytes, int, int, int], set[bytes]] = field(default_factory=dict)
     seq: int = 0
+    powers_at: Callable[[int], list[int]] | None = None  # per height (default: ``powers``)
+    sent: set[bytes] = field(default_factory=set)  # signatures already broadcast
 
     def __post_init__(self) -> None:
         keys = [SigningKey(bytes([i + 1]) * 32) for i in range(len(self.powers))]
-        validators = [(k.public_key.raw, p) for k, p in zip(keys, self.powers, strict=True)]
         n = len(keys)
+
+        def validators(height: int) -> list[tuple[bytes, int]]:
+            powers = self.powers if self.powers_at is None else self.powers_at(height)
+            return [(k.public_key.raw, p) for k, p in zip(keys, powers, strict=True)]
+
+        self.validators = validators
         self.replicas = [
-            Replica(CHAIN, i, keys[i], lambda h: validators, lambda h, v: (h + v) % n, App(i))
+            Replica(CHAIN, i, keys[i], validators, lambda h, v: (h + v) % n, App(i))
             for i in range(n)
         ]
 
@@ -81,8 +90,10 @@ class Network:
                 persisted = True
             elif isinstance(action, Broadcast):
                 message = action.message
-                if isinstance(message, SignedVote):
+                if isinstance(message, SignedVote) and message.signature not in self.sent:
+                    # A re-sent vote was persisted when first signed; a new one must be now.
                     assert persisted, "a signed vote left before its record was persisted"
+                    self.sent.add(message.signature)
                     slot = (message.consensus_key, message.height, message.view, message.phase)
                     self.signed.setdefault(slot, set()).add(message.block_hash)
                     values = self.signed[slot] - {NIL} if message.phase == PHASE_VOTE else None
@@ -359,3 +370,26 @@ def test_bad_signatures_and_unknown_keys_are_dropped_counted_and_blamed_on_the_d
     assert replica.on_message(2, vote, 0.1) == []
     assert replica.stats.unknown_keys == 1
     assert replica.health.fault_count(2) == 0  # relaying a stranger's vote is no fault
+
+
+def test_thresholds_follow_the_validator_set_of_each_height() -> None:
+    """From height 3 validator 3 holds 4 of 7 power (the set comes from committed state, e.g.
+    an epoch's staking): its signature is needed in every later commit, and without it the
+    chain stops, safely, where the old set would have gone on."""
+
+    def powers_at(height: int) -> list[int]:
+        return [1, 1, 1, 1] if height < 3 else [1, 1, 1, 4]
+
+    network = Network([1, 1, 1, 1], powers_at=powers_at)
+    network.run(heights=5)
+    for certificate in network.agreed(5):
+        height = certificate.height
+        certificate.verify(CHAIN, network.validators(height), 0)
+        if height >= 3:
+            assert 3 in {index for index, _ in certificate.signatures}
+
+    stalled = Network([1, 1, 1, 1], silent={3}, powers_at=powers_at)
+    stalled.run(heights=2)  # 3 of 4 equal validators suffice for heights 1 and 2
+    with pytest.raises(AssertionError, match="no progress"):
+        stalled.run(heights=3, steps=20_000, start=False)
+    assert all(3 not in stalled.decisions[i] for i in range(3))
