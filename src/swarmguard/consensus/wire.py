@@ -1,0 +1,111 @@
+"""One consensus message as bytes: the envelope every transport carries.
+
+The replica's messages each have a canonical, length-checked format of their own (proposals in
+``messages``, votes in ``validators.evidence``, certificates in ``validators.certificate``, the
+catch-up messages in ``sync``). The envelope says which one follows, so a receiver decodes
+exactly one way::
+
+    version u8 (= WIRE_VERSION) | kind u8 | body
+
+``body`` is the message's own encoding and must be consumed exactly; a vote's body is
+``SignedVote``'s fields (it has no version of its own: the envelope's covers it). Decoding never
+raises anything but ``CodecError``: a transport turns that into "drop and count the sender".
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from swarmguard.codec import CodecError, Reader, Writer
+from swarmguard.consensus.messages import (
+    BLOCK_BYTES_MAX,
+    CERTIFICATE_BYTES_MAX,
+    NIL_CERTIFICATES_MAX,
+    Proposal,
+)
+from swarmguard.consensus.replica import Message
+from swarmguard.consensus.sync import BlockReply, BlockRequest, Decision, DecisionRequest
+from swarmguard.validators.certificate import CommitCertificate
+from swarmguard.validators.evidence import SignedVote
+
+__all__ = ["MESSAGE_BYTES_MAX", "WIRE_VERSION", "Kind", "decode", "encode"]
+
+WIRE_VERSION = 1
+
+MESSAGE_BYTES_MAX = 2 + 512 + BLOCK_BYTES_MAX + (NIL_CERTIFICATES_MAX + 1) * (
+    4 + CERTIFICATE_BYTES_MAX
+)
+"""The largest envelope any valid message needs (a full block with a justification and the
+most ⊥ certificates a proposal may carry, plus fixed fields): a transport's frame limit."""
+
+
+class Kind(IntEnum):
+    PROPOSAL = 1
+    VOTE = 2
+    CERTIFICATE = 3
+    DECISION = 4
+    DECISION_REQUEST = 5
+    BLOCK_REQUEST = 6
+    BLOCK_REPLY = 7
+
+
+def encode(message: Message) -> bytes:
+    out = Writer()
+    out.uint(WIRE_VERSION, 1)
+    if isinstance(message, SignedVote):
+        out.uint(Kind.VOTE, 1)
+        message.encode(out)
+        return out.getvalue()
+    kind, body = _body(message)
+    out.uint(kind, 1)
+    return out.getvalue() + body
+
+
+def _body(message: Message) -> tuple[Kind, bytes]:
+    if isinstance(message, Proposal):
+        return Kind.PROPOSAL, message.encode()
+    if isinstance(message, CommitCertificate):
+        return Kind.CERTIFICATE, message.encode()
+    if isinstance(message, Decision):
+        return Kind.DECISION, message.encode()
+    if isinstance(message, DecisionRequest):
+        return Kind.DECISION_REQUEST, message.encode()
+    if isinstance(message, BlockRequest):
+        return Kind.BLOCK_REQUEST, message.encode()
+    if isinstance(message, BlockReply):
+        return Kind.BLOCK_REPLY, message.encode()
+    raise TypeError(f"not a consensus message: {type(message).__name__}")
+
+
+def decode(data: bytes) -> Message:
+    """The message in ``data``; raises CodecError for anything malformed or oversized."""
+    if len(data) > MESSAGE_BYTES_MAX:
+        raise CodecError(f"message of {len(data)} bytes exceeds {MESSAGE_BYTES_MAX}")
+    reader = Reader(data, "consensus message")
+    reader.version(WIRE_VERSION)
+    tag = reader.uint(1, "kind")
+    try:
+        kind = Kind(tag)
+    except ValueError:
+        raise CodecError(f"consensus message: unknown kind {tag}") from None
+    body = data[2:]
+    try:
+        if kind is Kind.VOTE:
+            vote = SignedVote.decode(reader)
+            reader.finish()
+            return vote
+        if kind is Kind.PROPOSAL:
+            return Proposal.decode(body)
+        if kind is Kind.CERTIFICATE:
+            return CommitCertificate.decode(body)
+        if kind is Kind.DECISION:
+            return Decision.decode(body)
+        if kind is Kind.DECISION_REQUEST:
+            return DecisionRequest.decode(body)
+        if kind is Kind.BLOCK_REQUEST:
+            return BlockRequest.decode(body)
+        return BlockReply.decode(body)
+    except CodecError:
+        raise
+    except ValueError as error:  # a shape check in a constructor: still malformed input
+        raise CodecError(f"consensus message ({kind.name.lower()}): {error}") from None
