@@ -17,6 +17,7 @@ ALLOWED = {
     "storage": {"crypto", "codec", "validators"},
     "consensus": {"crypto", "codec", "validators", "storage"},
     "sim": {"crypto", "codec", "validators", "storage", "consensus"},
+    "node": {"crypto", "codec", "validators", "storage", "consensus", "resilience"},
     "demos": {"resilience"},
 }
 

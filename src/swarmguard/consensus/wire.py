@@ -32,8 +32,8 @@ __all__ = ["MESSAGE_BYTES_MAX", "WIRE_VERSION", "Kind", "decode", "encode"]
 
 WIRE_VERSION = 1
 
-MESSAGE_BYTES_MAX = 2 + 512 + BLOCK_BYTES_MAX + (NIL_CERTIFICATES_MAX + 1) * (
-    4 + CERTIFICATE_BYTES_MAX
+MESSAGE_BYTES_MAX = (
+    2 + 512 + BLOCK_BYTES_MAX + (NIL_CERTIFICATES_MAX + 1) * (4 + CERTIFICATE_BYTES_MAX)
 )
 """The largest envelope any valid message needs (a full block with a justification and the
 most ⊥ certificates a proposal may carry, plus fixed fields): a transport's frame limit."""

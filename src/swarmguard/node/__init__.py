@@ -1,0 +1,1 @@
+"""The validator node: transport, mempool, application interface, the node loop."""

@@ -1,0 +1,414 @@
+"""Validator-to-validator transport: mutual TLS 1.3 streams of length-prefixed frames.
+
+Each pair of peers keeps one connection, dialed by the side with the smaller node id (both sides
+compute the same rule, so they never race to open two). Identities are pinned: the trust store
+holds exactly the configured peers' certificates (``identity.tls_context``), and a dialer also
+checks that whoever answered holds the key of the peer it meant to reach.
+
+Frame, version 1::
+
+    length u32 (of what follows, 2..FRAME_BYTES_MAX) | version u8 | channel u8 | payload
+
+A frame with a bad length, version or channel closes the connection (counted as ``malformed``):
+a peer that speaks garbage is not parsed further, and the dialer's back-off makes it cost
+little. The payload belongs to the channel's owner (consensus messages are ``consensus.wire``
+envelopes) and is never interpreted here.
+
+Sending never blocks the caller. Each peer has a bounded queue (``queue_frames_max``,
+``queue_bytes_max``); when it is full the oldest frames are dropped and counted, because for
+consensus the newest messages matter and the re-send timer repeats whatever is still needed. A
+writer task per peer joins every queued frame into one write (up to ``write_bytes_max``), which
+is where a stream transport gets its throughput (see docs/node.md). A slow peer therefore costs
+one bounded queue, never the sender's memory or another peer's latency.
+
+Reconnects go through the resilience library: a ``Retry`` with full jitter between attempts and
+a ``CircuitBreaker`` per peer, so a dead peer is probed every ``open_timeout`` instead of dialed
+in a loop. ``delay`` injects one-way latency (tests and benchmarks: this machine has no netem).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+from collections import deque
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+from swarmguard.consensus.wire import MESSAGE_BYTES_MAX
+from swarmguard.node.identity import (
+    NodeIdentity,
+    node_id,
+    public_key_of_certificate,
+    public_key_of_pem,
+    tls_context,
+)
+from swarmguard.resilience import CircuitBreaker, CircuitOpenError, Retry
+
+__all__ = [
+    "FRAME_BYTES_MAX",
+    "FRAME_VERSION",
+    "Channel",
+    "LinkStats",
+    "Peer",
+    "Transport",
+    "TransportConfig",
+]
+
+log = logging.getLogger(__name__)
+
+FRAME_VERSION = 1
+FRAME_BYTES_MAX = 2 + MESSAGE_BYTES_MAX
+"""The largest frame body: version, channel and the largest consensus message."""
+_HEADER = 4
+
+
+class Channel(IntEnum):
+    CONSENSUS = 1
+    MEMPOOL = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """Another node: the validator index its frames are reported under, where to reach it,
+    and its certificate (PEM), which is both its trust anchor and its identity."""
+
+    validator: int
+    host: str
+    port: int
+    certificate: bytes
+
+    @property
+    def public_key(self) -> bytes:
+        return public_key_of_pem(self.certificate)
+
+
+@dataclass(frozen=True, slots=True)
+class TransportConfig:
+    queue_frames_max: int = 100_000
+    queue_bytes_max: int = 64 * 1024 * 1024
+    write_bytes_max: int = 1024 * 1024
+    """Frames are joined into one write up to this many bytes (a larger frame goes alone)."""
+    connect_timeout: float = 5.0
+    """Seconds for TCP connect plus the TLS handshake."""
+    reconnect_initial: float = 0.05
+    reconnect_max: float = 5.0
+    breaker_open_timeout: float = 2.0
+    """Seconds a peer whose dials keep failing is left alone before the next probe."""
+    delay: float = 0.0
+    """One-way latency added to every frame before it is written (tests and benchmarks)."""
+
+    def __post_init__(self) -> None:
+        if self.queue_frames_max < 1 or self.queue_bytes_max < 1:
+            raise ValueError("queue limits must be positive")
+        if self.write_bytes_max < 1:
+            raise ValueError("write_bytes_max must be positive")
+        if not 0 < self.reconnect_initial <= self.reconnect_max:
+            raise ValueError("need 0 < reconnect_initial <= reconnect_max")
+        if self.connect_timeout <= 0 or self.breaker_open_timeout <= 0 or self.delay < 0:
+            raise ValueError("timeouts must be positive and delay non-negative")
+
+
+@dataclass(slots=True)
+class LinkStats:
+    """Counters of one peer link (the node exports them as metrics)."""
+
+    connected: bool = False
+    connects: int = 0
+    frames_sent: int = 0
+    bytes_sent: int = 0
+    writes: int = 0
+    frames_received: int = 0
+    bytes_received: int = 0
+    dropped: int = 0  # oldest frames pushed out of a full queue
+    malformed: int = 0  # connections closed for a bad frame
+    handler_errors: int = 0  # frames whose handler raised
+    queued_frames: int = 0
+    queued_bytes: int = 0
+
+
+FrameHandler = Callable[[int, Channel, bytes], None]
+"""Called with (validator, channel, payload) for every frame received, on the event loop."""
+
+
+@dataclass(slots=True)
+class _Link:
+    peer: Peer
+    public_key: bytes
+    breaker: CircuitBreaker
+    queue: deque[tuple[float, bytes]] = field(default_factory=deque)  # (due, frame)
+    writer: asyncio.StreamWriter | None = None
+    signal: asyncio.Event = field(default_factory=asyncio.Event)  # queued or connected
+    stats: LinkStats = field(default_factory=LinkStats)
+
+
+class Transport:
+    def __init__(
+        self,
+        *,
+        identity: NodeIdentity,
+        host: str,
+        port: int,
+        peers: Sequence[Peer],
+        on_frame: FrameHandler,
+        tls_dir: Path,
+        config: TransportConfig | None = None,
+    ) -> None:
+        self.identity = identity
+        self.host, self.port = host, port
+        self.config = config or TransportConfig()
+        self._on_frame = on_frame
+        self._tls_dir = tls_dir
+        self._links: dict[int, _Link] = {}
+        self._by_key: dict[bytes, _Link] = {}
+        for peer in peers:
+            key = peer.public_key
+            if peer.validator in self._links or key in self._by_key or key == identity.public_key:
+                raise ValueError(f"peer {peer.validator} is listed twice or is this node")
+            breaker = CircuitBreaker(
+                f"peer-{peer.validator}",
+                minimum_calls=3,
+                failure_rate_threshold=0.5,
+                window=30.0,
+                open_timeout=self.config.breaker_open_timeout,
+            )
+            link = _Link(peer, key, breaker)
+            self._links[peer.validator] = link
+            self._by_key[key] = link
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._client_context: ssl.SSLContext | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen, and dial the peers this node is the dialer for."""
+        certificate, key = self.identity.write_tls_files(self._tls_dir)
+        trusted = [link.peer.certificate for link in self._links.values()]
+        server_context = tls_context(server=True, certificate=certificate, key=key, trusted=trusted)
+        self._client_context = tls_context(
+            server=False, certificate=certificate, key=key, trusted=trusted
+        )
+        self._server = await asyncio.start_server(
+            self._accept,
+            self.host,
+            self.port,
+            ssl=server_context,
+            ssl_handshake_timeout=self.config.connect_timeout,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        for link in self._links.values():
+            self._spawn(self._write_loop(link))
+            if self._dials(link):
+                self._spawn(self._dial_loop(link))
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for link in self._links.values():
+            if link.writer is not None:
+                link.writer.close()
+                link.writer = None
+            link.stats.connected = False
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _dials(self, link: _Link) -> bool:
+        return self.identity.id < node_id(link.public_key)
+
+    # -- sending ------------------------------------------------------------------------
+
+    def send(self, validator: int, channel: Channel, payload: bytes) -> None:
+        """Queue one frame for ``validator``; never blocks (a full queue drops its oldest)."""
+        link = self._links.get(validator)
+        if link is None:
+            raise KeyError(f"no peer {validator}")
+        self._enqueue(link, _frame(channel, payload))
+
+    def broadcast(self, channel: Channel, payload: bytes) -> None:
+        frame = _frame(channel, payload)
+        for link in self._links.values():
+            self._enqueue(link, frame)
+
+    def _enqueue(self, link: _Link, frame: bytes) -> None:
+        config, stats = self.config, link.stats
+        due = asyncio.get_running_loop().time() + config.delay
+        link.queue.append((due, frame))
+        stats.queued_frames += 1
+        stats.queued_bytes += len(frame)
+        while link.queue and (
+            stats.queued_frames > config.queue_frames_max
+            or stats.queued_bytes > config.queue_bytes_max
+        ):
+            _, oldest = link.queue.popleft()
+            stats.queued_frames -= 1
+            stats.queued_bytes -= len(oldest)
+            stats.dropped += 1
+        link.signal.set()
+
+    async def _write_loop(self, link: _Link) -> None:
+        loop = asyncio.get_running_loop()
+        config, stats = self.config, link.stats
+        while True:
+            writer = link.writer
+            if writer is None or not link.queue:
+                link.signal.clear()
+                await link.signal.wait()
+                continue
+            now = loop.time()
+            if link.queue[0][0] > now:
+                await asyncio.sleep(link.queue[0][0] - now)
+                continue
+            batch: list[bytes] = []
+            size = 0
+            while link.queue and link.queue[0][0] <= now:
+                frame = link.queue[0][1]
+                if batch and size + len(frame) > config.write_bytes_max:
+                    break
+                link.queue.popleft()
+                batch.append(frame)
+                size += len(frame)
+            stats.queued_frames -= len(batch)
+            stats.queued_bytes -= size
+            try:
+                writer.write(b"".join(batch))
+                await writer.drain()
+            except (ConnectionError, OSError):
+                writer.close()  # the read side notices and clears the link
+                continue
+            stats.frames_sent += len(batch)
+            stats.bytes_sent += size
+            stats.writes += 1
+
+    # -- connections --------------------------------------------------------------------
+
+    async def _dial_loop(self, link: _Link) -> None:
+        config = self.config
+        retry = Retry(
+            f"dial-{link.peer.validator}",
+            attempts=1000,
+            initial_delay=config.reconnect_initial,
+            max_delay=config.reconnect_max,
+            jitter="full",
+            on=(OSError, TimeoutError, ConnectionError),
+        )
+        while True:
+            try:
+                reader, writer = await retry.call_async(link.breaker.call_async, self._dial, link)
+            except CircuitOpenError as error:
+                await asyncio.sleep(max(error.args[1], config.reconnect_initial))
+                continue
+            except (OSError, TimeoutError, ConnectionError) as error:
+                log.info("peer %d unreachable: %s", link.peer.validator, error)
+                continue
+            await self._serve(link, reader, writer)
+            # A connection that ends is redialed, after a pause so a peer that accepts and
+            # drops at once is not hammered.
+            await asyncio.sleep(config.reconnect_initial * (1 + random.random()))
+
+    async def _dial(self, link: _Link) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        peer = link.peer
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(
+                peer.host,
+                peer.port,
+                ssl=self._client_context,
+                server_hostname=node_id(link.public_key),
+                ssl_handshake_timeout=self.config.connect_timeout,
+            ),
+            self.config.connect_timeout,
+        )
+        if _peer_key(writer) != link.public_key:  # another trusted peer answered there
+            writer.close()
+            raise ConnectionError(f"{peer.host}:{peer.port} is not peer {peer.validator}")
+        return reader, writer
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            link = self._by_key.get(_peer_key(writer))
+        except (ConnectionError, ValueError):
+            link = None
+        if link is None or self._dials(link):  # TLS admitted a peer; only dialers are served
+            writer.close()
+            return
+        await self._serve(link, reader, writer)
+
+    async def _serve(
+        self, link: _Link, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """Own the link's connection until it ends (a newer one replaces an older one)."""
+        if link.writer is not None:
+            link.writer.close()
+        link.writer = writer
+        link.stats.connected = True
+        link.stats.connects += 1
+        link.signal.set()
+        try:
+            await self._read_loop(link, reader)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            pass
+        finally:
+            if link.writer is writer:
+                link.writer = None
+                link.stats.connected = False
+            writer.close()
+
+    async def _read_loop(self, link: _Link, reader: asyncio.StreamReader) -> None:
+        stats, validator = link.stats, link.peer.validator
+        while True:
+            length = int.from_bytes(await reader.readexactly(_HEADER), "big")
+            if not 2 <= length <= FRAME_BYTES_MAX:
+                stats.malformed += 1
+                log.warning("peer %d sent a frame of %d bytes: closing", validator, length)
+                return
+            body = await reader.readexactly(length)
+            if body[0] != FRAME_VERSION or body[1] not in _CHANNELS:
+                stats.malformed += 1
+                log.warning("peer %d sent frame version %d channel %d", validator, *body[:2])
+                return
+            stats.frames_received += 1
+            stats.bytes_received += _HEADER + length
+            try:
+                self._on_frame(validator, Channel(body[1]), body[2:])
+            except Exception:
+                stats.handler_errors += 1
+                log.exception("handler failed on a frame from peer %d", validator)
+
+    # -- introspection ------------------------------------------------------------------
+
+    def stats(self, validator: int) -> LinkStats:
+        return self._links[validator].stats
+
+    @property
+    def peers(self) -> list[int]:
+        return sorted(self._links)
+
+
+_CHANNELS = frozenset(channel.value for channel in Channel)
+
+
+def _frame(channel: Channel, payload: bytes) -> bytes:
+    length = 2 + len(payload)
+    if length > FRAME_BYTES_MAX:
+        raise ValueError(f"a payload of {len(payload)} bytes exceeds the frame limit")
+    return length.to_bytes(_HEADER, "big") + bytes((FRAME_VERSION, channel)) + payload
+
+
+def _peer_key(writer: asyncio.StreamWriter) -> bytes:
+    ssl_object = writer.get_extra_info("ssl_object")
+    der = None if ssl_object is None else ssl_object.getpeercert(binary_form=True)
+    if der is None:
+        raise ConnectionError("no peer certificate")
+    return public_key_of_certificate(der)

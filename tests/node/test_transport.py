@@ -1,0 +1,214 @@
+"""The p2p transport on real loopback sockets: mutual TLS with pinned certificates, frames,
+bounded queues, joined writes, reconnects and latency injection."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from swarmguard.node.identity import NodeIdentity, tls_context
+from swarmguard.node.transport import (
+    FRAME_BYTES_MAX,
+    Channel,
+    Peer,
+    Transport,
+    TransportConfig,
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Node:
+    def __init__(self, index: int, tmp: Path) -> None:
+        self.index = index
+        self.identity = NodeIdentity(bytes([index + 1]) * 32)
+        self.port = free_port()
+        self.tls_dir = tmp / f"node{index}"
+        self.received: list[tuple[int, Channel, bytes]] = []
+        self.transport: Transport | None = None
+
+    def peer(self) -> Peer:
+        return Peer(self.index, "127.0.0.1", self.port, self.identity.certificate_pem())
+
+    async def start(self, peers: list[Peer], config: TransportConfig | None = None) -> Transport:
+        transport = Transport(
+            identity=self.identity,
+            host="127.0.0.1",
+            port=self.port,
+            peers=peers,
+            on_frame=lambda v, c, p: self.received.append((v, c, p)),
+            tls_dir=self.tls_dir,
+            config=config,
+        )
+        await transport.start()
+        self.transport = transport
+        return transport
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+def cluster(
+    tmp: Path, n: int, body: Callable[[list[Node]], Awaitable[None]], **config: float
+) -> None:
+    async def main() -> None:
+        nodes = [Node(i, tmp) for i in range(n)]
+        for node in nodes:
+            peers = [other.peer() for other in nodes if other is not node]
+            await node.start(peers, TransportConfig(**config) if config else None)  # type: ignore[arg-type]
+        try:
+            await body(nodes)
+        finally:
+            for node in nodes:
+                assert node.transport is not None
+                await node.transport.close()
+
+    asyncio.run(main())
+
+
+def test_every_node_hears_every_other_in_order(tmp_path: Path) -> None:
+    async def body(nodes: list[Node]) -> None:
+        for node in nodes:
+            assert node.transport is not None
+            for i in range(50):
+                node.transport.broadcast(Channel.CONSENSUS, b"%d:%d" % (node.index, i))
+        await until(lambda: all(len(node.received) == 100 for node in nodes))
+        for node in nodes:
+            for sender in {v for v, _, _ in node.received}:
+                payloads = [p for v, _, p in node.received if v == sender]
+                assert payloads == [b"%d:%d" % (sender, i) for i in range(50)]  # per-link order
+            assert {v for v, _, _ in node.received} == {0, 1, 2} - {node.index}
+
+    cluster(tmp_path, 3, body)
+
+
+def test_frames_queued_together_leave_in_few_writes(tmp_path: Path) -> None:
+    async def body(nodes: list[Node]) -> None:
+        sender = nodes[0].transport
+        assert sender is not None
+        await until(lambda: sender.stats(1).connected)
+        for _ in range(500):
+            sender.send(1, Channel.MEMPOOL, bytes(300))
+        await until(lambda: len(nodes[1].received) == 500)
+        stats = sender.stats(1)
+        assert stats.frames_sent == 500
+        assert stats.writes <= 5  # the writer joined what was queued into one write each time
+        assert all(channel is Channel.MEMPOOL for _, channel, _ in nodes[1].received)
+
+    cluster(tmp_path, 2, body)
+
+
+def test_a_stranger_with_a_valid_certificate_is_refused(tmp_path: Path) -> None:
+    """TLS admits only the configured peers' certificates: an unlisted node cannot connect."""
+
+    async def body(nodes: list[Node]) -> None:
+        stranger = Node(9, tmp_path)
+        certificate, key = stranger.identity.write_tls_files(stranger.tls_dir)
+        context = tls_context(
+            server=False,
+            certificate=certificate,
+            key=key,
+            trusted=[nodes[0].identity.certificate_pem()],
+        )
+        refused = (ssl.SSLError, ConnectionError, asyncio.IncompleteReadError)
+        writer = None
+        try:
+            with pytest.raises(refused):
+                reader, writer = await asyncio.open_connection(
+                    "127.0.0.1", nodes[0].port, ssl=context, server_hostname="x"
+                )
+                writer.write(b"\0\0\0\3\1\1x")
+                await writer.drain()
+                await reader.readexactly(1)  # the server closes: the handshake failed for it
+        finally:
+            if writer is not None:
+                writer.close()
+                await asyncio.gather(writer.wait_closed(), return_exceptions=True)
+        assert nodes[0].received == []
+
+    cluster(tmp_path, 2, body)
+
+
+def test_a_malformed_frame_closes_only_that_connection(tmp_path: Path) -> None:
+    async def body(nodes: list[Node]) -> None:
+        # The node with the smaller id dials.
+        dialer, listener = (0, 1) if nodes[0].identity.id < nodes[1].identity.id else (1, 0)
+        dialing = nodes[dialer].transport
+        assert dialing is not None
+        await until(lambda: dialing.stats(listener).connected)
+        link = dialing._links[listener]  # write raw garbage on the live connection
+        assert link.writer is not None
+        link.writer.write((FRAME_BYTES_MAX + 1).to_bytes(4, "big"))
+        listening = nodes[listener].transport
+        assert listening is not None
+        await until(lambda: listening.stats(dialer).malformed == 1)
+        # The dialer reconnects, and frames flow again.
+        await until(lambda: dialing.stats(listener).connects >= 2)
+        dialing.send(listener, Channel.CONSENSUS, b"after")
+        await until(lambda: (dialer, Channel.CONSENSUS, b"after") in nodes[listener].received)
+
+    cluster(tmp_path, 2, body)
+
+
+def test_a_restarted_peer_is_redialed_and_queued_frames_are_bounded(tmp_path: Path) -> None:
+    async def body(nodes: list[Node]) -> None:
+        a, b = nodes
+        assert a.transport is not None
+        assert b.transport is not None
+        await until(lambda: a.transport is not None and a.transport.stats(1).connected)
+        await b.transport.close()
+        await until(lambda: a.transport is not None and not a.transport.stats(1).connected)
+        for i in range(30):
+            a.transport.send(1, Channel.CONSENSUS, b"%d" % i)  # queue of 10: the oldest go
+        stats = a.transport.stats(1)
+        assert stats.queued_frames == 10
+        assert stats.dropped == 20
+        b.received.clear()
+        await b.start([a.peer()], TransportConfig(queue_frames_max=10))
+        await until(lambda: len(b.received) == 10)
+        assert [p for _, _, p in b.received] == [b"%d" % i for i in range(20, 30)]
+
+    cluster(tmp_path, 2, body, queue_frames_max=10, reconnect_max=0.2, breaker_open_timeout=0.2)
+
+
+def test_injected_delay_holds_each_frame(tmp_path: Path) -> None:
+    async def body(nodes: list[Node]) -> None:
+        a, b = nodes
+        assert a.transport is not None
+        await until(lambda: a.transport is not None and a.transport.stats(1).connected)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        a.transport.send(1, Channel.CONSENSUS, b"late")
+        await until(lambda: len(b.received) == 1)
+        assert loop.time() - started >= 0.1
+
+    cluster(tmp_path, 2, body, delay=0.1)
+
+
+def test_peers_are_checked_at_construction(tmp_path: Path) -> None:
+    node = Node(0, tmp_path)
+    with pytest.raises(ValueError):
+        Transport(
+            identity=node.identity,
+            host="127.0.0.1",
+            port=0,
+            peers=[node.peer()],  # itself
+            on_frame=lambda v, c, p: None,
+            tls_dir=tmp_path,
+        )
+    with pytest.raises(ValueError):
+        TransportConfig(reconnect_initial=0)
