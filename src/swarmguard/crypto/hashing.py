@@ -21,13 +21,24 @@ from __future__ import annotations
 import hashlib
 from enum import IntEnum
 
-__all__ = ["CHAIN_ID_BYTES_MAX", "HASH_BYTES", "HASH_VERSION", "Domain", "digest", "preimage"]
+__all__ = [
+    "ADDRESS_BYTES",
+    "CHAIN_ID_BYTES_MAX",
+    "HASH_BYTES",
+    "HASH_VERSION",
+    "Domain",
+    "address_of",
+    "digest",
+    "preimage",
+]
 
 HASH_VERSION = 1
 HASH_BYTES = 32
 CHAIN_ID_BYTES_MAX = 50
 """As CometBFT: a chain id is a short printable ASCII name."""
 _MAGIC = b"SWGD"
+ADDRESS_BYTES = 20
+_ADDRESS_TAG = b"SWGD-address-v1"
 
 
 class Domain(IntEnum):
@@ -47,6 +58,9 @@ class Domain(IntEnum):
     """H(seed, view): the stake unit that owns a (height, view)."""
     SNAPSHOT = 11
     STAKING_TRANSACTION = 12
+    """Reserved (never used: the ledger signs every account transaction under 13)."""
+    ACCOUNT_TRANSACTION = 13
+    """What an account key signs: a transaction of the built-in ledger (transfers, staking)."""
 
 
 def _chain_id_bytes(chain_id: str) -> bytes:
@@ -70,3 +84,12 @@ def preimage(domain: Domain, payload: bytes, *, chain_id: str) -> bytes:
 def digest(domain: Domain, payload: bytes, *, chain_id: str) -> bytes:
     """The 32-byte domain-separated hash of ``payload``."""
     return hashlib.sha256(preimage(domain, payload, chain_id=chain_id)).digest()
+
+
+def address_of(public_key: bytes) -> bytes:
+    """An account's address: the first 20 bytes of SHA-256 over a fixed tag and its Ed25519
+    key. Not bound to a chain id: one key has one address on every chain (as in Cosmos), and
+    transactions, which are chain-bound, carry the key itself."""
+    if len(public_key) != 32:
+        raise ValueError("an account key is 32 bytes")
+    return hashlib.sha256(_ADDRESS_TAG + public_key).digest()[:ADDRESS_BYTES]
