@@ -220,6 +220,7 @@ OPS = st.one_of(
     ),
     st.tuples(st.just("slash"), st.integers(1, 6), st.sampled_from(list(Infraction))),
     st.tuples(st.just("unjail"), st.integers(1, 6)),
+    st.tuples(st.just("transfer"), st.integers(1, 9), st.integers(1, 9), st.integers(0, 2_000_000)),
     st.tuples(st.just("block"), st.integers(0, 30 * DAY)),
 )
 
@@ -251,6 +252,9 @@ def apply(state: Staking, op: tuple[object, ...]) -> None:
         state.slash(addr(operator), max(1, state.height - 1), infraction)  # type: ignore[arg-type]
     elif kind == "unjail":
         state.unjail(addr(args[0]))  # type: ignore[arg-type]
+    elif kind == "transfer":
+        sender, recipient, amount = args
+        state.transfer(addr(sender), addr(recipient), amount)  # type: ignore[arg-type]
     else:
         state.begin_block(state.height + 1, state.time + args[0])  # type: ignore[operator]
         state.end_block()
@@ -265,6 +269,7 @@ class StakingMachine(RuleBasedStateMachine):
         for replica in self.replicas:
             replica.begin_block(1, 1_000)
         self.supply = sum(INITIAL.values())
+        self.received: dict[bytes, int] = {}  # net tokens transferred to each address
 
     @rule(op=OPS)
     def step(self, op: tuple[object, ...]) -> None:
@@ -284,6 +289,10 @@ class StakingMachine(RuleBasedStateMachine):
             else:
                 outcomes.append(True)
         assert outcomes[0] == outcomes[1]
+        if op[0] == "transfer" and outcomes[0]:
+            _, sender, recipient, amount = op
+            for address, change in ((addr(sender), -amount), (addr(recipient), amount)):  # type: ignore[arg-type, operator]
+                self.received[address] = self.received.get(address, 0) + change
         if op[0] != "slash":
             # Rounding always favours the pool: nothing but a slash lowers a share's price.
             for operator, (tokens, shares) in prices.items():
@@ -310,11 +319,11 @@ class StakingMachine(RuleBasedStateMachine):
     @invariant()
     def nobody_owns_more_than_they_brought(self) -> None:
         state = self.replicas[0]
-        for address, initial in INITIAL.items():
+        for address in {*INITIAL, *self.received}:
             owned = state.balances.get(address, 0)
             owned += sum(state.delegation_tokens(address, op) for op in state.validators)
             owned += sum(e.balance for e in state.unbonding if e.delegator == address)
-            assert owned <= initial
+            assert owned <= INITIAL.get(address, 0) + self.received.get(address, 0)
 
     @invariant()
     def replicas_agree(self) -> None:
@@ -326,3 +335,16 @@ class StakingMachine(RuleBasedStateMachine):
 
 TestStakingInvariants = StakingMachine.TestCase
 TestStakingInvariants.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+
+
+def test_transfers_move_liquid_tokens_only() -> None:
+    state = fresh()
+    state.transfer(addr(1), addr(20), 400_000)
+    assert state.balances[addr(1)] == 600_000
+    assert state.balances[addr(20)] == 400_000
+    with pytest.raises(StakingError):
+        state.transfer(addr(1), addr(20), 600_001)
+    state.transfer(addr(1), addr(20), 600_000)
+    assert addr(1) not in state.balances  # an emptied account leaves no entry
+    with pytest.raises(StakingError):
+        state.transfer(addr(20), addr(1), 0)

@@ -247,6 +247,16 @@ class Staking:
 
     # ------------------------------------------------------------------ transactions
 
+    def transfer(self, sender: bytes, recipient: bytes, amount: int) -> None:
+        """Move liquid tokens between accounts (supply unchanged; refused without a trace)."""
+        _address("sender", sender)
+        _address("recipient", recipient)
+        _amount("amount", amount)
+        if self.balances.get(recipient, 0) + amount > AMOUNT_MAX and sender != recipient:
+            raise StakingError("the recipient's balance would exceed the amount limit")
+        self._spend(sender, amount)
+        self.balances[recipient] = self.balances.get(recipient, 0) + amount
+
     def create_validator(
         self,
         operator: bytes,
