@@ -10,8 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from swarmguard.codec import CodecError
 from swarmguard.storage.state_tree import (
     EMPTY,
+    StateProof,
     StateProofError,
     StateTree,
     verify_inclusion,
@@ -88,6 +90,9 @@ def test_proofs_verify(items: dict[bytes, bytes], probes: list[bytes]) -> None:
     tree = StateTree().apply(items)
     for key, value in items.items():
         verify_inclusion(tree.root, key, value, tree.prove(key))
+        encoded = tree.prove(key).encode()  # what a query answer carries
+        assert StateProof.decode(encoded) == tree.prove(key)
+        assert StateProof.decode(encoded).encode() == encoded
         with pytest.raises(StateProofError):
             verify_non_inclusion(tree.root, key, tree.prove(key))
     for key in probes:
@@ -153,3 +158,11 @@ def test_updates_share_untouched_subtrees() -> None:
     off_path = "left" if sha(key)[0] >> 7 else "right"
     assert getattr(base._root, off_path) is getattr(after._root, off_path)
     assert base.root != after.root
+
+
+@given(st.binary(max_size=200))
+def test_proof_decoding_never_crashes(blob: bytes) -> None:
+    try:
+        StateProof.decode(blob)
+    except CodecError:
+        pass

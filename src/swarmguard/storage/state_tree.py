@@ -25,6 +25,8 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from swarmguard.codec import CodecError, Reader, Writer
+
 __all__ = [
     "EMPTY",
     "StateProof",
@@ -36,6 +38,7 @@ __all__ = [
 
 EMPTY = bytes(32)
 DEPTH_MAX = 256
+PROOF_VERSION = 1
 _LEAF = b"\x00"
 _NODE = b"\x01"
 
@@ -132,6 +135,34 @@ class StateProof:
     siblings: tuple[bytes, ...]
     leaf_path: bytes | None
     leaf_value_hash: bytes | None
+
+    def encode(self) -> bytes:
+        """Version 1: ``version u8 | siblings u16 | 32 bytes each | has leaf u8 | [path (32) |
+        value hash (32)]`` (what a query answer carries to a light client)."""
+        out = Writer()
+        out.uint(PROOF_VERSION, 1)
+        out.uint(len(self.siblings), 2)
+        for sibling in self.siblings:
+            out.fixed(sibling, 32)
+        out.boolean(self.leaf_path is not None)
+        if self.leaf_path is not None:
+            out.fixed(self.leaf_path, 32)
+            out.fixed(self.leaf_value_hash or b"", 32)
+        return out.getvalue()
+
+    @staticmethod
+    def decode(data: bytes) -> StateProof:
+        reader = Reader(data, "state proof")
+        reader.version(PROOF_VERSION)
+        count = reader.uint(2, "siblings")
+        if count > DEPTH_MAX:
+            raise CodecError(f"state proof: {count} siblings exceed the depth {DEPTH_MAX}")
+        siblings = tuple(reader.fixed(32, "sibling") for _ in range(count))
+        leaf_path = leaf_value_hash = None
+        if reader.boolean("has leaf"):
+            leaf_path, leaf_value_hash = reader.fixed(32, "leaf path"), reader.fixed(32, "hash")
+        reader.finish()
+        return StateProof(siblings, leaf_path, leaf_value_hash)
 
 
 class StateTree:
