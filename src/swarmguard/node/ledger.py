@@ -1,0 +1,373 @@
+"""The built-in application: accounts, signed transfers, and staking through the validator
+manager, so a chain's validator set really comes from stake.
+
+State (every entry a leaf of the sparse Merkle tree, whose root is the app hash):
+
+- ``b"account:" + address`` -> ``address (20) | balance u64 | nonce u64``: one per account
+  with a balance or a used nonce, provable to a light client by ``query("account", address)``;
+- ``b"validators"`` -> ``ValidatorManager.encode()``: staking, reputation, downtime, evidence.
+
+Balances live in the manager's staking state (one source of truth: bonding spends them,
+unbonding pays them back); the account leaves are their provable view, rewritten for every
+account whose (balance, nonce) changed in a block. Values are self-describing, so a snapshot's
+leaves alone rebuild the application.
+
+Transactions (``node.transactions``) are executed in block order. One that does not decode or
+is not signed makes ``process_proposal`` refuse the whole block (an honest leader never includes
+one: ``check_tx`` refused it). One whose nonce is not the sender's next is skipped with a code
+and changes nothing. Otherwise the nonce is consumed whatever happens next (as Cosmos does, so a
+failed transaction cannot be replayed later), and a refusal by the staking rules is recorded in
+the block's results with its reason, leaving no other trace (the rules check before they write).
+
+``check_tx`` keeps CometBFT's "check state": the next nonce per account counting what the
+mempool already holds, reset to the committed nonces at every commit; the mempool then re-checks
+what it still holds, in order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from swarmguard.codec import CodecError
+from swarmguard.crypto.hashing import ADDRESS_BYTES
+from swarmguard.node.abci import (
+    BlockRequest,
+    CheckResult,
+    ChunkOutcome,
+    FinalizedBlock,
+    Info,
+    QueryResult,
+    Snapshot,
+    TxResult,
+    ValidatorUpdate,
+)
+from swarmguard.node.transactions import (
+    CreateValidator,
+    Delegate,
+    Redelegate,
+    SubmitEvidence,
+    Transaction,
+    Transfer,
+    Undelegate,
+    Unjail,
+)
+from swarmguard.storage.snapshots import Manifest, Restorer, SnapshotError, create_snapshot
+from swarmguard.storage.state_tree import StateTree
+from swarmguard.validators.manager import ValidatorManager
+from swarmguard.validators.params import StakingParams
+
+__all__ = ["Code", "LedgerApp"]
+
+VERSION = "swarmguard-ledger/1"
+_ACCOUNT = b"account:"
+_VALIDATORS = b"validators"
+SNAPSHOT_FORMAT = 1
+
+
+class Code:
+    """Result codes of check_tx, finalize_block and query (0 is success)."""
+
+    OK = 0
+    MALFORMED = 1
+    BAD_SIGNATURE = 2
+    BAD_NONCE = 3
+    INSUFFICIENT_FUNDS = 4
+    REFUSED = 5  # the staking rules refused it (the log says why)
+    NOT_FOUND = 6
+    UNKNOWN_PATH = 7
+
+
+@dataclass(frozen=True, slots=True)
+class _Account:
+    balance: int
+    nonce: int
+
+
+def _account_value(address: bytes, account: _Account) -> bytes:
+    return address + account.balance.to_bytes(8, "big") + account.nonce.to_bytes(8, "big")
+
+
+def _parse_account(value: bytes) -> tuple[bytes, _Account]:
+    if len(value) != ADDRESS_BYTES + 16:
+        raise CodecError("account entry: wrong length")
+    balance = int.from_bytes(value[20:28], "big")
+    return value[:20], _Account(balance, int.from_bytes(value[28:], "big"))
+
+
+class LedgerApp:
+    """The built-in ledger (see the module docstring); implements ``abci.Application``."""
+
+    def __init__(self, chain_id: str, *, snapshot_interval: int = 0, snapshots_kept: int = 2):
+        self.chain_id = chain_id
+        self.snapshot_interval = snapshot_interval
+        self.snapshots_kept = snapshots_kept
+        self.manager: ValidatorManager | None = None
+        self.nonces: dict[bytes, int] = {}
+        self.height = 0
+        self.tree = StateTree()
+        self._committed: dict[bytes, _Account] = {}  # what the account leaves say
+        self._check_nonces: dict[bytes, int] = {}
+        self._pending: tuple[int, StateTree, dict[bytes, _Account]] | None = None
+        self._snapshots: dict[int, tuple[Manifest, list[bytes]]] = {}
+        self._restorer: Restorer | None = None
+
+    # -- genesis and start-up --------------------------------------------------------------
+
+    def info(self) -> Info:
+        return Info(self.height, self.tree.root, VERSION)
+
+    def init_chain(self, app_state: bytes) -> tuple[bytes, tuple[ValidatorUpdate, ...]]:
+        """``app_state`` is JSON: {"accounts": [{"address": hex, "balance": int}],
+        "validators": [{"operator": hex, "consensus_key": hex, "vrf_key": hex,
+        "self_bond": int, "commission_ppm": int}], "staking": {StakingParams fields}}."""
+        try:
+            document = json.loads(app_state)
+            params = StakingParams(**document.get("staking", {}))
+            balances = {
+                bytes.fromhex(a["address"]): int(a["balance"]) for a in document["accounts"]
+            }
+            manager = ValidatorManager(self.chain_id, params, balances)
+            for v in document["validators"]:
+                manager.staking.create_validator(
+                    bytes.fromhex(v["operator"]),
+                    bytes.fromhex(v["consensus_key"]),
+                    bytes.fromhex(v["vrf_key"]),
+                    int(v.get("commission_ppm", 0)),
+                    int(v["self_bond"]),
+                )
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"genesis app_state: {error}") from None
+        manager.end_block()  # height 0 is an epoch boundary: the genesis set becomes active
+        self.manager = manager
+        updates = self._validator_set()
+        accounts = self._accounts()
+        writes: dict[bytes, bytes | None] = {
+            _ACCOUNT + address: _account_value(address, account)
+            for address, account in accounts.items()
+        }
+        writes[_VALIDATORS] = manager.encode()
+        self.tree = StateTree().apply(writes)
+        self._committed = accounts
+        self._check_nonces = {}
+        return self.tree.root, updates
+
+    def _validator_set(self) -> tuple[ValidatorUpdate, ...]:
+        manager = self._manager()
+        validators = manager.staking.validators
+        return tuple(
+            ValidatorUpdate(validators[op].consensus_key, validators[op].vrf_key, power)
+            for op, power in sorted(manager.epoch_power.items())
+        )
+
+    def _manager(self) -> ValidatorManager:
+        if self.manager is None:
+            raise RuntimeError("the chain has not been initialised (init_chain or a snapshot)")
+        return self.manager
+
+    def _accounts(self) -> dict[bytes, _Account]:
+        balances = self._manager().staking.balances
+        return {
+            address: _Account(balances.get(address, 0), self.nonces.get(address, 0))
+            for address in balances.keys() | self.nonces.keys()
+        }
+
+    # -- the mempool ---------------------------------------------------------------------
+
+    def check_tx(self, transaction: bytes) -> CheckResult:
+        try:
+            tx = Transaction.decode(transaction)
+        except CodecError as error:
+            return CheckResult(Code.MALFORMED, str(error))
+        if not tx.is_signed(self.chain_id):
+            return CheckResult(Code.BAD_SIGNATURE, "the signature does not verify")
+        address = tx.address
+        expected = self._check_nonces.get(address, self.nonces.get(address, 0))
+        if tx.nonce != expected:
+            return CheckResult(Code.BAD_NONCE, f"nonce {tx.nonce}, expected {expected}")
+        body = tx.body
+        if isinstance(body, Transfer | Delegate):
+            balance = self._manager().staking.balances.get(address, 0)
+            if balance < body.amount:
+                return CheckResult(Code.INSUFFICIENT_FUNDS, f"balance {balance}")
+        self._check_nonces[address] = expected + 1
+        return CheckResult()
+
+    # -- blocks ----------------------------------------------------------------------------
+
+    def prepare_proposal(
+        self, height: int, transactions: Sequence[bytes], max_bytes: int
+    ) -> list[bytes]:
+        taken, size = [], 0
+        for transaction in transactions:
+            if size + len(transaction) > max_bytes:
+                break
+            taken.append(transaction)
+            size += len(transaction)
+        return taken
+
+    def process_proposal(self, height: int, transactions: Sequence[bytes]) -> bool:
+        for transaction in transactions:
+            try:
+                if not Transaction.decode(transaction).is_signed(self.chain_id):
+                    return False
+            except CodecError:
+                return False
+        return True
+
+    def finalize_block(self, request: BlockRequest) -> FinalizedBlock:
+        manager = self._manager()
+        if request.height != self.height + 1:
+            raise ValueError(f"expected height {self.height + 1}, got {request.height}")
+        manager.begin_block(request.height, request.time)
+        results = tuple(self._execute(transaction) for transaction in request.transactions)
+        operators = {v.consensus_key: op for op, v in manager.staking.validators.items()}
+        manager.record_block(
+            operators.get(request.proposer, b""),
+            [operators[key] for key in request.signers if key in operators],
+            failed_leaders=[operators[k] for k in request.failed_proposers if k in operators],
+        )
+        active = manager.end_block()
+        accounts = self._accounts()
+        writes: dict[bytes, bytes | None] = {
+            _ACCOUNT + address: _account_value(address, account)
+            for address, account in accounts.items()
+            if self._committed.get(address) != account
+        }
+        for address in self._committed.keys() - accounts.keys():
+            writes[_ACCOUNT + address] = None
+        writes[_VALIDATORS] = manager.encode()
+        tree = self.tree.apply(writes)
+        self._pending = (request.height, tree, accounts)
+        updates = self._validator_set() if active is not None else None
+        return FinalizedBlock(results, tree.root, writes, updates)
+
+    def _execute(self, transaction: bytes) -> TxResult:
+        try:
+            tx = Transaction.decode(transaction)
+        except CodecError as error:
+            return TxResult(Code.MALFORMED, str(error))
+        if not tx.is_signed(self.chain_id):
+            return TxResult(Code.BAD_SIGNATURE, "the signature does not verify")
+        address = tx.address
+        if tx.nonce != self.nonces.get(address, 0):
+            return TxResult(
+                Code.BAD_NONCE, f"nonce {tx.nonce}, expected {self.nonces.get(address, 0)}"
+            )
+        self.nonces[address] = tx.nonce + 1  # consumed, whatever the rules say next
+        manager = self._manager()
+        staking = manager.staking
+        body = tx.body
+        try:
+            if isinstance(body, Transfer):
+                staking.transfer(address, body.to, body.amount)
+            elif isinstance(body, CreateValidator):
+                staking.create_validator(
+                    address, body.consensus_key, body.vrf_key, body.commission_ppm, body.self_bond
+                )
+            elif isinstance(body, Delegate):
+                staking.delegate(address, body.operator, body.amount)
+            elif isinstance(body, Undelegate):
+                staking.undelegate(address, body.operator, body.amount or None)
+            elif isinstance(body, Redelegate):
+                staking.redelegate(address, body.source, body.destination, body.amount)
+            elif isinstance(body, Unjail):
+                manager.unjail(address)
+            elif isinstance(body, SubmitEvidence):
+                manager.submit_evidence(body.evidence)
+        except ValueError as error:  # StakingError, InvalidEvidence: refused, nothing written
+            return TxResult(Code.REFUSED, str(error))
+        return TxResult()
+
+    def commit(self) -> None:
+        if self._pending is None:
+            raise RuntimeError("commit without a finalized block")
+        self.height, self.tree, self._committed = self._pending
+        self._pending = None
+        self._check_nonces = {}
+        if self.snapshot_interval and self.height % self.snapshot_interval == 0:
+            self._snapshots[self.height] = create_snapshot(self.tree, self.chain_id, self.height)
+            for old in sorted(self._snapshots)[: -self.snapshots_kept]:
+                del self._snapshots[old]
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def query(self, path: str, data: bytes, *, prove: bool = False) -> QueryResult:
+        """Paths: ``account`` (data: a 20-byte address) -> ``balance u64 | nonce u64``, with a
+        state proof of the account leaf (or of its absence) against this height's app hash."""
+        if path != "account":
+            return QueryResult(Code.UNKNOWN_PATH, log=f"unknown path {path!r}", height=self.height)
+        if len(data) != ADDRESS_BYTES:
+            return QueryResult(Code.MALFORMED, log="an address is 20 bytes", height=self.height)
+        key = _ACCOUNT + data
+        value = self.tree.get(key)
+        proof = self.tree.prove(key).encode() if prove else b""
+        if value is None:
+            return QueryResult(Code.NOT_FOUND, b"", proof, self.height, "no such account")
+        return QueryResult(Code.OK, value[20:], proof, self.height)
+
+    # -- state sync ------------------------------------------------------------------------
+
+    def list_snapshots(self) -> list[Snapshot]:
+        return [
+            Snapshot(height, SNAPSHOT_FORMAT, len(chunks), manifest.state_root, manifest.encode())
+            for height, (manifest, chunks) in sorted(self._snapshots.items())
+        ]
+
+    def load_snapshot_chunk(self, height: int, format: int, chunk: int) -> bytes | None:
+        found = self._snapshots.get(height)
+        if found is None or format != SNAPSHOT_FORMAT or not 0 <= chunk < len(found[1]):
+            return None
+        return found[1][chunk]
+
+    def offer_snapshot(self, snapshot: Snapshot, app_hash: bytes) -> bool:
+        """Accept a snapshot whose manifest (its metadata) matches the trusted app hash."""
+        if snapshot.format != SNAPSHOT_FORMAT:
+            return False
+        try:
+            manifest = Manifest.decode(snapshot.metadata)
+            if manifest.chain_id != self.chain_id or manifest.height != snapshot.height:
+                return False
+            self._restorer = Restorer(manifest, app_hash)
+        except (CodecError, SnapshotError):
+            return False
+        return True
+
+    def apply_snapshot_chunk(self, index: int, chunk: bytes) -> ChunkOutcome:
+        restorer = self._restorer
+        if restorer is None:
+            return ChunkOutcome.REJECT_SNAPSHOT
+        try:
+            restorer.add_chunk(index, chunk)
+        except SnapshotError:
+            return ChunkOutcome.RETRY
+        if restorer.missing():
+            return ChunkOutcome.ACCEPT
+        try:
+            self._restore(restorer.finish(), restorer.manifest.height)
+        except (SnapshotError, CodecError, ValueError):
+            self._restorer = None
+            return ChunkOutcome.REJECT_SNAPSHOT
+        self._restorer = None
+        return ChunkOutcome.ACCEPT
+
+    def _restore(self, tree: StateTree, height: int) -> None:
+        blob = tree.get(_VALIDATORS)
+        if blob is None:
+            raise SnapshotError("the snapshot has no validator state")
+        manager = ValidatorManager.decode(self.chain_id, blob)
+        accounts: dict[bytes, _Account] = {}
+        validators_path = tree.prove(_VALIDATORS).leaf_path  # the leaf is there: its path
+        for path, value in tree.items():
+            if path == validators_path:
+                continue
+            address, account = _parse_account(value)
+            if tree.get(_ACCOUNT + address) != value:
+                raise SnapshotError("an account leaf is not under its own address")
+            accounts[address] = account
+        self.manager, self.tree, self.height = manager, tree, height
+        self.nonces = {a: account.nonce for a, account in accounts.items() if account.nonce}
+        self._committed = accounts
+        self._check_nonces = {}
+        self._pending = None

@@ -1,0 +1,205 @@
+"""The built-in ledger application: genesis, transfers with nonces, staking that changes the
+validator set, evidence, proofs, determinism and state sync."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from swarmguard.crypto import SigningKey
+from swarmguard.crypto.hashing import address_of
+from swarmguard.node.abci import BlockRequest, ChunkOutcome
+from swarmguard.node.ledger import Code, LedgerApp
+from swarmguard.node.transactions import (
+    CreateValidator,
+    Delegate,
+    SubmitEvidence,
+    Transaction,
+    Transfer,
+)
+from swarmguard.storage.state_tree import StateProof, verify_inclusion
+from swarmguard.validators.evidence import PHASE_VOTE, DoubleVoteEvidence, sign_vote
+
+CHAIN = "swarm-test"
+OPERATORS = [SigningKey(bytes([10 + i]) * 32) for i in range(4)]
+CONSENSUS = [SigningKey(bytes([20 + i]) * 32) for i in range(4)]
+ALICE, BOB = SigningKey(b"a" * 32), SigningKey(b"b" * 32)
+
+
+def address(key: SigningKey) -> bytes:
+    return address_of(key.public_key.raw)
+
+
+def genesis(epoch_length: int = 2) -> bytes:
+    accounts = [{"address": address(k).hex(), "balance": 1_000_000} for k in (*OPERATORS, ALICE)]
+    validators = [
+        {
+            "operator": address(op).hex(),
+            "consensus_key": cons.public_key.raw.hex(),
+            "vrf_key": bytes([30 + i] * 32).hex(),
+            "self_bond": 100_000,
+        }
+        for i, (op, cons) in enumerate(zip(OPERATORS, CONSENSUS, strict=True))
+    ]
+    staking = {"epoch_length": epoch_length}
+    document = {"accounts": accounts, "validators": validators, "staking": staking}
+    return json.dumps(document).encode()
+
+
+def started(**kwargs: int) -> LedgerApp:
+    app = LedgerApp(CHAIN, **kwargs)
+    app.init_chain(genesis())
+    return app
+
+
+def block(app: LedgerApp, *transactions: bytes) -> list[int]:
+    height = app.height + 1
+    signers = tuple(k.public_key.raw for k in CONSENSUS)
+    result = app.finalize_block(
+        BlockRequest(height, 1_000 + height, transactions, CONSENSUS[0].public_key.raw, signers)
+    )
+    app.commit()
+    return [r.code for r in result.results]
+
+
+def tx(key: SigningKey, nonce: int, body: object) -> bytes:
+    return Transaction.sign(key, CHAIN, nonce, body).encode()  # type: ignore[arg-type]
+
+
+def balance(app: LedgerApp, key: SigningKey) -> int:
+    result = app.query("account", address(key))
+    return int.from_bytes(result.value[:8], "big") if result.code == Code.OK else 0
+
+
+def test_genesis_sets_accounts_and_the_validator_set_deterministically() -> None:
+    one, two = LedgerApp(CHAIN), LedgerApp(CHAIN)
+    root, updates = one.init_chain(genesis())
+    assert two.init_chain(genesis())[0] == root == one.info().app_hash
+    assert sorted(u.consensus_key for u in updates) == sorted(k.public_key.raw for k in CONSENSUS)
+    assert {u.power for u in updates} == {100_000}
+    assert balance(one, OPERATORS[0]) == 900_000  # the self-bond left the liquid balance
+    with pytest.raises(ValueError, match="genesis"):
+        LedgerApp(CHAIN).init_chain(b'{"accounts": 5}')
+
+
+def test_transfers_nonces_and_the_check_state() -> None:
+    app = started()
+    bob = address(BOB)
+    first, second = tx(ALICE, 0, Transfer(bob, 10)), tx(ALICE, 1, Transfer(bob, 20))
+    assert app.check_tx(second).code == Code.BAD_NONCE  # out of order
+    assert app.check_tx(first).ok
+    assert app.check_tx(second).ok  # the check state counts the pending one
+    assert app.check_tx(first).code == Code.BAD_NONCE  # a replay
+    assert app.check_tx(tx(ALICE, 2, Transfer(bob, 10**9))).code == Code.INSUFFICIENT_FUNDS
+    assert app.check_tx(b"\1garbage").code == Code.MALFORMED
+    forged = Transaction(ALICE.public_key.raw, 2, Transfer(bob, 1), bytes(64)).encode()
+    assert app.check_tx(forged).code == Code.BAD_SIGNATURE
+    assert block(app, first, second) == [Code.OK, Code.OK]
+    assert balance(app, BOB) == 30
+    assert balance(app, ALICE) == 1_000_000 - 30
+    assert block(app, first) == [Code.BAD_NONCE]  # replayed in a block: skipped
+
+
+def test_a_refused_transaction_consumes_its_nonce_and_nothing_else() -> None:
+    app = started()
+    before = balance(app, ALICE)
+    too_much = tx(ALICE, 0, Transfer(address(BOB), 10**7))
+    assert block(app, too_much) == [Code.REFUSED]
+    assert balance(app, ALICE) == before
+    nonce = int.from_bytes(app.query("account", address(ALICE)).value[8:], "big")
+    assert nonce == 1
+    assert block(app, too_much) == [Code.BAD_NONCE]  # it cannot come back
+
+
+def test_process_proposal_refuses_undecodable_or_unsigned_transactions() -> None:
+    app = started()
+    good = tx(ALICE, 0, Transfer(address(BOB), 1))
+    assert app.process_proposal(1, [good])
+    assert not app.process_proposal(1, [good, b"junk"])
+    unsigned = Transaction(ALICE.public_key.raw, 0, Transfer(address(BOB), 1), bytes(64))
+    assert not app.process_proposal(1, [unsigned.encode()])
+    assert app.prepare_proposal(1, [good, good], len(good)) == [good]
+
+
+def test_staking_changes_the_validator_set_at_the_epoch_boundary() -> None:
+    app = started()  # epochs of 2 blocks
+    newcomer = SigningKey(b"n" * 32)
+    create = tx(ALICE, 0, CreateValidator(newcomer.public_key.raw, b"v" * 32, 0, 500_000))
+    result = app.finalize_block(BlockRequest(1, 1_001, (create,), CONSENSUS[0].public_key.raw))
+    app.commit()
+    assert [r.code for r in result.results] == [Code.OK]
+    assert result.validator_updates is None  # height 1: not a boundary
+    result = app.finalize_block(BlockRequest(2, 1_002, (), CONSENSUS[0].public_key.raw))
+    app.commit()
+    assert result.validator_updates is not None
+    powers = {u.consensus_key: u.power for u in result.validator_updates}
+    assert powers[newcomer.public_key.raw] == 500_000
+    assert len(powers) == 5
+    # Delegating to it raises its power at the next boundary.
+    assert block(app, tx(BOB, 0, Delegate(address(ALICE), 1))) == [Code.REFUSED]  # Bob is broke
+    assert block(app, tx(OPERATORS[1], 0, Delegate(address(ALICE), 1_000))) == [Code.OK]
+
+
+def test_double_signing_evidence_slashes_and_removes_the_validator() -> None:
+    app = started()  # epochs of 2 blocks
+    offender = CONSENSUS[2]
+    evidence = DoubleVoteEvidence.of(
+        sign_vote(offender, CHAIN, 1, 0, PHASE_VOTE, b"x" * 32),
+        sign_vote(offender, CHAIN, 1, 0, PHASE_VOTE, b"y" * 32),
+    )
+    assert block(app) == []
+    assert block(app, tx(BOB, 0, SubmitEvidence(evidence))) == [Code.OK]  # anyone may submit
+    result = app.finalize_block(BlockRequest(3, 1_003, (), CONSENSUS[0].public_key.raw))
+    app.commit()
+    result = app.finalize_block(BlockRequest(4, 1_004, (), CONSENSUS[0].public_key.raw))
+    app.commit()
+    assert result.validator_updates is not None
+    assert offender.public_key.raw not in {u.consensus_key for u in result.validator_updates}
+    assert block(app, tx(BOB, 1, SubmitEvidence(evidence))) == [Code.REFUSED]  # only once
+
+
+def test_account_queries_prove_against_the_app_hash() -> None:
+    app = started()
+    block(app, tx(ALICE, 0, Transfer(address(BOB), 77)))
+    result = app.query("account", address(BOB), prove=True)
+    assert result.code == Code.OK
+    assert result.height == 1
+    proof = StateProof.decode(result.proof)
+    verify_inclusion(
+        app.info().app_hash, b"account:" + address(BOB), address(BOB) + result.value, proof
+    )
+    assert app.query("account", b"\0" * 20, prove=True).code == Code.NOT_FOUND
+    assert app.query("nothing", b"").code == Code.UNKNOWN_PATH
+
+
+def test_replicas_agree_block_by_block() -> None:
+    apps = [started(), started()]
+    for n in range(6):
+        transactions = (tx(ALICE, n, Transfer(address(BOB), n + 1)),)
+        hashes = set()
+        for app in apps:
+            block(app, *transactions)
+            hashes.add(app.info().app_hash)
+        assert len(hashes) == 1
+
+
+def test_a_new_node_restores_a_snapshot_and_continues_identically() -> None:
+    source = started(snapshot_interval=2)
+    for n in range(4):
+        block(source, tx(ALICE, n, Transfer(address(BOB), 5)))
+    _, newest = source.list_snapshots()
+    assert newest.height == 4
+    joiner = LedgerApp(CHAIN)
+    assert not joiner.offer_snapshot(newest, b"\0" * 32)  # not the trusted app hash
+    assert joiner.offer_snapshot(newest, source.info().app_hash)
+    for index in range(newest.chunks):
+        chunk = source.load_snapshot_chunk(newest.height, newest.format, index)
+        assert chunk is not None
+        assert joiner.apply_snapshot_chunk(index, b"bad" + chunk) is ChunkOutcome.RETRY
+        assert joiner.apply_snapshot_chunk(index, chunk) is ChunkOutcome.ACCEPT
+    assert joiner.info() == source.info()
+    for app in (source, joiner):
+        block(app, tx(ALICE, 4, Transfer(address(BOB), 1)))
+    assert joiner.info() == source.info()
+    assert balance(joiner, BOB) == 21
