@@ -65,6 +65,7 @@ FRAME_VERSION = 1
 FRAME_BYTES_MAX = 2 + MESSAGE_BYTES_MAX
 """The largest frame body: version, channel and the largest consensus message."""
 _HEADER = 4
+_READ_BYTES = 256 * 1024
 
 
 class Channel(IntEnum):
@@ -182,11 +183,13 @@ class Transport:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._client_context: ssl.SSLContext | None = None
+        self._now: Callable[[], float] = lambda: 0.0  # the event loop's clock, once started
 
     # -- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
         """Listen, and dial the peers this node is the dialer for."""
+        self._now = asyncio.get_running_loop().time
         certificate, key = self.identity.write_tls_files(self._tls_dir)
         trusted = [link.peer.certificate for link in self._links.values()]
         server_context = tls_context(server=True, certificate=certificate, key=key, trusted=trusted)
@@ -244,7 +247,7 @@ class Transport:
 
     def _enqueue(self, link: _Link, frame: bytes) -> None:
         config, stats = self.config, link.stats
-        due = asyncio.get_running_loop().time() + config.delay
+        due = self._now() + config.delay
         link.queue.append((due, frame))
         stats.queued_frames += 1
         stats.queued_bytes += len(frame)
@@ -366,25 +369,42 @@ class Transport:
             writer.close()
 
     async def _read_loop(self, link: _Link, reader: asyncio.StreamReader) -> None:
-        stats, validator = link.stats, link.peer.validator
+        """Parse every complete frame in what arrived, then wait for more: one await per read
+        of up to 256 KiB, not two per frame (the difference is most of the CPU per frame)."""
+        stats, validator, handler = link.stats, link.peer.validator, self._on_frame
+        buffer = bytearray()
         while True:
-            length = int.from_bytes(await reader.readexactly(_HEADER), "big")
-            if not 2 <= length <= FRAME_BYTES_MAX:
-                stats.malformed += 1
-                log.warning("peer %d sent a frame of %d bytes: closing", validator, length)
+            data = await reader.read(_READ_BYTES)
+            if not data:
                 return
-            body = await reader.readexactly(length)
-            if body[0] != FRAME_VERSION or body[1] not in _CHANNELS:
-                stats.malformed += 1
-                log.warning("peer %d sent frame version %d channel %d", validator, *body[:2])
-                return
-            stats.frames_received += 1
-            stats.bytes_received += _HEADER + length
-            try:
-                self._on_frame(validator, Channel(body[1]), body[2:])
-            except Exception:
-                stats.handler_errors += 1
-                log.exception("handler failed on a frame from peer %d", validator)
+            buffer += data
+            offset = 0
+            while len(buffer) - offset >= _HEADER:
+                length = int.from_bytes(buffer[offset : offset + _HEADER], "big")
+                if not 2 <= length <= FRAME_BYTES_MAX:
+                    stats.malformed += 1
+                    log.warning("peer %d sent a frame of %d bytes: closing", validator, length)
+                    return
+                end = offset + _HEADER + length
+                if end > len(buffer):
+                    break
+                version, channel = buffer[offset + _HEADER], buffer[offset + _HEADER + 1]
+                if version != FRAME_VERSION or channel not in _CHANNELS:
+                    stats.malformed += 1
+                    log.warning(
+                        "peer %d sent frame version %d channel %d", validator, version, channel
+                    )
+                    return
+                payload = bytes(buffer[offset + _HEADER + 2 : end])
+                offset = end
+                stats.frames_received += 1
+                stats.bytes_received += _HEADER + length
+                try:
+                    handler(validator, _CHANNELS[channel], payload)
+                except Exception:
+                    stats.handler_errors += 1
+                    log.exception("handler failed on a frame from peer %d", validator)
+            del buffer[:offset]
 
     # -- introspection ------------------------------------------------------------------
 
@@ -396,7 +416,7 @@ class Transport:
         return sorted(self._links)
 
 
-_CHANNELS = frozenset(channel.value for channel in Channel)
+_CHANNELS = {channel.value: channel for channel in Channel}
 
 
 def _frame(channel: Channel, payload: bytes) -> bytes:
