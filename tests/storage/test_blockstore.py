@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from swarmguard.codec import CodecError
 from swarmguard.storage.blockstore import (
+    SCHEMA_VERSION,
     Block,
     BlockStore,
     CorruptStore,
@@ -106,9 +107,9 @@ def test_unknown_schema_version_fails_clearly(tmp_path: Path, kind: str) -> None
     open_store(tmp_path / "db", kind).close()
     raw = engine(kind, tmp_path / "db")
     with raw.write() as txn:
-        txn.put(b"m:schema", (2).to_bytes(4, "big"))
+        txn.put(b"m:schema", (SCHEMA_VERSION + 1).to_bytes(4, "big"))
     raw.close()
-    with pytest.raises(StoreVersionError, match="version 2"):
+    with pytest.raises(StoreVersionError, match=f"version {SCHEMA_VERSION + 1}"):
         open_store(tmp_path / "db", kind)
 
 

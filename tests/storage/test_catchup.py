@@ -92,6 +92,7 @@ def tampered(index: int, **changes: object) -> list[Block]:
         ),
         (tampered(5, header=BLOCKS[6].header), "block 6: its header says height 7"),
         (tampered(9, certificate=b"\x01junk"), "block 10:"),
+        (tampered(14, last_commit=b"another commit"), "block 15: its last commit"),
     ],
 )
 def test_forgeries_are_named(processes: int, blocks: list[Block], message: str) -> None:

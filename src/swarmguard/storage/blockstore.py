@@ -7,7 +7,7 @@ LMDB's 0.64 ms, and LMDB reads were 5-10x faster. Both survive kill -9. LMDB is 
 commit is one atomic switch of the root page after an fsync, so a crash leaves exactly the last
 committed transaction, never half of one.
 
-Keys (schema version 1, keep in sync with docs/storage.md):
+Keys (schema version 2, keep in sync with docs/storage.md):
 
     m:schema        u32 schema version          m:height   u64 last committed height
     m:chain         chain id                    m:base     u64 lowest height still stored
@@ -51,8 +51,8 @@ __all__ = [
     "StoreVersionError",
 ]
 
-SCHEMA_VERSION = 1
-BLOCK_VERSION = 1
+SCHEMA_VERSION = 2
+BLOCK_VERSION = 2
 HEADER_BYTES_MAX = 64 * 1024
 TRANSACTION_BYTES_MAX = 1024 * 1024
 TRANSACTIONS_MAX = 100_000
@@ -64,13 +64,16 @@ MAP_SIZE_DEFAULT = 64 * 2**30
 
 @dataclass(frozen=True, slots=True)
 class Block:
-    """What is stored for a height: header, transactions, commit certificate, evidence."""
+    """What is stored for a height: header, transactions, commit certificate, evidence, and
+    the previous height's commit certificate as the proposer included it (``last_commit``: the
+    one every node agrees on, so the application can account signers deterministically)."""
 
     height: int
     header: bytes
     transactions: tuple[bytes, ...] = ()
     certificate: bytes = b""
     evidence: tuple[bytes, ...] = field(default=())
+    last_commit: bytes = b""
 
     def encode(self) -> bytes:
         out = Writer()
@@ -84,6 +87,7 @@ class Block:
         out.uint(len(self.evidence), 4)
         for item in self.evidence:
             out.blob(item, CERTIFICATE_BYTES_MAX)
+        out.blob(self.last_commit, CERTIFICATE_BYTES_MAX)
         return out.getvalue()
 
     @staticmethod
@@ -105,8 +109,9 @@ class Block:
         evidence = tuple(
             reader.blob(CERTIFICATE_BYTES_MAX, "evidence") for _ in range(evidence_count)
         )
+        last_commit = reader.blob(CERTIFICATE_BYTES_MAX, "last commit")
         reader.finish()
-        return Block(height, header, transactions, certificate, evidence)
+        return Block(height, header, transactions, certificate, evidence, last_commit)
 
     def transactions_root(self) -> bytes:
         """RFC 9162 root over the transactions (what a header commits to)."""

@@ -1,9 +1,12 @@
 """Block headers, and verification of a range of blocks for catch-up, sequential or parallel.
 
-Header, version 1 (keep in sync with docs/storage.md, "Headers")::
+Header, version 2 (keep in sync with docs/storage.md, "Headers")::
 
     version u8 | height u64 | time u64 | previous_hash (32) | transactions_root (32)
-    | state_root (32) | validators_hash (32) | proposer (20)
+    | state_root (32) | validators_hash (32) | proposer (20) | last_commit_hash (32)
+
+``last_commit_hash`` binds the previous height's commit certificate the block carries
+(``Block.last_commit``; ``commit_hash``), so every node reads the same signers for it.
 
 A block's hash is ``digest(BLOCK_HEADER, header bytes, chain_id)``. Verifying a block checks that
 its header decodes and names the block's height, that ``transactions_root`` is the RFC 9162 root
@@ -30,9 +33,17 @@ from swarmguard.validators.certificate import CertificateError, CommitCertificat
 from .blockstore import Block
 from .merkle import merkle_root
 
-__all__ = ["HEADER_VERSION", "CatchUpError", "Header", "verify_range"]
+__all__ = ["HEADER_VERSION", "CatchUpError", "Header", "commit_hash", "verify_range"]
 
-HEADER_VERSION = 1
+HEADER_VERSION = 2
+
+
+def commit_hash(chain_id: str, certificate: bytes) -> bytes:
+    """What a header's ``last_commit_hash`` is for an encoded certificate (all zero for none:
+    height 1 has no previous commit)."""
+    if not certificate:
+        return bytes(32)
+    return digest(Domain.COMMIT_CERTIFICATE, certificate, chain_id=chain_id)
 
 
 class CatchUpError(ValueError):
@@ -50,6 +61,7 @@ class Header:
     state_root: bytes
     validators_hash: bytes
     proposer: bytes
+    last_commit_hash: bytes = bytes(32)  # commit_hash of the previous height's certificate
 
     def encode(self) -> bytes:
         out = Writer()
@@ -64,6 +76,7 @@ class Header:
         ):
             out.fixed(value, 32)
         out.fixed(self.proposer, 20)
+        out.fixed(self.last_commit_hash, 32)
         return out.getvalue()
 
     @staticmethod
@@ -78,6 +91,7 @@ class Header:
             reader.fixed(32, "state_root"),
             reader.fixed(32, "validators_hash"),
             reader.fixed(20, "proposer"),
+            reader.fixed(32, "last_commit_hash"),
         )
         reader.finish()
         return header
@@ -105,6 +119,8 @@ def _verify_slice(
             raise CatchUpError(f"block {height}: its header says height {header.height}")
         if merkle_root(list(block.transactions)) != header.transactions_root:
             raise CatchUpError(f"block {height}: transactions do not match the header's root")
+        if commit_hash(chain_id, block.last_commit) != header.last_commit_hash:
+            raise CatchUpError(f"block {height}: its last commit does not match the header")
         block_hash = digest(Domain.BLOCK_HEADER, block.header, chain_id=chain_id)
         try:
             certificate = CommitCertificate.decode(block.certificate)
