@@ -15,9 +15,9 @@ The contract the node relies on:
   only on the chain so far and the block. Every honest node must get the same answers.
 - ``finalize_block`` returns the block's effects without making them durable; ``writes`` lists
   every state entry that changed (key -> value, None for deleted), and the node stores them
-  atomically with the block. ``commit`` is then called; a node that crashes in between replays
-  the block from the store on restart, so an application must be able to start over from
-  ``info()``'s height.
+  atomically with the block, then calls ``commit``. The stored entries are the application's
+  whole state: after a restart the node hands them back (``load_state``), so an application
+  keeps nothing that is not in its writes.
 - ``check_tx`` may keep a scratch state of its own (CometBFT's "check state", e.g. pending
   nonces); the node calls it again for every transaction left in the mempool after each commit.
 
@@ -32,6 +32,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
+
+from swarmguard.storage.state_tree import StateTree
 
 __all__ = [
     "Application",
@@ -126,9 +128,15 @@ class ChunkOutcome(Enum):
 class Application(Protocol):
     def info(self) -> Info: ...
 
-    def init_chain(self, app_state: bytes) -> tuple[bytes, tuple[ValidatorUpdate, ...]]:
-        """Genesis: the application's part of the genesis file; returns (app hash, validator
-        set at height 1)."""
+    def init_chain(self, app_state: bytes) -> FinalizedBlock:
+        """Genesis: the application's part of the genesis file. The result's ``app_hash`` and
+        ``writes`` are the genesis state (stored with block 1), ``validator_updates`` the set of
+        height 1, ``results`` empty."""
+        ...
+
+    def load_state(self, state: StateTree, height: int) -> None:
+        """Start over from the state the node stored at ``height`` (a restart, or after state
+        sync): the entries are exactly those ``init_chain`` and ``finalize_block`` wrote."""
         ...
 
     def check_tx(self, transaction: bytes) -> CheckResult: ...

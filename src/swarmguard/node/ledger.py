@@ -118,7 +118,7 @@ class LedgerApp:
     def info(self) -> Info:
         return Info(self.height, self.tree.root, VERSION)
 
-    def init_chain(self, app_state: bytes) -> tuple[bytes, tuple[ValidatorUpdate, ...]]:
+    def init_chain(self, app_state: bytes) -> FinalizedBlock:
         """``app_state`` is JSON: {"accounts": [{"address": hex, "balance": int}],
         "validators": [{"operator": hex, "consensus_key": hex, "vrf_key": hex,
         "self_bond": int, "commission_ppm": int}], "staking": {StakingParams fields}}."""
@@ -151,7 +151,7 @@ class LedgerApp:
         self.tree = StateTree().apply(writes)
         self._committed = accounts
         self._check_nonces = {}
-        return self.tree.root, updates
+        return FinalizedBlock((), self.tree.root, writes, updates)
 
     def _validator_set(self) -> tuple[ValidatorUpdate, ...]:
         manager = self._manager()
@@ -345,14 +345,15 @@ class LedgerApp:
         if restorer.missing():
             return ChunkOutcome.ACCEPT
         try:
-            self._restore(restorer.finish(), restorer.manifest.height)
+            self.load_state(restorer.finish(), restorer.manifest.height)
         except (SnapshotError, CodecError, ValueError):
             self._restorer = None
             return ChunkOutcome.REJECT_SNAPSHOT
         self._restorer = None
         return ChunkOutcome.ACCEPT
 
-    def _restore(self, tree: StateTree, height: int) -> None:
+    def load_state(self, tree: StateTree, height: int) -> None:
+        """Rebuild from stored entries (a restart, or a restored snapshot)."""
         blob = tree.get(_VALIDATORS)
         if blob is None:
             raise SnapshotError("the snapshot has no validator state")
