@@ -37,7 +37,7 @@ from swarmguard.storage.catchup import Header, commit_hash
 from swarmguard.storage.merkle import merkle_root
 from swarmguard.validators.certificate import CertificateError, CommitCertificate
 
-__all__ = ["Chain", "ChainLimits", "validators_hash"]
+__all__ = ["Chain", "ChainLimits", "mempool_check", "validators_hash"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,10 +115,10 @@ class Chain:
         return self._sets[max(known)] if known else self._sets[1]
 
     def propose(self, height: int, transactions: Sequence[bytes]) -> tuple[bytes, bytes]:
+        """The block's transactions are the mempool's oldest: the replica's batch only says
+        when to propose (its copies may already be in a block another leader proposed)."""
         limits = self.limits
-        candidates = list(transactions) or self.mempool.reap(
-            limits.max_block_transactions, limits.max_block_bytes
-        )
+        candidates = self.mempool.reap(limits.max_block_transactions, limits.max_block_bytes)
         chosen = self.app.prepare_proposal(height, candidates, limits.max_block_bytes)
         header = Header(
             height,
@@ -197,7 +197,7 @@ class Chain:
         )
         block_hash = self.store.commit(stored, writes)
         self.app.commit()
-        self.mempool.update(block.transactions, self._recheck)
+        self.mempool.update(block.transactions, mempool_check(self.app))
         self.app_hash, self.last_hash, self.last_time = result.app_hash, block_hash, header.time
         self.last_certificate = certificate.encode()
         if result.validator_updates is not None:
@@ -206,9 +206,15 @@ class Chain:
             del self._sets[old]
         self.decided.append((height, stored))
 
-    def _recheck(self, transaction: bytes) -> str | None:
-        result = self.app.check_tx(transaction)
-        return None if result.ok else result.log or "refused"
+
+def mempool_check(app: Application) -> Callable[[bytes], str | None]:
+    """The mempool's admission check through the application's ``check_tx``."""
+
+    def check(transaction: bytes) -> str | None:
+        result = app.check_tx(transaction)
+        return None if result.ok else result.log or f"code {result.code}"
+
+    return check
 
 
 def _validator_list(updates: Sequence[ValidatorUpdate]) -> list[tuple[bytes, int]]:

@@ -1,0 +1,252 @@
+"""The node loop: one asyncio task drives the sans-IO replica with the network, the clock and
+the disk, and the replica's application is the ``Chain`` (ledger, mempool, block store).
+
+What the loop does with each of the replica's actions, in the order given:
+
+- ``Persist``: the double-sign guard's record is written to ``guard.bin`` (a temporary file,
+  fsync, rename, fsync of the directory) before anything after it is sent, so a signature never
+  leaves without the record that forbids contradicting it (``consensus.signing``);
+- ``Broadcast`` / ``SendTo``: the message's ``consensus.wire`` envelope goes to the transport
+  (channel CONSENSUS);
+- ``SetTimer``: ``loop.call_at``; the replica ignores timers of heights it has left;
+- ``Decide``: counted (the ``Chain`` already committed the block when the replica called it);
+- ``Evidence``: logged for the operator (submitting it as a transaction needs an account key:
+  the node loop's next step).
+
+The replica's clock is the event loop's (monotonic); block times come from the wall clock
+(``Chain``). Transactions enter through ``submit`` (a client) or gossip (channel MEMPOOL, from
+a validator that admitted it): the mempool admits, the submitting node gossips what it admitted
+to every peer (the validators are a full mesh, so one hop reaches everyone), and every admitted
+transaction is offered to the replica's batcher, which decides when a leader proposes; the
+block's transactions come from the mempool (``Chain.propose``), which is the record of what is
+pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from swarmguard.codec import CodecError
+from swarmguard.consensus import wire
+from swarmguard.consensus.batching import BatchConfig, Batcher, Refused
+from swarmguard.consensus.replica import (
+    Action,
+    Broadcast,
+    Decide,
+    Evidence,
+    Persist,
+    Replica,
+    SendTo,
+    SetTimer,
+)
+from swarmguard.consensus.signing import SigningGuard
+from swarmguard.crypto import SigningKey
+from swarmguard.node.chain import Chain, ChainLimits, mempool_check
+from swarmguard.node.identity import NodeIdentity
+from swarmguard.node.ledger import LedgerApp
+from swarmguard.node.mempool import Admission, Mempool, MempoolConfig, Relay
+from swarmguard.node.transport import Channel, Peer, Transport, TransportConfig
+from swarmguard.storage.blockstore import BlockStore
+
+__all__ = ["Node", "NodeConfig", "NodeStats"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    chain_id: str
+    home: Path
+    consensus_key: SigningKey
+    node_identity: NodeIdentity
+    app_state: bytes  # the genesis file's application part
+    genesis_time: int
+    host: str
+    port: int
+    peers: Sequence[Peer]
+    peer_keys: dict[int, bytes]  # peer id -> the consensus key of the validator it runs
+    batch: BatchConfig = field(default_factory=lambda: BatchConfig(timeout=0.05))
+    transport: TransportConfig = field(default_factory=TransportConfig)
+    mempool: MempoolConfig = field(default_factory=MempoolConfig)
+    limits: ChainLimits = field(default_factory=ChainLimits)
+
+
+@dataclass(slots=True)
+class NodeStats:
+    decided: int = 0
+    fast: int = 0
+    slow: int = 0
+    synced: int = 0
+    malformed_messages: int = 0
+    evidence: int = 0
+
+
+class Node:
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        config.home.mkdir(parents=True, exist_ok=True)
+        self.stats = NodeStats()
+        self.app = LedgerApp(config.chain_id)
+        genesis = self.app.init_chain(config.app_state)
+        self.store = BlockStore(config.home / "blocks", config.chain_id)
+        self.mempool = Mempool(config.chain_id, mempool_check(self.app), config.mempool)
+        self.chain = Chain(
+            config.chain_id,
+            self.app,
+            self.store,
+            self.mempool,
+            genesis=genesis,
+            genesis_time=config.genesis_time,
+            proposer_key=config.consensus_key.public_key.raw,
+            clock=time.time,
+            limits=config.limits,
+        )
+        self._guard_path = config.home / "guard.bin"
+        guard = SigningGuard()
+        if self._guard_path.exists():
+            guard = SigningGuard.decode(self._guard_path.read_bytes())
+        elif self.store.height:
+            guard.advance(self.store.height + 1)
+        if guard.height <= self.store.height:  # the store is ahead of the record: move on
+            guard.advance(self.store.height + 1)
+        self._peer_of_key = {key: peer for peer, key in config.peer_keys.items()}
+        key = config.consensus_key.public_key.raw
+        self.replica = Replica(
+            config.chain_id,
+            self._index(key, self.store.height + 1),
+            config.consensus_key,
+            self.chain.validators,
+            self._leader,
+            self.chain,
+            guard=guard,
+            batcher=Batcher(config.batch),
+        )
+        self.transport = Transport(
+            identity=config.node_identity,
+            host=config.host,
+            port=config.port,
+            peers=config.peers,
+            on_frame=self._on_frame,
+            tls_dir=config.home / "tls",
+            config=config.transport,
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await self.transport.start()
+        self._apply(self.replica.start(self._loop.time()))
+
+    async def stop(self) -> None:
+        await self.transport.close()
+        self.store.close()
+
+    @property
+    def height(self) -> int:
+        return self.store.height
+
+    # -- inputs ----------------------------------------------------------------------------
+
+    def submit(self, transaction: bytes, client: Hashable = "local") -> Admission:
+        """A client's transaction: admitted, gossiped to every peer, offered to the batcher."""
+        admission = self.mempool.add(transaction, client)
+        if admission is Admission.ACCEPTED:
+            self.transport.broadcast(Channel.MEMPOOL, transaction)
+            self._offer(transaction)
+        return admission
+
+    def _offer(self, transaction: bytes) -> None:
+        with contextlib.suppress(Refused):  # a full batcher: the mempool still holds it
+            self._apply(self.replica.on_transaction(transaction, self._now()))
+
+    def _on_frame(self, peer: int, channel: Channel, payload: bytes) -> None:
+        if channel is Channel.MEMPOOL:
+            if self.mempool.add(payload, Relay(peer)) is Admission.ACCEPTED:
+                self._offer(payload)
+            return
+        try:
+            message = wire.decode(payload)
+        except CodecError:
+            self.stats.malformed_messages += 1
+            return
+        key = self.config.peer_keys.get(peer)
+        sender = -1 if key is None else self._index(key, self.replica.height)
+        self._apply(self.replica.on_message(sender, message, self._now()))
+
+    def _timer(self, height: int, view: int, timer: object) -> None:
+        self._apply(self.replica.on_timer(height, view, timer, self._now()))  # type: ignore[arg-type]
+
+    # -- outputs ---------------------------------------------------------------------------
+
+    def _apply(self, actions: list[Action]) -> None:
+        loop = self._loop
+        assert loop is not None
+        for action in actions:
+            if isinstance(action, Persist):
+                self._persist(action.record)
+            elif isinstance(action, Broadcast):
+                self.transport.broadcast(Channel.CONSENSUS, wire.encode(action.message))
+            elif isinstance(action, SendTo):
+                peer = self._peer_of_index(action.validator)
+                if peer is not None:
+                    self.transport.send(peer, Channel.CONSENSUS, wire.encode(action.message))
+            elif isinstance(action, SetTimer):
+                loop.call_at(action.at, self._timer, action.height, action.view, action.timer)
+            elif isinstance(action, Decide):
+                self.stats.decided += 1
+                if action.path == "fast":
+                    self.stats.fast += 1
+                elif action.path == "slow":
+                    self.stats.slow += 1
+                else:
+                    self.stats.synced += 1
+            elif isinstance(action, Evidence):
+                self.stats.evidence += 1
+                log.warning("double-sign evidence at height %d", action.evidence.height)
+
+    def _persist(self, record: bytes) -> None:
+        temporary = self._guard_path.with_suffix(".tmp")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(descriptor, record)
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        os.replace(temporary, self._guard_path)
+        directory = os.open(self._guard_path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
+
+    def _index(self, key: bytes, height: int) -> int:
+        for index, (validator_key, _) in enumerate(self.chain.validators(height)):
+            if validator_key == key:
+                return index
+        return -1
+
+    def _peer_of_index(self, index: int) -> int | None:
+        validators = self.chain.validators(self.replica.height)
+        if not 0 <= index < len(validators):
+            return None
+        return self._peer_of_key.get(validators[index][0])
+
+    def _leader(self, height: int, view: int) -> int:
+        """Round-robin over the height's set, offset by height (the stake-weighted VRF schedule
+        with reputation, as the simulator runs it, is the node loop's next step)."""
+        return (height + view) % len(self.chain.validators(height))
