@@ -57,7 +57,80 @@ def _parser() -> argparse.ArgumentParser:
             "--mutant", default=None, help="simulate a deliberately broken replica (sim.mutants)"
         )
     run.add_argument("--trace", action="store_true", help="print every event")
+    testnet = commands.add_parser(
+        "testnet", help="write keys, configs and one genesis for a local validator network"
+    )
+    testnet.add_argument("--validators", type=int, default=4)
+    testnet.add_argument("--output", required=True, help="directory for the node homes")
+    testnet.add_argument("--chain-id", default="swarmguard-testnet")
+    testnet.add_argument("--base-port", type=int, default=26656)
+    node = commands.add_parser("node", help="run one validator from its home directory")
+    node.add_argument("--home", required=True)
     return parser
+
+
+def _testnet(args: argparse.Namespace) -> int:
+    import time  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    from swarmguard.node.config import write_testnet  # noqa: PLC0415
+
+    try:
+        homes = write_testnet(
+            Path(args.output),
+            args.validators,
+            chain_id=args.chain_id,
+            base_port=args.base_port,
+            genesis_time=int(time.time()),
+        )
+    except (ValueError, FileExistsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for home in homes:
+        print(home)
+    return 0
+
+
+def _node(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415
+    import contextlib  # noqa: PLC0415
+    import dataclasses  # noqa: PLC0415
+    import logging  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    from swarmguard.node.config import ConfigError, load_home  # noqa: PLC0415
+    from swarmguard.node.logs import configure_logging  # noqa: PLC0415
+    from swarmguard.node.runtime import Node  # noqa: PLC0415
+
+    configure_logging()
+    try:
+        config = load_home(Path(args.home))
+    except ConfigError as error:
+        print(f"error: invalid configuration: {error}", file=sys.stderr)
+        return 2
+    log = logging.getLogger("swarmguard.node")
+
+    async def run() -> None:
+        node = Node(config)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await node.start()
+        log.info("started", extra={"height": node.height, "port": node.transport.port})
+        reported = node.height
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+            if node.height != reported:
+                reported = node.height
+                log.info("height", extra={"height": reported, **dataclasses.asdict(node.stats)})
+        await node.stop()
+        log.info("stopped", extra={"height": node.height})
+
+    asyncio.run(run())
+    return 0
 
 
 def _sim(args: argparse.Namespace) -> int:
@@ -127,6 +200,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _keys(args)
     if args.command == "sim":
         return _sim(args)
+    if args.command == "testnet":
+        return _testnet(args)
+    if args.command == "node":
+        return _node(args)
     if args.command == "demo" and args.demo == "resilience":
         from swarmguard.demos import resilience_demo  # noqa: PLC0415 - load only what runs
 

@@ -1,0 +1,242 @@
+"""A node's home directory: what ``swarmguard testnet`` writes and ``swarmguard node`` reads.
+
+Layout::
+
+    <home>/config.toml          this node's settings (below)
+    <home>/genesis.json         {"chain_id", "genesis_time", "app_state"}: the same on every node
+    <home>/consensus_key.json   Ed25519 key file (crypto.keys format, mode 0600)
+    <home>/node_key.json        Ed25519 key file: the transport identity
+    <home>/peers/<id>.pem       each peer's TLS certificate (its trust anchor and identity)
+    <home>/data/                block store, double-sign guard record, TLS files
+
+``config.toml``::
+
+    [node]
+    listen = "127.0.0.1:26656"
+    [[peers]]
+    id = 1
+    address = "127.0.0.1:26657"
+    consensus_key = "<64 hex>"      # the validator key the peer runs
+    certificate = "peers/1.pem"
+    [batch]      # consensus.batching.BatchConfig fields
+    [mempool]    # node.mempool.MempoolConfig fields
+    [transport]  # node.transport.TransportConfig fields
+    [limits]     # node.chain.ChainLimits fields
+
+Every section's fields default to the dataclass's. ``SWARMGUARD_<SECTION>_<FIELD>`` in the
+environment overrides a scalar (``SWARMGUARD_NODE_LISTEN``, ``SWARMGUARD_BATCH_TIMEOUT``). Any
+problem stops start-up with a ``ConfigError`` naming the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from swarmguard.consensus.batching import BatchConfig
+from swarmguard.crypto import KeyFileError, SigningKey, load_key_file, write_key_file
+from swarmguard.crypto.hashing import address_of
+from swarmguard.node.chain import ChainLimits
+from swarmguard.node.identity import NodeIdentity
+from swarmguard.node.mempool import MempoolConfig
+from swarmguard.node.runtime import NodeConfig
+from swarmguard.node.transport import Peer, TransportConfig
+
+__all__ = ["ConfigError", "load_home", "write_testnet"]
+
+_SECTIONS: dict[str, type] = {
+    "batch": BatchConfig,
+    "mempool": MempoolConfig,
+    "transport": TransportConfig,
+    "limits": ChainLimits,
+}
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; the message starts with the field's name."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+
+
+def _address(field: str, value: object) -> tuple[str, int]:
+    if not isinstance(value, str) or value.count(":") != 1:
+        raise ConfigError(field, f"expected 'host:port', got {value!r}")
+    host, port = value.split(":")
+    if not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(field, f"bad port in {value!r}")
+    return host, int(port)
+
+
+def _scalar(field: str, kind: type, value: object) -> object:
+    """Coerce an environment string or check a TOML value against a dataclass field type."""
+    if isinstance(value, str) and kind is not str:
+        try:
+            value = kind(value)
+        except ValueError:
+            raise ConfigError(field, f"expected {kind.__name__}, got {value!r}") from None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
+        raise ConfigError(field, f"expected {kind.__name__}, got {value!r}")
+    return value
+
+
+def _section(name: str, values: Mapping[str, Any], environ: Mapping[str, str]) -> Any:
+    cls = _SECTIONS[name]
+    kinds = {f.name: f.type for f in dataclasses.fields(cls)}
+    merged = dict(values)
+    for field in kinds:
+        variable = f"SWARMGUARD_{name.upper()}_{field.upper()}"
+        if variable in environ:
+            merged[field] = environ[variable]
+    arguments = {}
+    for field, value in merged.items():
+        if field not in kinds:
+            raise ConfigError(f"{name}.{field}", "unknown field")
+        kind = {"int": int, "float": float, "str": str, "bool": bool}.get(str(kinds[field]))
+        if kind is None:
+            raise ConfigError(f"{name}.{field}", "not settable from a file")
+        arguments[field] = _scalar(f"{name}.{field}", kind, value)
+    try:
+        return cls(**arguments)
+    except ValueError as error:
+        raise ConfigError(name, str(error)) from None
+
+
+def load_home(home: Path, environ: Mapping[str, str] | None = None) -> NodeConfig:
+    """Read and check a node's home directory (see the module docstring)."""
+    environ = os.environ if environ is None else environ
+    try:
+        document = tomllib.loads((home / "config.toml").read_text())
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError("config.toml", str(error)) from None
+    try:
+        genesis = json.loads((home / "genesis.json").read_text())
+        chain_id, genesis_time = str(genesis["chain_id"]), int(genesis["genesis_time"])
+        app_state = json.dumps(genesis["app_state"], sort_keys=True).encode()
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ConfigError("genesis.json", str(error)) from None
+    unknown = set(document) - {"node", "peers", *_SECTIONS}
+    if unknown:
+        raise ConfigError(sorted(unknown)[0], "unknown section")
+    node = dict(document.get("node", {}))
+    if "SWARMGUARD_NODE_LISTEN" in environ:
+        node["listen"] = environ["SWARMGUARD_NODE_LISTEN"]
+    if set(node) - {"listen"}:
+        raise ConfigError(f"node.{sorted(set(node) - {'listen'})[0]}", "unknown field")
+    host, port = _address("node.listen", node.get("listen", "127.0.0.1:26656"))
+    peers, peer_keys = [], {}
+    for number, entry in enumerate(document.get("peers", [])):
+        where = f"peers[{number}]"
+        peer_id = entry.get("id")
+        if not isinstance(peer_id, int) or isinstance(peer_id, bool) or peer_id < 0:
+            raise ConfigError(f"{where}.id", f"expected a peer number, got {peer_id!r}")
+        peer_host, peer_port = _address(f"{where}.address", entry.get("address"))
+        try:
+            key = bytes.fromhex(str(entry.get("consensus_key", "")))
+            certificate = (home / str(entry.get("certificate", ""))).read_bytes()
+        except (ValueError, OSError) as error:
+            raise ConfigError(where, str(error)) from None
+        if len(key) != 32:
+            raise ConfigError(f"{where}.consensus_key", "expected 64 hex digits")
+        peers.append(Peer(peer_id, peer_host, peer_port, certificate))
+        peer_keys[peer_id] = key
+    sections = {name: _section(name, document.get(name, {}), environ) for name in _SECTIONS}
+    return NodeConfig(
+        chain_id=chain_id,
+        home=home / "data",
+        consensus_key=SigningKey(_key_seed(home, "consensus_key.json")),
+        node_identity=NodeIdentity(_key_seed(home, "node_key.json")),
+        app_state=app_state,
+        genesis_time=genesis_time,
+        host=host,
+        port=port,
+        peers=peers,
+        peer_keys=peer_keys,
+        batch=sections["batch"],
+        mempool=sections["mempool"],
+        transport=sections["transport"],
+        limits=sections["limits"],
+    )
+
+
+def _key_seed(home: Path, name: str) -> bytes:
+    try:
+        kind, seed = load_key_file(home / name)
+    except (KeyFileError, OSError) as error:
+        raise ConfigError(name, str(error)) from None
+    if kind != "ed25519":
+        raise ConfigError(name, f"expected an ed25519 key, got {kind}")
+    return seed
+
+
+def write_testnet(
+    output: Path,
+    validators: int,
+    *,
+    chain_id: str = "swarmguard-testnet",
+    base_port: int = 26656,
+    ports: list[int] | None = None,
+    genesis_time: int = 0,
+    balance: int = 1_000_000_000,
+    self_bond: int = 1_000_000,
+) -> list[Path]:
+    """Write ``validators`` home directories under ``output``: fresh keys, one genesis (each
+    validator's operator account funded and bonded), full-mesh peers on 127.0.0.1 at ``ports``
+    (default: consecutive from ``base_port``). Returns the homes. Keys are written 0600 and
+    never overwritten."""
+    if not 1 <= validators <= 100:
+        raise ValueError("validators must be in 1..100")
+    ports = ports or [base_port + i for i in range(validators)]
+    if len(ports) != validators:
+        raise ValueError("one port per validator")
+    homes = [output / f"node{i}" for i in range(validators)]
+    consensus, nodes, operators = [], [], []
+    for home in homes:
+        (home / "peers").mkdir(parents=True, exist_ok=True)
+        seeds = [os.urandom(32) for _ in range(3)]
+        write_key_file(home / "consensus_key.json", "ed25519", seeds[0])
+        write_key_file(home / "node_key.json", "ed25519", seeds[1])
+        write_key_file(home / "operator_key.json", "ed25519", seeds[2])
+        consensus.append(SigningKey(seeds[0]))
+        nodes.append(NodeIdentity(seeds[1]))
+        operators.append(SigningKey(seeds[2]))
+    app_state = {
+        "accounts": [
+            {"address": address_of(k.public_key.raw).hex(), "balance": balance} for k in operators
+        ],
+        "validators": [
+            {
+                "operator": address_of(operators[i].public_key.raw).hex(),
+                "consensus_key": consensus[i].public_key.raw.hex(),
+                "vrf_key": os.urandom(32).hex(),
+                "self_bond": self_bond,
+            }
+            for i in range(validators)
+        ],
+    }
+    genesis = {"chain_id": chain_id, "genesis_time": genesis_time, "app_state": app_state}
+    for i, home in enumerate(homes):
+        (home / "genesis.json").write_text(json.dumps(genesis, indent=2) + "\n")
+        lines = ["[node]", f'listen = "127.0.0.1:{ports[i]}"', ""]
+        for j in range(validators):
+            if j == i:
+                continue
+            (home / "peers" / f"{j}.pem").write_bytes(nodes[j].certificate_pem())
+            lines += [
+                "[[peers]]",
+                f"id = {j}",
+                f'address = "127.0.0.1:{ports[j]}"',
+                f'consensus_key = "{consensus[j].public_key.raw.hex()}"',
+                f'certificate = "peers/{j}.pem"',
+                "",
+            ]
+        (home / "config.toml").write_text("\n".join(lines))
+    return homes
