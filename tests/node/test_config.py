@@ -1,0 +1,62 @@
+"""The home directory: testnet output loads, environment overrides apply, and every mistake is
+refused with the field named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from swarmguard.node.config import ConfigError, load_home, write_testnet
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return write_testnet(tmp_path, 3, chain_id="cfg-test", ports=[31000, 31001, 31002])[0]
+
+
+def test_a_testnet_home_loads(home: Path) -> None:
+    config = load_home(home, environ={})
+    assert config.chain_id == "cfg-test"
+    assert (config.host, config.port) == ("127.0.0.1", 31000)
+    assert sorted(config.peer_keys) == [1, 2]
+    assert [p.port for p in config.peers] == [31001, 31002]
+    assert config.batch.timeout == 0.05
+
+
+def test_environment_overrides(home: Path) -> None:
+    environ = {"SWARMGUARD_NODE_LISTEN": "0.0.0.0:40000", "SWARMGUARD_BATCH_TIMEOUT": "0.2"}
+    config = load_home(home, environ=environ)
+    assert (config.host, config.port) == ("0.0.0.0", 40000)
+    assert config.batch.timeout == 0.2
+
+
+@pytest.mark.parametrize(
+    ("append", "field"),
+    [
+        ("[batch]\ntimeout = -1\n", "batch"),
+        ("[batch]\ntimeout = 'soon'\n", "batch.timeout"),
+        ("[mempool]\nmax_sizes = 3\n", "mempool.max_sizes"),
+        ("[gossip]\nfanout = 3\n", "gossip"),
+    ],
+)
+def test_mistakes_name_the_field(home: Path, append: str, field: str) -> None:
+    path = home / "config.toml"
+    path.write_text(path.read_text() + "\n" + append)
+    with pytest.raises(ConfigError) as raised:
+        load_home(home, environ={})
+    assert raised.value.field == field
+
+
+def test_bad_listen_address_and_missing_key(home: Path) -> None:
+    with pytest.raises(ConfigError, match="node.listen"):
+        load_home(home, environ={"SWARMGUARD_NODE_LISTEN": "nowhere"})
+    (home / "consensus_key.json").unlink()
+    with pytest.raises(ConfigError, match="consensus_key.json"):
+        load_home(home, environ={})
+
+
+def test_testnet_never_overwrites_keys(tmp_path: Path) -> None:
+    write_testnet(tmp_path, 2, ports=[31010, 31011])
+    with pytest.raises(FileExistsError):
+        write_testnet(tmp_path, 2, ports=[31010, 31011])
