@@ -66,7 +66,28 @@ def _parser() -> argparse.ArgumentParser:
     testnet.add_argument("--base-port", type=int, default=26656)
     node = commands.add_parser("node", help="run one validator from its home directory")
     node.add_argument("--home", required=True)
+    up = commands.add_parser(
+        "up", help="run a local validator network in one command, with a live view"
+    )
+    up.add_argument("--validators", type=int, default=4)
+    up.add_argument("--home", default=None, help="keep the network here (default: a temp dir)")
+    up.add_argument("--base-port", type=int, default=26656)
+    up.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     return parser
+
+
+def _up(args: argparse.Namespace) -> int:
+    import tempfile  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    from swarmguard.node.local import run_local_network  # noqa: PLC0415
+
+    if args.home is None:
+        with tempfile.TemporaryDirectory(prefix="swarmguard-up-") as directory:
+            return run_local_network(
+                Path(directory), args.validators, args.base_port, args.duration
+            )
+    return run_local_network(Path(args.home), args.validators, args.base_port, args.duration)
 
 
 def _testnet(args: argparse.Namespace) -> int:
@@ -204,6 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _testnet(args)
     if args.command == "node":
         return _node(args)
+    if args.command == "up":
+        return _up(args)
     if args.command == "demo" and args.demo == "resilience":
         from swarmguard.demos import resilience_demo  # noqa: PLC0415 - load only what runs
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -84,3 +85,49 @@ def test_four_processes_agree_and_survive_a_kill(tmp_path: Path) -> None:
     finally:
         for store in stores:
             store.close()
+
+
+def consecutive_free_ports(count: int) -> int:
+    """A base port whose next ``count`` ports are free right now."""
+    for _ in range(50):
+        base = free_port()
+        sockets = []
+        try:
+            for offset in range(count):
+                s = socket.socket()
+                sockets.append(s)
+                s.bind(("127.0.0.1", base + offset))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise AssertionError("no free port range")
+
+
+def test_up_runs_a_network_and_shows_it_live(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "swarmguard.cli",
+            "up",
+            "--home",
+            str(tmp_path),
+            "--duration",
+            "6",
+            "--base-port",
+            str(consecutive_free_ports(4)),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("heights")]
+    assert lines
+    last = json.loads(lines[-1].split("  ")[0].removeprefix("heights "))
+    assert min(last) >= 2  # every validator made progress
+    assert "exited" not in result.stdout
