@@ -5,9 +5,11 @@ from its store and guard record and catches up."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from pathlib import Path
 
+from swarmguard.consensus.replica import Evidence
 from swarmguard.crypto import SigningKey
 from swarmguard.crypto.hashing import address_of
 from swarmguard.node.identity import NodeIdentity
@@ -16,8 +18,9 @@ from swarmguard.node.mempool import Admission
 from swarmguard.node.runtime import Node, NodeConfig
 from swarmguard.node.transactions import Transaction, Transfer
 from swarmguard.node.transport import Peer
+from swarmguard.validators.evidence import PHASE_VOTE, DoubleVoteEvidence, sign_vote
 
-from .test_chain import ALICE, BOB, CONSENSUS, genesis
+from .test_chain import ALICE, BOB, CONSENSUS, OPERATORS, genesis
 from .test_transport import free_port, until
 
 CHAIN = "swarm-chain"
@@ -76,6 +79,41 @@ def test_a_cluster_commits_gossiped_transactions_and_a_node_restarts(tmp_path: P
             for height in range(1, target + 1):
                 blocks = {n.store.block_hash(n.store.block(height)) for n in nodes}  # type: ignore[arg-type]
                 assert len(blocks) == 1, height
+        finally:
+            for node in nodes:
+                await node.stop()
+
+    asyncio.run(main())
+
+
+def test_evidence_a_node_finds_is_submitted_and_jails_the_double_signer(tmp_path: Path) -> None:
+    """The replica reports an equivocation as an Evidence action; the node signs it with its
+    operator key into a transaction, and the ledger slashes and jails the offender."""
+
+    async def main() -> None:
+        settings = [
+            dataclasses.replace(config, operator_key=OPERATORS[i])
+            for i, config in enumerate(configs(tmp_path))
+        ]
+        nodes = [Node(config) for config in settings]
+        for node in nodes:
+            await node.start()
+        try:
+            await until(lambda: all(n.height >= 2 for n in nodes), timeout=30)
+            offender = CONSENSUS[3]
+            evidence = DoubleVoteEvidence.of(
+                sign_vote(offender, CHAIN, 1, 0, PHASE_VOTE, b"x" * 32),
+                sign_vote(offender, CHAIN, 1, 0, PHASE_VOTE, b"y" * 32),
+            )
+            nodes[0]._apply([Evidence(evidence)])
+            operator = address_of(OPERATORS[3].public_key.raw)
+
+            def jailed(node: Node) -> bool:
+                manager = node.app.manager
+                return manager is not None and manager.staking.validators[operator].jailed
+
+            await until(lambda: all(jailed(n) for n in nodes[:3]), timeout=30)
+            assert nodes[0].stats.evidence == 1
         finally:
             for node in nodes:
                 await node.stop()

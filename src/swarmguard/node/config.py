@@ -6,6 +6,8 @@ Layout::
     <home>/genesis.json         {"chain_id", "genesis_time", "app_state"}: the same on every node
     <home>/consensus_key.json   Ed25519 key file (crypto.keys format, mode 0600)
     <home>/node_key.json        Ed25519 key file: the transport identity
+    <home>/operator_key.json    Ed25519 key file: the validator's account (optional; signs the
+                                evidence transactions the node submits)
     <home>/peers/<id>.pem       each peer's TLS certificate (its trust anchor and identity)
     <home>/data/                block store, double-sign guard record, TLS files
 
@@ -153,6 +155,11 @@ def load_home(home: Path, environ: Mapping[str, str] | None = None) -> NodeConfi
         chain_id=chain_id,
         home=home / "data",
         consensus_key=SigningKey(_key_seed(home, "consensus_key.json")),
+        operator_key=(
+            SigningKey(_key_seed(home, "operator_key.json"))
+            if (home / "operator_key.json").exists()
+            else None
+        ),
         node_identity=NodeIdentity(_key_seed(home, "node_key.json")),
         app_state=app_state,
         genesis_time=genesis_time,

@@ -175,6 +175,10 @@ class LedgerApp:
 
     # -- the mempool ---------------------------------------------------------------------
 
+    def next_nonce(self, address: bytes) -> int:
+        """The nonce ``check_tx`` expects next from ``address`` (pending ones counted)."""
+        return self._check_nonces.get(address, self.nonces.get(address, 0))
+
     def check_tx(self, transaction: bytes) -> CheckResult:
         try:
             tx = Transaction.decode(transaction)

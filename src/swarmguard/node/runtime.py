@@ -10,8 +10,8 @@ What the loop does with each of the replica's actions, in the order given:
   (channel CONSENSUS);
 - ``SetTimer``: ``loop.call_at``; the replica ignores timers of heights it has left;
 - ``Decide``: counted (the ``Chain`` already committed the block when the replica called it);
-- ``Evidence``: logged for the operator (submitting it as a transaction needs an account key:
-  the node loop's next step).
+- ``Evidence``: logged, and submitted as a transaction signed by the operator's account key
+  (``operator_key``), so the ledger slashes and jails the double signer.
 
 The replica's clock is the event loop's (monotonic); block times come from the wall clock
 (``Chain``). Transactions enter through ``submit`` (a client) or gossip (channel MEMPOOL, from
@@ -48,12 +48,15 @@ from swarmguard.consensus.replica import (
 )
 from swarmguard.consensus.signing import SigningGuard
 from swarmguard.crypto import SigningKey
+from swarmguard.crypto.hashing import address_of
 from swarmguard.node.chain import Chain, ChainLimits, mempool_check
 from swarmguard.node.identity import NodeIdentity
 from swarmguard.node.ledger import LedgerApp
 from swarmguard.node.mempool import Admission, Mempool, MempoolConfig, Relay
+from swarmguard.node.transactions import SubmitEvidence, Transaction
 from swarmguard.node.transport import Channel, Peer, Transport, TransportConfig
 from swarmguard.storage.blockstore import BlockStore
+from swarmguard.validators.evidence import DoubleVoteEvidence
 
 __all__ = ["Node", "NodeConfig", "NodeStats"]
 
@@ -76,6 +79,8 @@ class NodeConfig:
     transport: TransportConfig = field(default_factory=TransportConfig)
     mempool: MempoolConfig = field(default_factory=MempoolConfig)
     limits: ChainLimits = field(default_factory=ChainLimits)
+    operator_key: SigningKey | None = None
+    """The validator's account key: signs the evidence transactions this node submits."""
 
 
 @dataclass(slots=True)
@@ -212,6 +217,18 @@ class Node:
             elif isinstance(action, Evidence):
                 self.stats.evidence += 1
                 log.warning("double-sign evidence at height %d", action.evidence.height)
+                self._report(action.evidence)
+
+    def _report(self, evidence: DoubleVoteEvidence) -> None:
+        """Submit evidence as a transaction signed by the operator's account (any account may;
+        the ledger accepts each piece of evidence once, so duplicates from other nodes are
+        refused harmlessly)."""
+        key = self.config.operator_key
+        if key is None:
+            return
+        nonce = self.app.next_nonce(address_of(key.public_key.raw))
+        transaction = Transaction.sign(key, self.config.chain_id, nonce, SubmitEvidence(evidence))
+        self.submit(transaction.encode(), client="evidence")
 
     def _persist(self, record: bytes) -> None:
         temporary = self._guard_path.with_suffix(".tmp")
