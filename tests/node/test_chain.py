@@ -24,7 +24,7 @@ from swarmguard.crypto.hashing import address_of
 from swarmguard.node.chain import Chain
 from swarmguard.node.ledger import Code, LedgerApp
 from swarmguard.node.mempool import Admission, Mempool
-from swarmguard.node.transactions import Transaction, Transfer
+from swarmguard.node.transactions import CreateValidator, Transaction, Transfer
 from swarmguard.storage.blockstore import BlockStore
 from swarmguard.storage.catchup import Header, commit_hash, verify_range
 from swarmguard.validators.certificate import CommitCertificate
@@ -35,9 +35,10 @@ CONSENSUS = [SigningKey(bytes([50 + i]) * 32) for i in range(4)]
 ALICE, BOB = SigningKey(b"a" * 32), SigningKey(b"b" * 32)
 
 
-def genesis() -> bytes:
+def genesis(**staking: int) -> bytes:
     return json.dumps(
         {
+            "staking": staking,
             "accounts": [
                 {"address": address_of(k.public_key.raw).hex(), "balance": 1_000_000}
                 for k in (*OPERATORS, ALICE)
@@ -56,8 +57,9 @@ def genesis() -> bytes:
 
 
 class Cluster:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, **staking: int) -> None:
         self.tmp = tmp
+        self.genesis = genesis(**staking)
         self.now = 1_000.0
         self.queue: deque[tuple[int, int, Message]] = deque()
         self.timers: list[tuple[float, int, int, int, int, Timer]] = []
@@ -76,11 +78,11 @@ class Cluster:
             )
             for i in range(4)
         ]
-        self.node_of = {v: i for i, v in enumerate(self.index)}
+        self.keys = [k.public_key.raw for k in CONSENSUS]
 
     def _chain(self, i: int) -> Chain:
         app = LedgerApp(CHAIN)
-        result = app.init_chain(genesis())
+        result = app.init_chain(self.genesis)
         mempool = Mempool(CHAIN, lambda tx: None if app.check_tx(tx).ok else "refused")
         return Chain(
             CHAIN,
@@ -91,6 +93,7 @@ class Cluster:
             genesis_time=1_000,
             proposer_key=CONSENSUS[i].public_key.raw,
             clock=lambda: self.now,
+            sets_path=self.tmp / f"sets{i}.json",
         )
 
     def apply(self, node: int, actions: list[Action]) -> None:
@@ -100,7 +103,9 @@ class Cluster:
                     (node, other, action.message) for other in range(4) if other != node
                 )
             elif isinstance(action, SendTo):
-                self.queue.append((node, self.node_of[action.validator], action.message))
+                key = self.chains[node].validators(self.replicas[node].height)[action.validator][0]
+                if key in self.keys:
+                    self.queue.append((node, self.keys.index(key), action.message))
             elif isinstance(action, SetTimer):
                 self.seq += 1
                 entry = (action.at, self.seq, node, action.height, action.view, action.timer)
@@ -117,7 +122,11 @@ class Cluster:
                 return
             if self.queue:
                 sender, receiver, message = self.queue.popleft()
-                actions = self.replicas[receiver].on_message(self.index[sender], message, self.now)
+                members = [
+                    k for k, _ in self.chains[receiver].validators(self.replicas[receiver].height)
+                ]
+                index = members.index(self.keys[sender]) if self.keys[sender] in members else -1
+                actions = self.replicas[receiver].on_message(index, message, self.now)
                 self.apply(receiver, actions)
             elif self.timers:
                 at, _, node, height, view, timer = heapq.heappop(self.timers)
@@ -190,3 +199,24 @@ def test_a_restarted_node_resumes_from_its_store(tmp_path: Path) -> None:
     assert reopened.app_hash == app_hash == reopened.app.info().app_hash
     assert reopened.last_hash == last_hash
     assert reopened.app.info().height == 3
+
+
+def test_validator_set_changes_survive_a_restart(tmp_path: Path) -> None:
+    """A validator joins at the epoch boundary (epochs of 2 blocks) with a little stake, so the
+    four running nodes keep their quorum; a node restarted after it (with or without its set
+    file) knows the new set, and indices shift correctly for everyone."""
+    cluster = Cluster(tmp_path, epoch_length=2)
+    newcomer = SigningKey(b"n" * 32)
+    join = CreateValidator(newcomer.public_key.raw, b"v" * 32, 0, 1_000)
+    cluster.submit(Transaction.sign(ALICE, CHAIN, 0, join).encode())
+    cluster.run(heights=6)
+    chain = cluster.chains[3]
+    current = chain.validators(chain.store.height + 1)
+    assert newcomer.public_key.raw in {key for key, _ in current}
+    assert len(current) == 5
+    for lose_the_file in (False, True):
+        chain.store.close()
+        if lose_the_file:
+            (tmp_path / "sets3.json").unlink()
+        chain = cluster._chain(3)
+        assert chain.validators(chain.store.height + 1) == current

@@ -206,7 +206,7 @@ class Replica:
     a height; ``leader`` gives the leader's index for (height, view)."""
 
     chain_id: str
-    index: int
+    index: int  # this replica's place in the current height's set (looked up per height)
     key: SigningKey
     validators: Callable[[int], Sequence[tuple[bytes, int]]]
     leader: Callable[[int, int], int]
@@ -620,6 +620,8 @@ class Replica:
 
     def _sign(self, view: int, phase: int, value: bytes, now: float) -> list[Action]:
         """Sign, persist-then-send, and count our own message."""
+        if self.index < 0:
+            return []  # not a validator at this height
         try:
             self.guard.sign(self.height, view, phase, value)
         except WouldEquivocate:
@@ -777,6 +779,9 @@ class Replica:
         validators = self.validators(height)
         powers = [power for _, power in validators]
         indexes = {key: index for index, (key, _) in enumerate(validators)}
+        # Sets change at epoch boundaries, and with them this replica's place (or membership:
+        # -1 signs nothing at this height).
+        self.index = indexes.get(self.key.public_key.raw, -1)
         return _Height(Thresholds.for_powers(powers), now, indexes=indexes)
 
     def _height(self) -> _Height:

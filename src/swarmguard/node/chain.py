@@ -19,14 +19,18 @@ is one of many valid ones and is stored with the block but never shown to the ap
 ``commit`` runs ``finalize_block``, stores the block (with this node's certificate and the
 application's writes; at height 1 the genesis writes too) in one atomic transaction, then calls
 the application's ``commit`` and updates the mempool. The block store's state tree is therefore
-the application's state, and a restart hands it back (``load_state``).
+the application's state, and a restart hands it back (``load_state``). Validator-set changes are
+kept in ``sets_path`` and reconciled with the application's current set on a restart.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from swarmguard.codec import CodecError, Writer
 from swarmguard.crypto.hashing import address_of
@@ -73,12 +77,14 @@ class Chain:
         proposer_key: bytes,
         clock: Callable[[], float],
         limits: ChainLimits | None = None,
+        sets_path: Path | None = None,
     ) -> None:
         self.chain_id = chain_id
         self.app, self.store, self.mempool = app, store, mempool
         self.limits = limits or ChainLimits()
         self._clock = clock
         self._proposer = address_of(proposer_key)
+        self._sets_path = sets_path
         self._genesis_writes: Mapping[bytes, bytes | None] = genesis.writes
         self._sets: dict[int, list[tuple[bytes, int]]] = {}
         initial = _validator_list(genesis.validator_updates or ())
@@ -103,10 +109,42 @@ class Chain:
             self.last_hash = store.block_hash(block)
             self.last_time = header.time
             self.last_certificate = block.certificate
-            # Known gap, closed with the node loop: validator sets are not stored yet, so a
-            # restart assumes the genesis set.
-            self._sets[height + 1] = self._sets[1]
+            self._load_sets(height)
         self.decided: list[tuple[int, Block]] = []
+
+    # -- validator sets across restarts ----------------------------------------------------
+
+    def _save_sets(self) -> None:
+        """Write the set history (after the block that changed it is stored): temporary file,
+        fsync, rename. A crash before this write loses only the newest change, which
+        ``_load_sets`` recovers from the application."""
+        if self._sets_path is None:
+            return
+        temporary = self._sets_path.with_suffix(".tmp")
+        with temporary.open("wb") as out:
+            out.write(_encode_sets(self._sets))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, self._sets_path)
+
+    def _load_sets(self, height: int) -> None:
+        """The set history from the file, reconciled with the application's current set: sets
+        change only when a block is committed, so if the app's set for ``height + 1`` is not
+        the file's newest, the change came with the last stored block."""
+        if self._sets_path is not None and self._sets_path.exists():
+            try:
+                self._sets.update(_decode_sets(self._sets_path.read_bytes()))
+            except (ValueError, KeyError, TypeError) as error:
+                raise ValueError(f"{self._sets_path}: {error}") from None
+        answer = self.app.query("validators", b"")
+        value = answer.value
+        current = [
+            (value[i : i + 32], int.from_bytes(value[i + 32 : i + 40], "big"))
+            for i in range(0, len(value), 40)
+        ]
+        if answer.code == 0 and current and current != self.validators(height + 1):
+            self._sets[height + 1] = current
+            self._save_sets()
 
     # -- what the replica asks ------------------------------------------------------------
 
@@ -202,9 +240,24 @@ class Chain:
         self.last_certificate = certificate.encode()
         if result.validator_updates is not None:
             self._sets[height + 1] = _validator_list(result.validator_updates)
-        for old in [h for h in self._sets if h < height - 64 and h != max(self._sets)]:
-            del self._sets[old]
+            for old in sorted(self._sets)[:-SETS_KEPT]:
+                del self._sets[old]
+            self._save_sets()
         self.decided.append((height, stored))
+
+
+SETS_KEPT = 8
+"""Validator-set changes remembered (each holds from its height until the next one)."""
+
+
+def _encode_sets(sets: Mapping[int, list[tuple[bytes, int]]]) -> bytes:
+    document = {str(h): [[k.hex(), p] for k, p in members] for h, members in sets.items()}
+    return json.dumps(document, sort_keys=True).encode()
+
+
+def _decode_sets(data: bytes) -> dict[int, list[tuple[bytes, int]]]:
+    document = json.loads(data)
+    return {int(h): [(bytes.fromhex(k), int(p)) for k, p in m] for h, m in document.items()}
 
 
 def mempool_check(app: Application) -> Callable[[bytes], str | None]:

@@ -299,7 +299,13 @@ class LedgerApp:
 
     def query(self, path: str, data: bytes, *, prove: bool = False) -> QueryResult:
         """Paths: ``account`` (data: a 20-byte address) -> ``balance u64 | nonce u64``, with a
-        state proof of the account leaf (or of its absence) against this height's app hash."""
+        state proof of the account leaf (or of its absence) against this height's app hash;
+        ``validators`` -> the set for the next height, ``(consensus key (32) | power u64)*``
+        by key (the node reads it back after a restart)."""
+        if path == "validators":
+            members = sorted(self._validator_set(), key=lambda u: u.consensus_key)
+            encoded = b"".join(u.consensus_key + u.power.to_bytes(8, "big") for u in members)
+            return QueryResult(Code.OK, encoded, height=self.height)
         if path != "account":
             return QueryResult(Code.UNKNOWN_PATH, log=f"unknown path {path!r}", height=self.height)
         if len(data) != ADDRESS_BYTES:

@@ -112,6 +112,7 @@ class Node:
             proposer_key=config.consensus_key.public_key.raw,
             clock=time.time,
             limits=config.limits,
+            sets_path=config.home / "validator_sets.json",
         )
         self._guard_path = config.home / "guard.bin"
         guard = SigningGuard()
