@@ -220,3 +220,17 @@ def test_validator_set_changes_survive_a_restart(tmp_path: Path) -> None:
             (tmp_path / "sets3.json").unlink()
         chain = cluster._chain(3)
         assert chain.validators(chain.store.height + 1) == current
+
+
+def test_leaders_are_the_managers_draw_and_skip_low_reputation(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path)
+    draws = [[chain.leader(1, view) for view in range(40)] for chain in cluster.chains]
+    assert all(draw == draws[0] for draw in draws)  # every node draws the same
+    assert len(set(draws[0])) == 4  # equal stakes: everyone leads sometimes
+    cluster.run(heights=1)
+    operator = address_of(OPERATORS[2].public_key.raw)
+    for chain in cluster.chains:
+        manager = chain.app.manager  # type: ignore[attr-defined]
+        manager.reputation.penalise(operator)  # as a failed turn would, in committed state
+    skipped = cluster.chains[0].validators(2).index((CONSENSUS[2].public_key.raw, 100_000))
+    assert skipped not in {cluster.chains[0].leader(2, view) for view in range(40)}

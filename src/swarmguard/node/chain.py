@@ -40,6 +40,7 @@ from swarmguard.storage.blockstore import Block, BlockStore
 from swarmguard.storage.catchup import Header, commit_hash
 from swarmguard.storage.merkle import merkle_root
 from swarmguard.validators.certificate import CertificateError, CommitCertificate
+from swarmguard.validators.election import LeaderSchedule, ScheduledValidator
 
 __all__ = ["Chain", "ChainLimits", "mempool_check", "validators_hash"]
 
@@ -87,6 +88,7 @@ class Chain:
         self._sets_path = sets_path
         self._genesis_writes: Mapping[bytes, bytes | None] = genesis.writes
         self._sets: dict[int, list[tuple[bytes, int]]] = {}
+        self._schedules: dict[int, tuple[LeaderSchedule, bytes]] = {}
         initial = _validator_list(genesis.validator_updates or ())
         if not initial:
             raise ValueError("the genesis validator set is empty")
@@ -147,6 +149,35 @@ class Chain:
             self._save_sets()
 
     # -- what the replica asks ------------------------------------------------------------
+
+    def leader(self, height: int, view: int) -> int:
+        """The leader of (height, view) as an index into the height's set: the validator
+        manager's draw, stake-weighted follow-the-satoshi over a seed from the previous block,
+        skipping validators whose reputation (committed state) fell below the threshold. Every
+        node computes the same, because both inputs are committed."""
+        schedule = self._schedules.get(height)
+        if schedule is None:
+            schedule = self._schedules[height] = self._schedule(height)
+            for old in sorted(self._schedules)[:-SCHEDULES_KEPT]:
+                del self._schedules[old]
+        key = schedule[0].leader(schedule[1], view)
+        return [k for k, _ in self.validators(height)].index(key)
+
+    def _schedule(self, height: int) -> tuple[LeaderSchedule, bytes]:
+        """Built when first asked, which is while the application holds the state after
+        ``height - 1`` (the replica asks for a height's leaders only once it is there)."""
+        answer = self.app.query("reputation", b"").value
+        threshold = int.from_bytes(answer[:4], "big") / PPM if answer else 0.0
+        scores = {
+            answer[i : i + 32]: int.from_bytes(answer[i + 32 : i + 36], "big")
+            for i in range(4, len(answer), 36)
+        }
+        members = [
+            ScheduledValidator(key, power, scores.get(key, PPM) / PPM)
+            for key, power in self.validators(height)
+        ]
+        schedule = LeaderSchedule(self.chain_id, members, reputation_threshold=threshold)
+        return schedule, self.last_hash
 
     def validators(self, height: int) -> list[tuple[bytes, int]]:
         known = [h for h in self._sets if h <= height]
@@ -215,6 +246,9 @@ class Chain:
             previous = self.validators(height - 1)
             last = CommitCertificate.decode(block.last_commit)
             signers = tuple(previous[index][0] for index, _ in last.signatures)
+        # Failed leaders are not reported yet: naming them needs the previous height's schedule,
+        # which a node that restarted there cannot rebuild, and every node must report the same.
+        # A dead leader still leaves the rotation, once missed signatures sink its reputation.
         result = self.app.finalize_block(
             BlockRequest(
                 height,
@@ -246,6 +280,8 @@ class Chain:
         self.decided.append((height, stored))
 
 
+PPM = 1_000_000
+SCHEDULES_KEPT = 4
 SETS_KEPT = 8
 """Validator-set changes remembered (each holds from its height until the next one)."""
 

@@ -301,7 +301,16 @@ class LedgerApp:
         """Paths: ``account`` (data: a 20-byte address) -> ``balance u64 | nonce u64``, with a
         state proof of the account leaf (or of its absence) against this height's app hash;
         ``validators`` -> the set for the next height, ``(consensus key (32) | power u64)*``
-        by key (the node reads it back after a restart)."""
+        by key (the node reads it back after a restart); ``reputation`` -> ``threshold u32 |
+        (consensus key (32) | score u32)*`` in parts per million, what the leader schedule
+        of the next height draws with."""
+        if path == "reputation":
+            manager = self._manager()
+            keys = {op: v.consensus_key for op, v in manager.staking.validators.items()}
+            scores = sorted((keys[op], manager.reputation.score(op)) for op in manager.epoch_power)
+            threshold = manager.params.reputation_threshold_ppm.to_bytes(4, "big")
+            encoded = threshold + b"".join(k + s.to_bytes(4, "big") for k, s in scores)
+            return QueryResult(Code.OK, encoded, height=self.height)
         if path == "validators":
             members = sorted(self._validator_set(), key=lambda u: u.consensus_key)
             encoded = b"".join(u.consensus_key + u.power.to_bytes(8, "big") for u in members)

@@ -129,7 +129,7 @@ class Node:
             self._index(key, self.store.height + 1),
             config.consensus_key,
             self.chain.validators,
-            self._leader,
+            self.chain.leader,
             self.chain,
             guard=guard,
             batcher=Batcher(config.batch),
@@ -263,8 +263,3 @@ class Node:
         if not 0 <= index < len(validators):
             return None
         return self._peer_of_key.get(validators[index][0])
-
-    def _leader(self, height: int, view: int) -> int:
-        """Round-robin over the height's set, offset by height (the stake-weighted VRF schedule
-        with reputation, as the simulator runs it, is the node loop's next step)."""
-        return (height + view) % len(self.chain.validators(height))
