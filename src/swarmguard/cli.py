@@ -102,6 +102,7 @@ def _testnet(args: argparse.Namespace) -> int:
             args.validators,
             chain_id=args.chain_id,
             base_port=args.base_port,
+            metrics_ports=[9090 + i for i in range(args.validators)],
             genesis_time=int(time.time()),
         )
     except (ValueError, FileExistsError) as error:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from swarmguard.consensus.replica import Evidence
@@ -116,6 +118,52 @@ def test_evidence_a_node_finds_is_submitted_and_jails_the_double_signer(tmp_path
             assert nodes[0].stats.evidence == 1
         finally:
             for node in nodes:
+                await node.stop()
+
+    asyncio.run(main())
+
+
+def test_metrics_health_and_readiness_are_served(tmp_path: Path) -> None:
+    async def main() -> None:
+        settings = configs(tmp_path)
+        settings[0] = dataclasses.replace(settings[0], metrics=("127.0.0.1", 0))
+        nodes = [Node(config) for config in settings]
+        for node in nodes:
+            await node.start()
+        stopped = False
+        try:
+            await until(lambda: all(n.height >= 3 for n in nodes), timeout=30)
+            port = nodes[0].metrics_port
+
+            def get(path: str) -> tuple[int, str]:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}") as answer:
+                        return int(answer.status), answer.read().decode()
+                except urllib.error.HTTPError as error:
+                    return error.code, ""
+
+            status, body = await asyncio.to_thread(get, "/metrics")
+            assert status == 200
+            for series in (
+                "swarmguard_height",
+                "swarmguard_decisions_total",
+                "swarmguard_commit_latency_seconds_bucket",
+                "swarmguard_views_per_height_bucket",
+                "swarmguard_peers_connected 3.0",
+                "swarmguard_mempool_transactions",
+                "swarmguard_p2p_bytes_sent_total",
+            ):
+                assert series in body, series
+            assert (await asyncio.to_thread(get, "/healthz"))[0] == 200
+            assert (await asyncio.to_thread(get, "/readyz"))[0] == 200
+            for node in nodes[1:]:
+                await node.stop()  # alone: no quorum of peers, so not ready
+            stopped = True
+            await until(lambda: not nodes[0].transport.stats(1).connected, timeout=10)
+            assert (await asyncio.to_thread(get, "/readyz"))[0] == 503
+            assert (await asyncio.to_thread(get, "/healthz"))[0] == 200  # but alive
+        finally:
+            for node in nodes if not stopped else nodes[:1]:
                 await node.stop()
 
     asyncio.run(main())

@@ -15,6 +15,7 @@ Layout::
 
     [node]
     listen = "127.0.0.1:26656"
+    metrics = "127.0.0.1:9090"      # /metrics, /healthz, /readyz; "off" to disable
     [[peers]]
     id = 1
     address = "127.0.0.1:26657"
@@ -129,11 +130,15 @@ def load_home(home: Path, environ: Mapping[str, str] | None = None) -> NodeConfi
     if unknown:
         raise ConfigError(sorted(unknown)[0], "unknown section")
     node = dict(document.get("node", {}))
-    if "SWARMGUARD_NODE_LISTEN" in environ:
-        node["listen"] = environ["SWARMGUARD_NODE_LISTEN"]
-    if set(node) - {"listen"}:
-        raise ConfigError(f"node.{sorted(set(node) - {'listen'})[0]}", "unknown field")
+    for field in ("listen", "metrics"):
+        if f"SWARMGUARD_NODE_{field.upper()}" in environ:
+            node[field] = environ[f"SWARMGUARD_NODE_{field.upper()}"]
+    if set(node) - {"listen", "metrics"}:
+        raise ConfigError(f"node.{sorted(set(node) - {'listen', 'metrics'})[0]}", "unknown field")
     host, port = _address("node.listen", node.get("listen", "127.0.0.1:26656"))
+    metrics = None
+    if node.get("metrics", "127.0.0.1:9090") != "off":
+        metrics = _address("node.metrics", node.get("metrics", "127.0.0.1:9090"))
     peers, peer_keys = [], {}
     for number, entry in enumerate(document.get("peers", [])):
         where = f"peers[{number}]"
@@ -171,6 +176,7 @@ def load_home(home: Path, environ: Mapping[str, str] | None = None) -> NodeConfi
         mempool=sections["mempool"],
         transport=sections["transport"],
         limits=sections["limits"],
+        metrics=metrics,
     )
 
 
@@ -191,6 +197,7 @@ def write_testnet(
     chain_id: str = "swarmguard-testnet",
     base_port: int = 26656,
     ports: list[int] | None = None,
+    metrics_ports: list[int] | None = None,
     genesis_time: int = 0,
     balance: int = 1_000_000_000,
     self_bond: int = 1_000_000,
@@ -232,7 +239,12 @@ def write_testnet(
     genesis = {"chain_id": chain_id, "genesis_time": genesis_time, "app_state": app_state}
     for i, home in enumerate(homes):
         (home / "genesis.json").write_text(json.dumps(genesis, indent=2) + "\n")
-        lines = ["[node]", f'listen = "127.0.0.1:{ports[i]}"', ""]
+        lines = [
+            "[node]",
+            f'listen = "127.0.0.1:{ports[i]}"',
+            f'metrics = "127.0.0.1:{metrics_ports[i]}"' if metrics_ports else 'metrics = "off"',
+            "",
+        ]
         for j in range(validators):
             if j == i:
                 continue

@@ -45,7 +45,13 @@ def run_local_network(
 ) -> int:
     homes = sorted(home.glob("node*"))
     if not homes:
-        homes = write_testnet(home, validators, base_port=base_port, genesis_time=int(time.time()))
+        homes = write_testnet(
+            home,
+            validators,
+            base_port=base_port,
+            metrics_ports=[base_port + 1000 + i for i in range(validators)],
+            genesis_time=int(time.time()),
+        )
     processes = []
     for node_home in homes:
         log = (node_home / "node.log").open("ab")

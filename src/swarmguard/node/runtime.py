@@ -53,6 +53,7 @@ from swarmguard.node.chain import Chain, ChainLimits, mempool_check
 from swarmguard.node.identity import NodeIdentity
 from swarmguard.node.ledger import LedgerApp
 from swarmguard.node.mempool import Admission, Mempool, MempoolConfig, Relay
+from swarmguard.node.metrics import NodeMetrics
 from swarmguard.node.transactions import SubmitEvidence, Transaction
 from swarmguard.node.transport import Channel, Peer, Transport, TransportConfig
 from swarmguard.storage.blockstore import BlockStore
@@ -81,6 +82,8 @@ class NodeConfig:
     limits: ChainLimits = field(default_factory=ChainLimits)
     operator_key: SigningKey | None = None
     """The validator's account key: signs the evidence transactions this node submits."""
+    metrics: tuple[str, int] | None = None
+    """Where to serve /metrics, /healthz and /readyz (None: not served)."""
 
 
 @dataclass(slots=True)
@@ -144,15 +147,30 @@ class Node:
             config=config.transport,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.metrics = NodeMetrics(self)
+        self.metrics_port: int | None = None
+        self._ticker: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         await self.transport.start()
+        if self.config.metrics is not None:
+            self.metrics_port = self.metrics.serve(*self.config.metrics)
+        self._ticker = self._loop.create_task(self._tick())
         self._apply(self.replica.start(self._loop.time()))
 
+    async def _tick(self) -> None:
+        """Liveness: /healthz turns 503 if this stops running (a stuck event loop)."""
+        while True:
+            self.metrics.tick()
+            await asyncio.sleep(1.0)
+
     async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+        self.metrics.close()
         await self.transport.close()
         self.store.close()
 
@@ -209,6 +227,7 @@ class Node:
                 loop.call_at(action.at, self._timer, action.height, action.view, action.timer)
             elif isinstance(action, Decide):
                 self.stats.decided += 1
+                self.metrics.observe(action)
                 if action.path == "fast":
                     self.stats.fast += 1
                 elif action.path == "slow":
