@@ -393,3 +393,26 @@ def test_thresholds_follow_the_validator_set_of_each_height() -> None:
     with pytest.raises(AssertionError, match="no progress"):
         stalled.run(heights=3, steps=20_000, start=False)
     assert all(3 not in stalled.decisions[i] for i in range(3))
+
+
+def test_a_restarted_replica_resends_what_its_record_says_it_signed() -> None:
+    """Messages sent just before a crash may never arrive, and the guard forbids signing
+    anything else in their place: the restarted replica signs them again (the same bytes)."""
+    network = Network([1, 1, 1, 1])
+    replica = network.replicas[0]
+    replica.start(0.0)
+    signed = replica.on_timer(1, 0, Timer.VOTE_NIL, 2.0)  # rule 5: Vote(⊥) in view 0
+    (sent,) = [a.message for a in signed if isinstance(a, Broadcast)]
+    record = next(a.record for a in reversed(signed) if isinstance(a, Persist))
+    restarted = Replica(
+        CHAIN,
+        0,
+        replica.key,
+        replica.validators,
+        replica.leader,
+        App(0),
+        guard=SigningGuard.decode(record),
+    )
+    resent = [a.message for a in restarted.start(10.0) if isinstance(a, Broadcast)]
+    assert sent in resent  # identical, signature included
+    assert restarted._tally(0).has_voted(0)  # and counted: rule 5 will not fire again

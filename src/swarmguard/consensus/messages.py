@@ -42,6 +42,7 @@ __all__ = [
     "PROPOSAL_VERSION",
     "Proposal",
     "ProposalError",
+    "UnjustifiedProposal",
     "nil_slot",
 ]
 
@@ -56,6 +57,13 @@ CERTIFICATE_BYTES_MAX = 1 + 8 + 8 + 1 + 32 + 2 + 66 * CERTIFICATE_SIGNERS_MAX
 
 class ProposalError(ValueError):
     """A proposal that must not be voted for; the message says which check failed."""
+
+
+class UnjustifiedProposal(ProposalError):
+    """Well formed and signed by the leader, but it leaves a slot above its C without the ⊥
+    certificate rule 2 asks for, counting those this replica holds. An honest leader that
+    has not seen a certificate this replica holds sends exactly this, so it is no evidence of
+    a fault: the view fails, and the leader learns the certificate from the rule 8 pairs."""
 
 
 def nil_slot(certificate: CommitCertificate) -> CertificateRank:
@@ -180,7 +188,7 @@ class Proposal:
             carried.add(slot)
         missing = missing_nil_certificates(self.view, self.rank, carried.union(held))
         if missing:
-            raise ProposalError(f"no ⊥ certificate for slots {missing}")
+            raise UnjustifiedProposal(f"no ⊥ certificate for slots {missing}")
 
 
 def _require_power(

@@ -19,7 +19,7 @@ or a random source.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
@@ -28,7 +28,12 @@ from swarmguard.consensus.batching import Batcher
 from swarmguard.consensus.buffer import FutureBuffer
 from swarmguard.consensus.health import Fault, HealthMonitor
 from swarmguard.consensus.justification import required_nil_certificates
-from swarmguard.consensus.messages import NIL_CERTIFICATES_MAX, Proposal, ProposalError
+from swarmguard.consensus.messages import (
+    NIL_CERTIFICATES_MAX,
+    Proposal,
+    ProposalError,
+    UnjustifiedProposal,
+)
 from swarmguard.consensus.signing import SigningGuard, WouldEquivocate
 from swarmguard.consensus.sync import BlockReply, BlockRequest, Decision, DecisionRequest
 from swarmguard.consensus.tally import Accepted, CertificateRank, Kind, Thresholds, ViewTally
@@ -172,7 +177,8 @@ class ReplicaStats:
     slow_latency_total: float = 0.0
     caught_up: int = 0  # heights decided from another validator's Decision
     invalid_signatures: int = 0  # Votes, Finals and certificate entries that failed Ed25519
-    invalid_proposals: int = 0  # proposals refused by rule 2 or the application
+    invalid_proposals: int = 0  # proposals with a bad signature, leader, C, or block
+    unjustified_proposals: int = 0  # a missing ⊥ certificate (an honest leader may send one)
     unknown_keys: int = 0  # Votes signed by a key outside the height's validator set
 
     @property
@@ -233,10 +239,29 @@ class Replica:
     # -- inputs ---------------------------------------------------------------------------
 
     def start(self, now: float) -> list[Action]:
-        """Begin (or resume after a restart, from ``guard``) the current height at view 0."""
+        """Begin (or resume after a restart, from ``guard``) the current height at view 0.
+        On a restart, what the record says was signed here is signed again (Ed25519 is
+        deterministic: the same bytes), counted and re-sent: the messages sent before the
+        crash may never have arrived, and the guard forbids signing anything else in their
+        place, so without them a height that needs this replica's power could never finish."""
         self._future = FutureBuffer(self.height)
         self._state = self._new_height(self.height, now)
-        return self._enter_height(now)
+        restored: list[Action] = []
+        for view, phase, value in self.guard.signed() if self.index >= 0 else ():
+            signature = self._signature(view, phase, value)
+            vote = SignedVote(self.height, view, phase, value, self.key.public_key.raw, signature)
+            self._count(self.index, view, phase, value, signature)
+            self._state.sent.setdefault(view, []).append(vote)
+            restored.append(Broadcast(vote))
+        return restored + self._enter_height(now)
+
+    def load_decisions(self, decisions: Iterable[Decision]) -> None:
+        """Decisions the node's block store holds, given after a restart: they answer replicas
+        still at those heights (the core's own memory of them did not survive the crash)."""
+        for decision in decisions:
+            self._decisions[decision.height] = decision
+        for height in sorted(self._decisions)[:-DECISIONS_KEPT]:
+            del self._decisions[height]
 
     def on_message(self, sender: int, message: Message, now: float) -> list[Action]:
         """Dispatch any consensus message; ``sender`` is the validator index the transport
@@ -301,6 +326,9 @@ class Replica:
             return []  # an equivocating leader spamming blocks: the first ones are evidence enough
         try:
             self._check_proposal(proposal, state)
+        except UnjustifiedProposal:
+            self.stats.unjustified_proposals += 1  # not a fault: see UnjustifiedProposal
+            return []
         except ProposalError:
             self._blame(Fault.INVALID_PROPOSAL)
             return []

@@ -96,6 +96,21 @@ class SigningGuard:
         else:
             entry.final = value
 
+    def signed(self) -> list[tuple[int, int, bytes]]:
+        """The Votes and Finals recorded at this height as (view, phase, value), by view: what
+        a restarted replica signs again (the same bytes) and re-sends, since whatever it sent
+        before the crash may never have arrived and it may not sign anything else there."""
+        found = []
+        for view in sorted(self._views):
+            entry = self._views[view]
+            if entry.vote is not None:
+                found.append((view, PHASE_VOTE, entry.vote))
+            if entry.nil_vote:
+                found.append((view, PHASE_VOTE, NIL))
+            if entry.final is not None:
+                found.append((view, PHASE_FINAL, entry.final))
+        return found
+
     def encode(self) -> bytes:
         out = Writer()
         out.uint(GUARD_VERSION, 1)

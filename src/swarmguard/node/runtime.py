@@ -37,6 +37,7 @@ from swarmguard.codec import CodecError
 from swarmguard.consensus import wire
 from swarmguard.consensus.batching import BatchConfig, Batcher, Refused
 from swarmguard.consensus.replica import (
+    DECISIONS_KEPT,
     Action,
     Broadcast,
     Decide,
@@ -47,6 +48,7 @@ from swarmguard.consensus.replica import (
     SetTimer,
 )
 from swarmguard.consensus.signing import SigningGuard
+from swarmguard.consensus.sync import Decision
 from swarmguard.crypto import SigningKey
 from swarmguard.crypto.hashing import address_of
 from swarmguard.node.chain import Chain, ChainLimits, mempool_check
@@ -56,7 +58,8 @@ from swarmguard.node.mempool import Admission, Mempool, MempoolConfig, Relay
 from swarmguard.node.metrics import NodeMetrics
 from swarmguard.node.transactions import SubmitEvidence, Transaction
 from swarmguard.node.transport import Channel, Peer, Transport, TransportConfig
-from swarmguard.storage.blockstore import BlockStore
+from swarmguard.storage.blockstore import Block, BlockStore
+from swarmguard.validators.certificate import CommitCertificate
 from swarmguard.validators.evidence import DoubleVoteEvidence
 
 __all__ = ["Node", "NodeConfig", "NodeStats"]
@@ -137,6 +140,7 @@ class Node:
             guard=guard,
             batcher=Batcher(config.batch),
         )
+        self.replica.load_decisions(self._stored_decisions())
         self.transport = Transport(
             identity=config.node_identity,
             host=config.host,
@@ -150,6 +154,22 @@ class Node:
         self.metrics = NodeMetrics(self)
         self.metrics_port: int | None = None
         self._ticker: asyncio.Task[None] | None = None
+
+    def _stored_decisions(self) -> list[Decision]:
+        """The last heights' commit proofs from the block store, so that after a restart this
+        node still answers validators behind it (the replica's memory of them was lost)."""
+        decisions = []
+        height = self.store.height
+        for stored in range(max(1, height - DECISIONS_KEPT + 1), height + 1):
+            block = self.store.block(stored)
+            if block is None or not block.certificate:
+                continue
+            proposed = Block(
+                stored, block.header, block.transactions, last_commit=block.last_commit
+            )
+            certificate = CommitCertificate.decode(block.certificate)
+            decisions.append(Decision(certificate, proposed.encode()))
+        return decisions
 
     # -- lifecycle -------------------------------------------------------------------------
 

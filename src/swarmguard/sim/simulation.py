@@ -108,6 +108,7 @@ class _Node:
     alive: bool = True
     record: bytes | None = None
     chain: dict[int, bytes] = field(default_factory=dict)
+    store: dict[int, Decision] = field(default_factory=dict)  # the durable block store
     signed: set[bytes] = field(default_factory=set)  # signatures this node has sent
     held: list[tuple[int, Message]] = field(default_factory=list)  # WITHHOLD: not yet sent
 
@@ -455,6 +456,7 @@ class Simulation:
         guard = SigningGuard.decode(node.record) if node.record is not None else SigningGuard()
         label = f"v{node.validator}" + (" twin" if node.id >= len(self.scenario.powers) else "")
         node.replica = self._replica(node.id, node.validator, label, guard)
+        node.replica.load_decisions(node.store[h] for h in sorted(node.store)[-64:])
         node.alive = True
         self._note(f"n{node.id} restarts at height {guard.height} from its persisted record")
         self._apply(node, node.replica.start(self.now))
@@ -608,6 +610,7 @@ class Simulation:
         if not node.chain and action.height != 1:
             self._violation(f"n{node.id} decided h{action.height} first")
         node.chain[action.height] = action.block_hash
+        node.store[action.height] = Decision(certificate, action.block)
         if node.id == 0 and self.arrivals:
             for word in action.block.split()[4:]:
                 arrived = self.arrivals.pop(word.decode(), None)
