@@ -3,8 +3,6 @@ validator set, evidence, proofs, determinism and state sync."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from swarmguard.crypto import SigningKey
@@ -21,10 +19,10 @@ from swarmguard.node.transactions import (
 from swarmguard.storage.state_tree import StateProof, verify_inclusion
 from swarmguard.validators.evidence import PHASE_VOTE, DoubleVoteEvidence, sign_vote
 
+from .test_chain import ALICE, BOB, CONSENSUS, OPERATORS
+from .test_chain import genesis as chain_genesis
+
 CHAIN = "swarm-test"
-OPERATORS = [SigningKey(bytes([10 + i]) * 32) for i in range(4)]
-CONSENSUS = [SigningKey(bytes([20 + i]) * 32) for i in range(4)]
-ALICE, BOB = SigningKey(b"a" * 32), SigningKey(b"b" * 32)
 
 
 def address(key: SigningKey) -> bytes:
@@ -32,19 +30,7 @@ def address(key: SigningKey) -> bytes:
 
 
 def genesis(epoch_length: int = 2) -> bytes:
-    accounts = [{"address": address(k).hex(), "balance": 1_000_000} for k in (*OPERATORS, ALICE)]
-    validators = [
-        {
-            "operator": address(op).hex(),
-            "consensus_key": cons.public_key.raw.hex(),
-            "vrf_key": bytes([30 + i] * 32).hex(),
-            "self_bond": 100_000,
-        }
-        for i, (op, cons) in enumerate(zip(OPERATORS, CONSENSUS, strict=True))
-    ]
-    staking = {"epoch_length": epoch_length}
-    document = {"accounts": accounts, "validators": validators, "staking": staking}
-    return json.dumps(document).encode()
+    return chain_genesis(epoch_length=epoch_length)
 
 
 def started(**kwargs: int) -> LedgerApp:
