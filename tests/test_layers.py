@@ -18,6 +18,7 @@ ALLOWED = {
     "consensus": {"crypto", "codec", "validators", "storage"},
     "sim": {"crypto", "codec", "validators", "storage", "consensus"},
     "node": {"crypto", "codec", "validators", "storage", "consensus", "resilience"},
+    "api": {"crypto", "codec", "validators", "storage", "consensus", "resilience", "node"},
     "demos": {"resilience"},
 }
 

@@ -103,6 +103,7 @@ def _testnet(args: argparse.Namespace) -> int:
             chain_id=args.chain_id,
             base_port=args.base_port,
             metrics_ports=[9090 + i for i in range(args.validators)],
+            api_ports=[50051 + i for i in range(args.validators)],
             genesis_time=int(time.time()),
         )
     except (ValueError, FileExistsError) as error:
@@ -140,6 +141,12 @@ def _node(args: argparse.Namespace) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         await node.start()
+        api = None
+        if config.api is not None:
+            from swarmguard.api.grpc_server import ApiServer  # noqa: PLC0415
+
+            api = ApiServer(node)
+            await api.start(*config.api)
         log.info("started", extra={"height": node.height, "port": node.transport.port})
         reported = node.height
         while not stop.is_set():
@@ -148,6 +155,8 @@ def _node(args: argparse.Namespace) -> int:
             if node.height != reported:
                 reported = node.height
                 log.info("height", extra={"height": reported, **dataclasses.asdict(node.stats)})
+        if api is not None:
+            await api.stop()
         await node.stop()
         log.info("stopped", extra={"height": node.height})
 

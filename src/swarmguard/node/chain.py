@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,7 +113,10 @@ class Chain:
             self.last_time = header.time
             self.last_certificate = block.certificate
             self._load_sets(height)
-        self.decided: list[tuple[int, Block]] = []
+        self.results: OrderedDict[bytes, tuple[int, int, str]] = OrderedDict()
+        """Transaction hash -> (height, result code, log) of recent commits (clients waiting)."""
+        self.listeners: list[Callable[[int], None]] = []
+        """Called with each committed height (API streams and waiters)."""
 
     # -- validator sets across restarts ----------------------------------------------------
 
@@ -272,15 +276,21 @@ class Chain:
         self.mempool.update(block.transactions, mempool_check(self.app))
         self.app_hash, self.last_hash, self.last_time = result.app_hash, block_hash, header.time
         self.last_certificate = certificate.encode()
+        for transaction, outcome in zip(block.transactions, result.results, strict=False):
+            self.results[self.mempool.hash(transaction)] = (height, outcome.code, outcome.log)
+        while len(self.results) > RESULTS_KEPT:
+            self.results.popitem(last=False)
         if result.validator_updates is not None:
             self._sets[height + 1] = _validator_list(result.validator_updates)
             for old in sorted(self._sets)[:-SETS_KEPT]:
                 del self._sets[old]
             self._save_sets()
-        self.decided.append((height, stored))
+        for listener in self.listeners:
+            listener(height)
 
 
 PPM = 1_000_000
+RESULTS_KEPT = 100_000
 SCHEDULES_KEPT = 4
 SETS_KEPT = 8
 """Validator-set changes remembered (each holds from its height until the next one)."""

@@ -16,6 +16,7 @@ Layout::
     [node]
     listen = "127.0.0.1:26656"
     metrics = "127.0.0.1:9090"      # /metrics, /healthz, /readyz; "off" to disable
+    api = "127.0.0.1:50051"         # the gRPC API; "off" to disable
     [[peers]]
     id = 1
     address = "127.0.0.1:26657"
@@ -130,15 +131,18 @@ def load_home(home: Path, environ: Mapping[str, str] | None = None) -> NodeConfi
     if unknown:
         raise ConfigError(sorted(unknown)[0], "unknown section")
     node = dict(document.get("node", {}))
-    for field in ("listen", "metrics"):
+    for field in ("listen", "metrics", "api"):
         if f"SWARMGUARD_NODE_{field.upper()}" in environ:
             node[field] = environ[f"SWARMGUARD_NODE_{field.upper()}"]
-    if set(node) - {"listen", "metrics"}:
-        raise ConfigError(f"node.{sorted(set(node) - {'listen', 'metrics'})[0]}", "unknown field")
+    unknown_fields = set(node) - {"listen", "metrics", "api"}
+    if unknown_fields:
+        raise ConfigError(f"node.{sorted(unknown_fields)[0]}", "unknown field")
     host, port = _address("node.listen", node.get("listen", "127.0.0.1:26656"))
-    metrics = None
+    metrics = api = None
     if node.get("metrics", "127.0.0.1:9090") != "off":
         metrics = _address("node.metrics", node.get("metrics", "127.0.0.1:9090"))
+    if node.get("api", "127.0.0.1:50051") != "off":
+        api = _address("node.api", node.get("api", "127.0.0.1:50051"))
     peers, peer_keys = [], {}
     for number, entry in enumerate(document.get("peers", [])):
         where = f"peers[{number}]"
@@ -177,6 +181,7 @@ def load_home(home: Path, environ: Mapping[str, str] | None = None) -> NodeConfi
         transport=sections["transport"],
         limits=sections["limits"],
         metrics=metrics,
+        api=api,
     )
 
 
@@ -198,6 +203,7 @@ def write_testnet(
     base_port: int = 26656,
     ports: list[int] | None = None,
     metrics_ports: list[int] | None = None,
+    api_ports: list[int] | None = None,
     genesis_time: int = 0,
     balance: int = 1_000_000_000,
     self_bond: int = 1_000_000,
@@ -243,6 +249,7 @@ def write_testnet(
             "[node]",
             f'listen = "127.0.0.1:{ports[i]}"',
             f'metrics = "127.0.0.1:{metrics_ports[i]}"' if metrics_ports else 'metrics = "off"',
+            f'api = "127.0.0.1:{api_ports[i]}"' if api_ports else 'api = "off"',
             "",
         ]
         for j in range(validators):

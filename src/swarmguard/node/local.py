@@ -50,6 +50,7 @@ def run_local_network(
             validators,
             base_port=base_port,
             metrics_ports=[base_port + 1000 + i for i in range(validators)],
+            api_ports=[base_port + 2000 + i for i in range(validators)],
             genesis_time=int(time.time()),
         )
     processes = []

@@ -146,7 +146,7 @@ class NodeMetrics:
     def tick(self) -> None:
         self.last_tick = time.monotonic()
 
-    def _ready(self) -> bool:
+    def ready(self) -> bool:
         node = self.node
         peers = node.transport.peers
         connected = sum(1 for peer in peers if node.transport.stats(peer).connected)
@@ -163,7 +163,7 @@ class NodeMetrics:
                 start_response("200 OK" if alive else "503 Service Unavailable", [])
                 return [b"ok\n" if alive else b"stalled\n"]
             if path == "/readyz":
-                ready = self._ready()
+                ready = self.ready()
                 start_response("200 OK" if ready else "503 Service Unavailable", [])
                 return [b"ready\n" if ready else b"not ready\n"]
             return metrics(environ, start_response)  # type: ignore[no-any-return]

@@ -87,6 +87,8 @@ class NodeConfig:
     """The validator's account key: signs the evidence transactions this node submits."""
     metrics: tuple[str, int] | None = None
     """Where to serve /metrics, /healthz and /readyz (None: not served)."""
+    api: tuple[str, int] | None = None
+    """Where ``swarmguard node`` serves the gRPC API (None: not served)."""
 
 
 @dataclass(slots=True)

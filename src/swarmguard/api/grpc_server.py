@@ -1,0 +1,230 @@
+"""The gRPC API (``proto/swarmguard/api/v1/node.proto``) served from the node's event loop.
+
+Errors carry gRPC status codes and a message saying what was wrong: INVALID_ARGUMENT for a
+malformed request, NOT_FOUND for an unknown block or transaction, RESOURCE_EXHAUSTED when the
+mempool is full or the client over its rate, DEADLINE_EXCEEDED when a transaction waited for was
+not committed in time. A refused transaction (duplicate, rejected by the application) is not an
+error: the answer says so in ``admission`` and ``log``. The standard gRPC health service reports
+SERVING once the node is ready (see ``node.metrics``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from swarmguard.api.v1 import node_pb2, node_pb2_grpc
+from swarmguard.node.mempool import Admission
+from swarmguard.node.runtime import Node
+from swarmguard.storage.blockstore import Block
+from swarmguard.storage.merkle import list_inclusion_proof
+
+__all__ = ["ApiServer"]
+
+WAIT_DEFAULT = 10.0
+WAIT_MAX = 300.0
+_REFUSALS = {Admission.FULL, Admission.RATE_LIMITED}
+
+
+class _Service(node_pb2_grpc.NodeServicer):
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self._committed = asyncio.Condition()
+        node.chain.listeners.append(self._on_commit)
+
+    def _on_commit(self, height: int) -> None:
+        async def notify() -> None:
+            async with self._committed:
+                self._committed.notify_all()
+
+        asyncio.get_running_loop().create_task(notify())
+
+    # -- transactions ----------------------------------------------------------------------
+
+    async def _submit(self, request: Any, context: grpc.aio.ServicerContext, client: str) -> Any:
+        transaction = bytes(request.transaction)
+        if not transaction:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "transaction is empty")
+        timeout = request.timeout_seconds or WAIT_DEFAULT
+        if not 0 < timeout <= WAIT_MAX:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"timeout_seconds must be in (0, {WAIT_MAX}]"
+            )
+        node = self.node
+        key = node.mempool.hash(transaction)
+        admission = node.submit(transaction, client)
+        if admission in _REFUSALS:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"mempool: {admission.value}")
+        log = node.mempool.last_reason if admission is Admission.REJECTED else ""
+        answer = node_pb2.SubmitTransactionResponse(hash=key, admission=admission.value, log=log)
+        if not request.wait_for_commit or admission not in (
+            Admission.ACCEPTED,
+            Admission.DUPLICATE,
+        ):
+            return answer
+        try:
+            async with asyncio.timeout(timeout), self._committed:
+                await self._committed.wait_for(lambda: key in node.chain.results)
+        except TimeoutError:
+            await context.abort(
+                grpc.StatusCode.DEADLINE_EXCEEDED, f"not committed within {timeout} s"
+            )
+        height, code, result_log = node.chain.results[key]
+        answer.height, answer.code, answer.log = height, code, result_log
+        return answer
+
+    async def SubmitTransaction(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await self._submit(request, context, context.peer())
+
+    async def SubmitTransactions(
+        self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Any]:
+        peer = context.peer()
+        async for request in requests:
+            yield await self._submit(request, context, peer)
+
+    async def GetTransaction(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if len(request.hash) != 32:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "hash must be 32 bytes")
+        store = self.node.store
+        found = store.transaction(bytes(request.hash))
+        if found is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no committed transaction with it")
+        assert found is not None  # abort raised
+        height, index, transaction = found
+        block = store.block(height)
+        if block is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"block {height} was pruned")
+        assert block is not None
+        transactions = list(block.transactions)
+        return node_pb2.GetTransactionResponse(
+            height=height,
+            index=index,
+            transaction=transaction,
+            block_hash=store.block_hash(block),
+            transactions=len(transactions),
+            proof=list_inclusion_proof(transactions, index),
+        )
+
+    # -- blocks and state ------------------------------------------------------------------
+
+    def _block(self, block: Block) -> Any:
+        return node_pb2.Block(
+            height=block.height,
+            hash=self.node.store.block_hash(block),
+            header=block.header,
+            transactions=list(block.transactions),
+            certificate=block.certificate,
+            last_commit=block.last_commit,
+        )
+
+    async def GetBlock(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        store = self.node.store
+        if request.height and request.hash:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "give height or hash, not both")
+        if request.hash:
+            if len(request.hash) != 32:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "hash must be 32 bytes")
+            block = store.block_by_hash(bytes(request.hash))
+        elif request.height:
+            block = store.block(request.height)
+        else:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "give a height or a hash")
+        if block is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no such block (or pruned)")
+        assert block is not None  # abort raised
+        return self._block(block)
+
+    async def Query(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        result = self.node.app.query(request.path, bytes(request.data), prove=request.prove)
+        return node_pb2.QueryResponse(
+            code=result.code,
+            value=result.value,
+            proof=result.proof,
+            height=result.height,
+            app_hash=self.node.app.info().app_hash,
+            log=result.log,
+        )
+
+    async def GetStatus(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        node = self.node
+        peers = node.transport.peers
+        connected = sum(1 for peer in peers if node.transport.stats(peer).connected)
+        return node_pb2.Status(
+            chain_id=node.config.chain_id,
+            height=node.height,
+            last_block_hash=node.chain.last_hash,
+            app_hash=node.chain.app_hash,
+            peers=len(peers),
+            peers_connected=connected,
+            sync_state="synced" if node.metrics.ready() else "catching_up",
+            mempool_transactions=len(node.mempool),
+            consensus_key=node.config.consensus_key.public_key.raw,
+        )
+
+    async def GetValidators(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        node = self.node
+        height = node.replica.height
+        answer = node.app.query("reputation", b"").value
+        scores = {
+            answer[i : i + 32]: int.from_bytes(answer[i + 32 : i + 36], "big")
+            for i in range(4, len(answer), 36)
+        }
+        members = [
+            node_pb2.Validator(consensus_key=key, power=power, reputation_ppm=scores.get(key, 0))
+            for key, power in node.chain.validators(height)
+        ]
+        return node_pb2.Validators(height=height, validators=members)
+
+    async def StreamBlocks(
+        self, request: Any, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Any]:
+        store = self.node.store
+        next_height = max(request.from_height, store.base, 1)
+        while True:
+            while next_height <= store.height:
+                block = store.block(next_height)
+                if block is not None:
+                    yield self._block(block)
+                next_height += 1
+            await self._wait_for_height(next_height)
+
+    async def _wait_for_height(self, height: int) -> None:
+        async with self._committed:
+            await self._committed.wait_for(lambda: self.node.store.height >= height)
+
+
+class ApiServer:
+    """The gRPC server of one node, with the standard health service."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.server = grpc.aio.server()
+        node_pb2_grpc.add_NodeServicer_to_server(_Service(node), self.server)  # type: ignore[no-untyped-call]
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        self._watch: asyncio.Task[None] | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen (port 0: any free one) and start serving; returns the port."""
+        bound = int(self.server.add_insecure_port(f"{host}:{port}"))
+        await self.server.start()
+        self._watch = asyncio.get_running_loop().create_task(self._report_health())
+        return bound
+
+    async def _report_health(self) -> None:
+        status = health_pb2.HealthCheckResponse
+        while True:
+            serving = status.SERVING if self.node.metrics.ready() else status.NOT_SERVING
+            await self.health.set("", serving)
+            await self.health.set("swarmguard.api.v1.Node", serving)
+            await asyncio.sleep(1.0)
+
+    async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+        await self.server.stop(grace=1.0)

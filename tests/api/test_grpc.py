@@ -1,0 +1,118 @@
+"""The gRPC API against a live in-process cluster: submit and wait, fetch the transaction with
+its inclusion proof, blocks, provable queries, status, validators, the block stream, health, and
+status codes for bad requests."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from swarmguard.api.grpc_server import ApiServer
+from swarmguard.api.v1 import node_pb2, node_pb2_grpc
+from swarmguard.crypto.hashing import address_of
+from swarmguard.node.runtime import Node
+from swarmguard.node.transactions import Transaction, Transfer
+from swarmguard.storage.catchup import Header
+from swarmguard.storage.merkle import leaf_hash, verify_inclusion
+from swarmguard.storage.state_tree import StateProof
+from swarmguard.storage.state_tree import verify_inclusion as verify_state
+from tests.node.test_chain import ALICE, BOB, CONSENSUS
+from tests.node.test_runtime import CHAIN, configs
+from tests.node.test_transport import until
+
+
+def test_the_api_end_to_end(tmp_path: Path) -> None:
+    async def main() -> None:
+        nodes = [Node(config) for config in configs(tmp_path)]
+        for node in nodes:
+            await node.start()
+        api = ApiServer(nodes[0])
+        port = await api.start("127.0.0.1", 0)
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        stub = node_pb2_grpc.NodeStub(channel)
+        try:
+            await until(lambda: all(n.height >= 2 for n in nodes), timeout=30)
+            bob = address_of(BOB.public_key.raw)
+            transaction = Transaction.sign(ALICE, CHAIN, 0, Transfer(bob, 42)).encode()
+            answer = await stub.SubmitTransaction(
+                node_pb2.SubmitTransactionRequest(transaction=transaction, wait_for_commit=True)
+            )
+            assert answer.admission == "accepted"
+            assert answer.code == 0
+            assert answer.height >= 1
+
+            found = await stub.GetTransaction(node_pb2.GetTransactionRequest(hash=answer.hash))
+            assert found.transaction == transaction
+            block = await stub.GetBlock(node_pb2.GetBlockRequest(height=found.height))
+            root = Header.decode(block.header).transactions_root
+            verify_inclusion(
+                leaf_hash(transaction), found.index, found.transactions, list(found.proof), root
+            )
+            same = await stub.GetBlock(node_pb2.GetBlockRequest(hash=block.hash))
+            assert same == block
+
+            query = await stub.Query(node_pb2.QueryRequest(path="account", data=bob, prove=True))
+            assert int.from_bytes(query.value[:8], "big") == 42
+            proof = StateProof.decode(query.proof)
+            verify_state(query.app_hash, b"account:" + bob, bob + query.value, proof)
+
+            status = await stub.GetStatus(node_pb2.GetStatusRequest())
+            assert status.chain_id == CHAIN
+            assert status.peers_connected == 3
+            assert status.consensus_key == CONSENSUS[0].public_key.raw
+            validators = await stub.GetValidators(node_pb2.GetValidatorsRequest())
+            assert len(validators.validators) == 4
+
+            heights = []
+            async for streamed in stub.StreamBlocks(node_pb2.StreamBlocksRequest(from_height=1)):
+                heights.append(streamed.height)
+                if len(heights) == 3:
+                    break
+            assert heights == [1, 2, 3]
+
+            health = health_pb2_grpc.HealthStub(channel)
+            serving = health_pb2.HealthCheckResponse.SERVING
+            for _ in range(50):  # reported once a second, from readiness
+                checked = await health.Check(health_pb2.HealthCheckRequest(service=""))
+                if checked.status == serving:
+                    break
+                await asyncio.sleep(0.1)
+            assert checked.status == serving
+
+            for call, request, code in (
+                (stub.GetBlock, node_pb2.GetBlockRequest(), grpc.StatusCode.INVALID_ARGUMENT),
+                (
+                    stub.GetBlock,
+                    node_pb2.GetBlockRequest(height=10**9),
+                    grpc.StatusCode.NOT_FOUND,
+                ),
+                (
+                    stub.GetTransaction,
+                    node_pb2.GetTransactionRequest(hash=b"short"),
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                ),
+                (
+                    stub.SubmitTransaction,
+                    node_pb2.SubmitTransactionRequest(),
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                ),
+            ):
+                with pytest.raises(grpc.aio.AioRpcError) as raised:
+                    await call(request)
+                assert raised.value.code() == code
+            junk = await stub.SubmitTransaction(
+                node_pb2.SubmitTransactionRequest(transaction=b"\1junk")
+            )
+            assert junk.admission == "rejected"
+            assert junk.log
+        finally:
+            await channel.close()
+            await api.stop()
+            for node in nodes:
+                await node.stop()
+
+    asyncio.run(main())
