@@ -12,25 +12,30 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from swarmguard.api.v1 import node_pb2, node_pb2_grpc
+
+if TYPE_CHECKING:
+    from swarmguard.api.http_server import HttpServer
 from swarmguard.node.mempool import Admission
 from swarmguard.node.runtime import Node
 from swarmguard.storage.blockstore import Block
 from swarmguard.storage.merkle import list_inclusion_proof
 
-__all__ = ["ApiServer"]
+__all__ = ["ApiServer", "Service"]
+
+Context = grpc.aio.ServicerContext[Any, Any]
 
 WAIT_DEFAULT = 10.0
 WAIT_MAX = 300.0
 _REFUSALS = {Admission.FULL, Admission.RATE_LIMITED}
 
 
-class _Service(node_pb2_grpc.NodeServicer):
+class Service(node_pb2_grpc.NodeServicer):
     def __init__(self, node: Node) -> None:
         self.node = node
         self._committed = asyncio.Condition()
@@ -45,7 +50,7 @@ class _Service(node_pb2_grpc.NodeServicer):
 
     # -- transactions ----------------------------------------------------------------------
 
-    async def _submit(self, request: Any, context: grpc.aio.ServicerContext, client: str) -> Any:
+    async def _submit(self, request: Any, context: Context, client: str) -> Any:
         transaction = bytes(request.transaction)
         if not transaction:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "transaction is empty")
@@ -77,17 +82,17 @@ class _Service(node_pb2_grpc.NodeServicer):
         answer.height, answer.code, answer.log = height, code, result_log
         return answer
 
-    async def SubmitTransaction(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def SubmitTransaction(self, request: Any, context: Context) -> Any:
         return await self._submit(request, context, context.peer())
 
     async def SubmitTransactions(
-        self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
+        self, requests: AsyncIterator[Any], context: Context
     ) -> AsyncIterator[Any]:
         peer = context.peer()
         async for request in requests:
             yield await self._submit(request, context, peer)
 
-    async def GetTransaction(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def GetTransaction(self, request: Any, context: Context) -> Any:
         if len(request.hash) != 32:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "hash must be 32 bytes")
         store = self.node.store
@@ -122,7 +127,7 @@ class _Service(node_pb2_grpc.NodeServicer):
             last_commit=block.last_commit,
         )
 
-    async def GetBlock(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def GetBlock(self, request: Any, context: Context) -> Any:
         store = self.node.store
         if request.height and request.hash:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "give height or hash, not both")
@@ -139,7 +144,7 @@ class _Service(node_pb2_grpc.NodeServicer):
         assert block is not None  # abort raised
         return self._block(block)
 
-    async def Query(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def Query(self, request: Any, context: Context) -> Any:
         result = self.node.app.query(request.path, bytes(request.data), prove=request.prove)
         return node_pb2.QueryResponse(
             code=result.code,
@@ -150,7 +155,7 @@ class _Service(node_pb2_grpc.NodeServicer):
             log=result.log,
         )
 
-    async def GetStatus(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def GetStatus(self, request: Any, context: Context) -> Any:
         node = self.node
         peers = node.transport.peers
         connected = sum(1 for peer in peers if node.transport.stats(peer).connected)
@@ -166,7 +171,7 @@ class _Service(node_pb2_grpc.NodeServicer):
             consensus_key=node.config.consensus_key.public_key.raw,
         )
 
-    async def GetValidators(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def GetValidators(self, request: Any, context: Context) -> Any:
         node = self.node
         height = node.replica.height
         answer = node.app.query("reputation", b"").value
@@ -180,9 +185,7 @@ class _Service(node_pb2_grpc.NodeServicer):
         ]
         return node_pb2.Validators(height=height, validators=members)
 
-    async def StreamBlocks(
-        self, request: Any, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[Any]:
+    async def StreamBlocks(self, request: Any, context: Context) -> AsyncIterator[Any]:
         store = self.node.store
         next_height = max(request.from_height, store.base, 1)
         while True:
@@ -204,10 +207,12 @@ class ApiServer:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.server = grpc.aio.server()
-        node_pb2_grpc.add_NodeServicer_to_server(_Service(node), self.server)  # type: ignore[no-untyped-call]
+        self.service = Service(node)
+        node_pb2_grpc.add_NodeServicer_to_server(self.service, self.server)  # type: ignore[no-untyped-call]
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self._watch: asyncio.Task[None] | None = None
+        self.http: HttpServer | None = None
 
     async def start(self, host: str, port: int) -> int:
         """Listen (port 0: any free one) and start serving; returns the port."""
@@ -224,7 +229,16 @@ class ApiServer:
             await self.health.set("swarmguard.api.v1.Node", serving)
             await asyncio.sleep(1.0)
 
+    def start_http(self, host: str, port: int) -> int:
+        """Serve the same calls over HTTP/JSON (``http_server``); returns the port."""
+        from swarmguard.api.http_server import HttpServer  # noqa: PLC0415 - only if asked
+
+        self.http = HttpServer(self.service, asyncio.get_running_loop())
+        return self.http.serve(host, port)
+
     async def stop(self) -> None:
         if self._watch is not None:
             self._watch.cancel()
+        if self.http is not None:
+            self.http.close()
         await self.server.stop(grace=1.0)

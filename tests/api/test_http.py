@@ -1,0 +1,101 @@
+"""The HTTP/JSON API and its OpenAPI document, against a live in-process cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from swarmguard.api.grpc_server import ApiServer
+from swarmguard.api.http_server import openapi_document
+from swarmguard.crypto.hashing import address_of
+from swarmguard.node.runtime import Node
+from swarmguard.node.transactions import Transaction, Transfer
+from tests.node.test_chain import ALICE, BOB
+from tests.node.test_runtime import CHAIN, configs
+from tests.node.test_transport import until
+
+
+def post(port: int, path: str, body: bytes) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", data=body, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return int(answer.status), json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_http_json_calls_and_errors(tmp_path: Path) -> None:
+    async def main() -> None:
+        nodes = [Node(config) for config in configs(tmp_path)]
+        for node in nodes:
+            await node.start()
+        api = ApiServer(nodes[0])
+        await api.start("127.0.0.1", 0)
+        port = api.start_http("127.0.0.1", 0)
+        try:
+            await until(lambda: all(n.height >= 2 for n in nodes), timeout=30)
+
+            async def call(path: str, body: bytes) -> tuple[int, Any]:
+                return await asyncio.to_thread(post, port, path, body)
+
+            status, answer = await call("/v1/GetStatus", b"{}")
+            assert status == 200
+            assert answer["chainId"] == CHAIN
+            assert int(answer["height"]) >= 2
+            bob = address_of(BOB.public_key.raw)
+            transaction = Transaction.sign(ALICE, CHAIN, 0, Transfer(bob, 5)).encode()
+            body = json.dumps(
+                {
+                    "transaction": base64.b64encode(transaction).decode(),
+                    "waitForCommit": True,
+                }
+            ).encode()
+            status, answer = await call("/v1/SubmitTransaction", body)
+            assert status == 200, answer
+            assert answer["admission"] == "accepted"
+            status, block = await call(
+                "/v1/GetBlock", json.dumps({"height": answer["height"]}).encode()
+            )
+            assert status == 200
+            assert base64.b64encode(transaction).decode() in block["transactions"]
+            query = json.dumps({"path": "account", "data": base64.b64encode(bob).decode()})
+            status, answer = await call("/v1/Query", query.encode())
+            assert status == 200
+            assert int.from_bytes(base64.b64decode(answer["value"])[:8], "big") == 5
+
+            assert (await call("/v1/GetBlock", b"{}"))[0] == 400
+            assert (await call("/v1/GetBlock", b'{"height": "99999999"}'))[0] == 404
+            assert (await call("/v1/GetBlock", b"not json"))[0] == 400
+            assert (await call("/v1/GetBlock", b'{"nope": 1}'))[0] == 400
+            assert (await call("/v1/Nothing", b"{}"))[0] == 404
+            error = (await call("/v1/GetTransaction", b'{"hash": "AAAA"}'))[1]
+            assert error["code"] == "INVALID_ARGUMENT"
+        finally:
+            await api.stop()
+            for node in nodes:
+                await node.stop()
+
+    asyncio.run(main())
+
+
+def test_the_openapi_document_matches_the_proto() -> None:
+    document = openapi_document()
+    assert document["openapi"].startswith("3.1")
+    assert set(document["paths"]) == {
+        "/v1/SubmitTransaction",
+        "/v1/GetTransaction",
+        "/v1/GetBlock",
+        "/v1/Query",
+        "/v1/GetStatus",
+        "/v1/GetValidators",
+    }
+    block = document["components"]["schemas"]["Block"]["properties"]
+    assert block["transactions"]["type"] == "array"
+    assert set(block) == {"height", "hash", "header", "transactions", "certificate", "lastCommit"}
