@@ -97,18 +97,19 @@ def test_the_api_end_to_end(tmp_path: Path) -> None:
                 ),
                 (
                     stub.SubmitTransaction,
-                    node_pb2.SubmitTransactionRequest(),
+                    node_pb2.SubmitTransactionRequest(timeout_seconds=-1),
                     grpc.StatusCode.INVALID_ARGUMENT,
                 ),
             ):
                 with pytest.raises(grpc.aio.AioRpcError) as raised:
                     await call(request)
                 assert raised.value.code() == code
-            junk = await stub.SubmitTransaction(
-                node_pb2.SubmitTransactionRequest(transaction=b"\1junk")
-            )
-            assert junk.admission == "rejected"
-            assert junk.log
+            for junk_bytes in (b"", b"\1junk"):  # not an error: the application refuses it
+                junk = await stub.SubmitTransaction(
+                    node_pb2.SubmitTransactionRequest(transaction=junk_bytes)
+                )
+                assert junk.admission == "rejected"
+                assert junk.log
         finally:
             await channel.close()
             await api.stop()

@@ -72,7 +72,11 @@ class _Context:
 
 
 _SCALARS: dict[int, dict[str, Any]] = {
-    FieldDescriptor.TYPE_BYTES: {"type": "string", "contentEncoding": "base64"},
+    FieldDescriptor.TYPE_BYTES: {
+        "type": "string",
+        "contentEncoding": "base64",
+        "pattern": "^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$",
+    },
     FieldDescriptor.TYPE_STRING: {"type": "string"},
     FieldDescriptor.TYPE_BOOL: {"type": "boolean"},
     FieldDescriptor.TYPE_DOUBLE: {"type": "number"},
@@ -97,6 +101,42 @@ def _schema(descriptor: Descriptor) -> dict[str, Any]:
     return {"type": "object", "properties": properties, "additionalProperties": False}
 
 
+_HASH = {"type": "string", "pattern": "^[A-Za-z0-9+/]{43}=$", "description": "32 bytes, base64"}
+_HEIGHT = {
+    "oneOf": [
+        {"type": "string", "pattern": "^[1-9][0-9]{0,18}$"},
+        {"type": "integer", "minimum": 1, "maximum": 10**19 - 1},
+    ]
+}
+_REFINED: dict[str, dict[str, Any]] = {
+    # What the proto cannot say: required fields and ranges the server checks.
+    "GetTransactionRequest": {"required": ["hash"], "properties": {"hash": _HASH}},
+    "GetBlockRequest": {
+        "oneOf": [
+            {"required": ["height"], "properties": {"height": _HEIGHT, "hash": False}},
+            {"required": ["hash"], "properties": {"hash": _HASH, "height": False}},
+        ]
+    },
+    "SubmitTransactionRequest": {
+        "properties": {"timeoutSeconds": {"type": "number", "minimum": 0, "maximum": 300}}
+    },
+}
+
+
+def _refine(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    refinement = _REFINED.get(name)
+    if refinement is None:
+        return schema
+    refined = dict(schema)
+    properties = dict(schema["properties"])
+    properties.update(refinement.get("properties", {}))
+    refined["properties"] = properties
+    for key in ("required", "oneOf"):
+        if key in refinement:
+            refined[key] = refinement[key]
+    return refined
+
+
 def openapi_document() -> dict[str, Any]:
     """OpenAPI 3.1 for the HTTP/JSON calls, from the proto's descriptors."""
     messages = node_pb2.DESCRIPTOR.message_types_by_name
@@ -105,7 +145,7 @@ def openapi_document() -> dict[str, Any]:
         "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
         "required": ["code", "message"],
     }
-    schemas: dict[str, Any] = {name: _schema(messages[name]) for name in messages}
+    schemas: dict[str, Any] = {name: _refine(name, _schema(messages[name])) for name in messages}
     schemas["Error"] = error
     paths: dict[str, Any] = {}
     for method, (request, response) in _UNARY.items():
