@@ -73,7 +73,26 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--home", default=None, help="keep the network here (default: a temp dir)")
     up.add_argument("--base-port", type=int, default=26656)
     up.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    status = commands.add_parser("status", help="a node's status (gRPC)")
+    query = commands.add_parser("query", help="query application state (gRPC)")
+    query.add_argument("what", choices=["account"])
+    query.add_argument("address", help="20-byte account address, hex")
+    tx = commands.add_parser("tx", help="sign and submit a transaction (gRPC)")
+    tx_kinds = tx.add_subparsers(dest="kind", required=True)
+    transfer = tx_kinds.add_parser("transfer", help="move tokens to another account")
+    transfer.add_argument("--key", required=True, help="the sender's ed25519 key file")
+    transfer.add_argument("--to", required=True, help="recipient address, hex")
+    transfer.add_argument("--amount", type=int, required=True)
+    transfer.add_argument("--wait", action="store_true", help="wait until a block commits it")
+    for client in (status, query, transfer):
+        client.add_argument("--node", default="127.0.0.1:50051", help="gRPC address")
     return parser
+
+
+def _client(args: argparse.Namespace) -> int:
+    from swarmguard.api.client import run_client  # noqa: PLC0415
+
+    return run_client(args)
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -104,6 +123,7 @@ def _testnet(args: argparse.Namespace) -> int:
             base_port=args.base_port,
             metrics_ports=[9090 + i for i in range(args.validators)],
             api_ports=[50051 + i for i in range(args.validators)],
+            http_ports=[8080 + i for i in range(args.validators)],
             genesis_time=int(time.time()),
         )
     except (ValueError, FileExistsError) as error:
@@ -147,6 +167,8 @@ def _node(args: argparse.Namespace) -> int:
 
             api = ApiServer(node)
             await api.start(*config.api)
+            if config.http is not None:
+                api.start_http(*config.http)
         log.info("started", extra={"height": node.height, "port": node.transport.port})
         reported = node.height
         while not stop.is_set():
@@ -237,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _node(args)
     if args.command == "up":
         return _up(args)
+    if args.command in ("status", "query", "tx"):
+        return _client(args)
     if args.command == "demo" and args.demo == "resilience":
         from swarmguard.demos import resilience_demo  # noqa: PLC0415 - load only what runs
 

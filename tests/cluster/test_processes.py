@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from swarmguard.node.config import load_home, write_testnet
@@ -131,3 +132,64 @@ def test_up_runs_a_network_and_shows_it_live(tmp_path: Path) -> None:
     last = json.loads(lines[-1].split("  ")[0].removeprefix("heights "))
     assert min(last) >= 2  # every validator made progress
     assert "exited" not in result.stdout
+
+
+def test_clients_talk_to_real_processes_over_grpc_and_http(tmp_path: Path) -> None:
+    """`swarmguard tx`, `query` and `status` against `swarmguard node` processes, and the
+    HTTP/JSON twin with its OpenAPI document."""
+    ports = [free_port() for _ in range(4)]
+    api_ports = [free_port() for _ in range(4)]
+    http_ports = [free_port() for _ in range(4)]
+    homes = write_testnet(
+        tmp_path,
+        4,
+        ports=ports,
+        api_ports=api_ports,
+        http_ports=http_ports,
+        genesis_time=int(time.time()),
+    )
+    nodes = [Process(home) for home in homes]
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "swarmguard.cli", *args],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+
+    try:
+        for node in nodes:
+            node.start()
+        wait_for(lambda: all(n.height() >= 2 for n in nodes), "height 2 everywhere")
+        recipient = "ab" * 20
+        sent = cli(
+            "tx",
+            "transfer",
+            "--key",
+            str(homes[0] / "operator_key.json"),
+            "--to",
+            recipient,
+            "--amount",
+            "5",
+            "--wait",
+            "--node",
+            f"127.0.0.1:{api_ports[1]}",
+        )
+        assert sent.returncode == 0, sent.stderr + sent.stdout
+        queried = cli("query", "account", recipient, "--node", f"127.0.0.1:{api_ports[2]}")
+        assert queried.returncode == 0, queried.stderr
+        assert json.loads(queried.stdout)["balance"] == 5
+        status = cli("status", "--node", f"127.0.0.1:{api_ports[3]}")
+        assert json.loads(status.stdout)["chainId"] == "swarmguard-testnet"
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_ports[0]}/openapi.json") as answer:
+            assert "/v1/SubmitTransaction" in json.loads(answer.read())["paths"]
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{http_ports[0]}/v1/GetStatus", data=b"{}", method="POST"
+        )
+        with urllib.request.urlopen(request) as answer:
+            assert int(json.loads(answer.read())["height"]) >= 2
+    finally:
+        for node in nodes:
+            node.stop()

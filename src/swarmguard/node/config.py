@@ -17,6 +17,7 @@ Layout::
     listen = "127.0.0.1:26656"
     metrics = "127.0.0.1:9090"      # /metrics, /healthz, /readyz; "off" to disable
     api = "127.0.0.1:50051"         # the gRPC API; "off" to disable
+    http = "127.0.0.1:8080"         # the same over HTTP/JSON, /openapi.json; "off" to disable
     [[peers]]
     id = 1
     address = "127.0.0.1:26657"
@@ -131,18 +132,17 @@ def load_home(home: Path, environ: Mapping[str, str] | None = None) -> NodeConfi
     if unknown:
         raise ConfigError(sorted(unknown)[0], "unknown section")
     node = dict(document.get("node", {}))
-    for field in ("listen", "metrics", "api"):
+    for field in ("listen", "metrics", "api", "http"):
         if f"SWARMGUARD_NODE_{field.upper()}" in environ:
             node[field] = environ[f"SWARMGUARD_NODE_{field.upper()}"]
-    unknown_fields = set(node) - {"listen", "metrics", "api"}
+    unknown_fields = set(node) - {"listen", "metrics", "api", "http"}
     if unknown_fields:
         raise ConfigError(f"node.{sorted(unknown_fields)[0]}", "unknown field")
     host, port = _address("node.listen", node.get("listen", "127.0.0.1:26656"))
-    metrics = api = None
-    if node.get("metrics", "127.0.0.1:9090") != "off":
-        metrics = _address("node.metrics", node.get("metrics", "127.0.0.1:9090"))
-    if node.get("api", "127.0.0.1:50051") != "off":
-        api = _address("node.api", node.get("api", "127.0.0.1:50051"))
+    served: dict[str, tuple[str, int] | None] = {}
+    for field, default in (("metrics", "9090"), ("api", "50051"), ("http", "8080")):
+        value = node.get(field, f"127.0.0.1:{default}")
+        served[field] = None if value == "off" else _address(f"node.{field}", value)
     peers, peer_keys = [], {}
     for number, entry in enumerate(document.get("peers", [])):
         where = f"peers[{number}]"
@@ -180,8 +180,9 @@ def load_home(home: Path, environ: Mapping[str, str] | None = None) -> NodeConfi
         mempool=sections["mempool"],
         transport=sections["transport"],
         limits=sections["limits"],
-        metrics=metrics,
-        api=api,
+        metrics=served["metrics"],
+        api=served["api"],
+        http=served["http"],
     )
 
 
@@ -204,6 +205,7 @@ def write_testnet(
     ports: list[int] | None = None,
     metrics_ports: list[int] | None = None,
     api_ports: list[int] | None = None,
+    http_ports: list[int] | None = None,
     genesis_time: int = 0,
     balance: int = 1_000_000_000,
     self_bond: int = 1_000_000,
@@ -250,6 +252,7 @@ def write_testnet(
             f'listen = "127.0.0.1:{ports[i]}"',
             f'metrics = "127.0.0.1:{metrics_ports[i]}"' if metrics_ports else 'metrics = "off"',
             f'api = "127.0.0.1:{api_ports[i]}"' if api_ports else 'api = "off"',
+            f'http = "127.0.0.1:{http_ports[i]}"' if http_ports else 'http = "off"',
             "",
         ]
         for j in range(validators):

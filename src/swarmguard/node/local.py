@@ -51,6 +51,7 @@ def run_local_network(
             base_port=base_port,
             metrics_ports=[base_port + 1000 + i for i in range(validators)],
             api_ports=[base_port + 2000 + i for i in range(validators)],
+            http_ports=[base_port + 3000 + i for i in range(validators)],
             genesis_time=int(time.time()),
         )
     processes = []

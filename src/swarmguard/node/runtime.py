@@ -89,6 +89,8 @@ class NodeConfig:
     """Where to serve /metrics, /healthz and /readyz (None: not served)."""
     api: tuple[str, int] | None = None
     """Where ``swarmguard node`` serves the gRPC API (None: not served)."""
+    http: tuple[str, int] | None = None
+    """Where it serves the same calls over HTTP/JSON (None: not served)."""
 
 
 @dataclass(slots=True)
