@@ -190,3 +190,26 @@ def test_a_new_node_restores_a_snapshot_and_continues_identically() -> None:
         block(app, tx(ALICE, 4, Transfer(address(BOB), 1)))
     assert joiner.info() == source.info()
     assert balance(joiner, BOB) == 21
+
+
+def test_a_signature_is_verified_once_across_check_proposal_and_execution(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = started()
+    calls = []
+    original = Transaction.is_signed
+
+    def counting(self: Transaction, chain_id: str) -> bool:
+        calls.append(self.nonce)
+        return original(self, chain_id)
+
+    monkeypatch.setattr(Transaction, "is_signed", counting)
+    good = tx(ALICE, 0, Transfer(address(BOB), 1))
+    assert app.check_tx(good).ok
+    assert app.process_proposal(1, [good])
+    assert block(app, good) == [Code.OK]
+    assert calls == [0]  # once
+    forged = Transaction(ALICE.public_key.raw, 1, Transfer(address(BOB), 1), bytes(64)).encode()
+    assert app.check_tx(forged).code == Code.BAD_SIGNATURE
+    assert app.check_tx(forged).code == Code.BAD_SIGNATURE  # failures are never remembered
+    assert calls == [0, 1, 1]

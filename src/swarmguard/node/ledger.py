@@ -27,6 +27,7 @@ what it still holds, in order.
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -64,6 +65,8 @@ VERSION = "swarmguard-ledger/1"
 _ACCOUNT = b"account:"
 _VALIDATORS = b"validators"
 SNAPSHOT_FORMAT = 1
+VERIFIED_KEPT = 100_000
+"""Encoded transactions whose signature verified, remembered so it is checked once."""
 
 
 class Code:
@@ -112,6 +115,7 @@ class LedgerApp:
         self._pending: tuple[int, StateTree, dict[bytes, _Account]] | None = None
         self._snapshots: dict[int, tuple[Manifest, list[bytes]]] = {}
         self._restorer: Restorer | None = None
+        self._verified: OrderedDict[bytes, None] = OrderedDict()
 
     # -- genesis and start-up --------------------------------------------------------------
 
@@ -184,7 +188,7 @@ class LedgerApp:
             tx = Transaction.decode(transaction)
         except CodecError as error:
             return CheckResult(Code.MALFORMED, str(error))
-        if not tx.is_signed(self.chain_id):
+        if not self._signed(tx, transaction):
             return CheckResult(Code.BAD_SIGNATURE, "the signature does not verify")
         address = tx.address
         expected = self._check_nonces.get(address, self.nonces.get(address, 0))
@@ -197,6 +201,19 @@ class LedgerApp:
                 return CheckResult(Code.INSUFFICIENT_FUNDS, f"balance {balance}")
         self._check_nonces[address] = expected + 1
         return CheckResult()
+
+    def _signed(self, tx: Transaction, encoded: bytes) -> bool:
+        """Ed25519 once per transaction, not once per step: check_tx, process_proposal and
+        finalize_block see the same bytes, and a signature that verified once always will.
+        (Only successes are remembered, by the exact encoding, in bounded memory.)"""
+        if encoded in self._verified:
+            return True
+        if not tx.is_signed(self.chain_id):
+            return False
+        self._verified[encoded] = None
+        if len(self._verified) > VERIFIED_KEPT:
+            self._verified.popitem(last=False)
+        return True
 
     # -- blocks ----------------------------------------------------------------------------
 
@@ -214,7 +231,7 @@ class LedgerApp:
     def process_proposal(self, height: int, transactions: Sequence[bytes]) -> bool:
         for transaction in transactions:
             try:
-                if not Transaction.decode(transaction).is_signed(self.chain_id):
+                if not self._signed(Transaction.decode(transaction), transaction):
                     return False
             except CodecError:
                 return False
@@ -252,7 +269,7 @@ class LedgerApp:
             tx = Transaction.decode(transaction)
         except CodecError as error:
             return TxResult(Code.MALFORMED, str(error))
-        if not tx.is_signed(self.chain_id):
+        if not self._signed(tx, transaction):
             return TxResult(Code.BAD_SIGNATURE, "the signature does not verify")
         address = tx.address
         if tx.nonce != self.nonces.get(address, 0):
