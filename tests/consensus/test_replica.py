@@ -416,3 +416,15 @@ def test_a_restarted_replica_resends_what_its_record_says_it_signed() -> None:
     resent = [a.message for a in restarted.start(10.0) if isinstance(a, Broadcast)]
     assert sent in resent  # identical, signature included
     assert restarted._tally(0).has_voted(0)  # and counted: rule 5 will not fire again
+
+
+def test_with_the_fast_path_off_every_height_is_decided_on_finals() -> None:
+    network = Network([1, 1, 1, 1])
+    for replica in network.replicas:
+        replica.fast_path = False
+    network.run(heights=3)
+    assert all(c.phase == PHASE_FINAL for c in network.agreed(3))
+    assert all(r.stats.fast_commits == 0 for r in network.replicas)
+    network = Network([1, 1, 1, 1])
+    network.run(heights=3)
+    assert all(c.phase == PHASE_VOTE for c in network.agreed(3))  # all vote: fast by default

@@ -223,6 +223,7 @@ class Replica:
     _state: _Height | None = None
     _future: FutureBuffer[Message] | None = None
     batcher: Batcher | None = None  # a leader's batch of transactions (None: blocks as proposed)
+    fast_path: bool = True  # False: decide on Finals only (benchmarks measure the fast path's gain)
     _decisions: dict[int, Decision] = field(default_factory=dict)
     _answered: dict[int, tuple[int, float]] = field(default_factory=dict)  # who -> (height, when)
     _asked: dict[int, tuple[int, float]] = field(default_factory=dict)  # who -> (height, when)
@@ -496,7 +497,8 @@ class Replica:
 
     def _rule_4(self, view: int, tally: ViewTally, now: float) -> list[Action]:
         state = self._height()
-        commits = ((tally.fast_commit(), PHASE_VOTE), (tally.slow_commit(), PHASE_FINAL))
+        fast = tally.fast_commit() if self.fast_path else None
+        commits = ((fast, PHASE_VOTE), (tally.slow_commit(), PHASE_FINAL))
         for value, phase in commits:
             if value is not None and value in state.blocks:
                 latency = now - state.started

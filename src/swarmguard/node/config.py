@@ -23,6 +23,7 @@ Layout::
     address = "127.0.0.1:26657"
     consensus_key = "<64 hex>"      # the validator key the peer runs
     certificate = "peers/1.pem"
+    [consensus]  # node.runtime.ConsensusOptions fields (fast_path)
     [batch]      # consensus.batching.BatchConfig fields
     [mempool]    # node.mempool.MempoolConfig fields
     [transport]  # node.transport.TransportConfig fields
@@ -49,12 +50,13 @@ from swarmguard.crypto.hashing import address_of
 from swarmguard.node.chain import ChainLimits
 from swarmguard.node.identity import NodeIdentity
 from swarmguard.node.mempool import MempoolConfig
-from swarmguard.node.runtime import NodeConfig
+from swarmguard.node.runtime import ConsensusOptions, NodeConfig
 from swarmguard.node.transport import Peer, TransportConfig
 
 __all__ = ["ConfigError", "load_home", "write_testnet"]
 
 _SECTIONS: dict[str, type] = {
+    "consensus": ConsensusOptions,
     "batch": BatchConfig,
     "mempool": MempoolConfig,
     "transport": TransportConfig,
@@ -180,6 +182,7 @@ def load_home(home: Path, environ: Mapping[str, str] | None = None) -> NodeConfi
         mempool=sections["mempool"],
         transport=sections["transport"],
         limits=sections["limits"],
+        consensus=sections["consensus"],
         metrics=served["metrics"],
         api=served["api"],
         http=served["http"],

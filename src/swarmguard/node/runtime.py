@@ -62,9 +62,15 @@ from swarmguard.storage.blockstore import Block, BlockStore
 from swarmguard.validators.certificate import CommitCertificate
 from swarmguard.validators.evidence import DoubleVoteEvidence
 
-__all__ = ["Node", "NodeConfig", "NodeStats"]
+__all__ = ["ConsensusOptions", "Node", "NodeConfig", "NodeStats"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsensusOptions:
+    fast_path: bool = True
+    """False: decide on Finals only (three message delays); benchmarks measure the gain."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +89,7 @@ class NodeConfig:
     transport: TransportConfig = field(default_factory=TransportConfig)
     mempool: MempoolConfig = field(default_factory=MempoolConfig)
     limits: ChainLimits = field(default_factory=ChainLimits)
+    consensus: ConsensusOptions = field(default_factory=ConsensusOptions)
     operator_key: SigningKey | None = None
     """The validator's account key: signs the evidence transactions this node submits."""
     metrics: tuple[str, int] | None = None
@@ -143,6 +150,7 @@ class Node:
             self.chain,
             guard=guard,
             batcher=Batcher(config.batch),
+            fast_path=config.consensus.fast_path,
         )
         self.replica.load_decisions(self._stored_decisions())
         self.transport = Transport(
