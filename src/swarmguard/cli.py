@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from swarmguard import __version__
 
@@ -57,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
             "--mutant", default=None, help="simulate a deliberately broken replica (sim.mutants)"
         )
     run.add_argument("--trace", action="store_true", help="print every event")
+    _node_commands(commands)
+    return parser
+
+
+def _node_commands(commands: Any) -> None:
+    """The validator network's commands: testnet, node, up, clients, bench."""
     testnet = commands.add_parser(
         "testnet", help="write keys, configs and one genesis for a local validator network"
     )
@@ -84,9 +91,15 @@ def _parser() -> argparse.ArgumentParser:
     transfer.add_argument("--to", required=True, help="recipient address, hex")
     transfer.add_argument("--amount", type=int, required=True)
     transfer.add_argument("--wait", action="store_true", help="wait until a block commits it")
+    bench = commands.add_parser(
+        "bench", help="a local network under load from a separate client: TPS and latency"
+    )
+    bench.add_argument("--validators", default="4,7", help="comma-separated counts")
+    bench.add_argument("--rtt", type=float, default=0.05, help="injected round trip, seconds")
+    bench.add_argument("--seconds", type=float, default=15.0, help="load per case")
+    bench.add_argument("--quick", action="store_true", help="4 validators, 5 s, fewer cases")
     for client in (status, query, transfer):
         client.add_argument("--node", default="127.0.0.1:50051", help="gRPC address")
-    return parser
 
 
 def _client(args: argparse.Namespace) -> int:
@@ -261,6 +274,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _up(args)
     if args.command in ("status", "query", "tx"):
         return _client(args)
+    if args.command == "bench":
+        from swarmguard.api.bench import BenchCase, run_bench  # noqa: PLC0415
+
+        counts = [4] if args.quick else [int(n) for n in args.validators.split(",")]
+        cases = [BenchCase(n, 0.0) for n in counts]
+        cases += [BenchCase(n, args.rtt) for n in counts]
+        cases += [BenchCase(n, args.rtt, fast_path=False) for n in counts]
+        print(run_bench(cases, 5.0 if args.quick else args.seconds))
+        return 0
     if args.command == "demo" and args.demo == "resilience":
         from swarmguard.demos import resilience_demo  # noqa: PLC0415 - load only what runs
 

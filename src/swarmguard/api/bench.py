@@ -1,0 +1,183 @@
+"""``swarmguard bench``: a local network under load, measured from a separate client process.
+
+For each configuration (validators, injected round trip, fast path on or off) it writes a
+testnet, starts one ``swarmguard node`` process per validator, waits for blocks, runs
+``swarmguard.api.loadgen`` as its own process (signed transfers streamed over gRPC, commit times
+from a block stream), stops the nodes, and reports throughput and commit latency P50/P99. In the
+same run it measures one Ed25519 verification here, for the signature-verification bound the
+issue sets: cores / (validators x one verify) transactions per second, since every validator
+verifies every transaction once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from swarmguard.crypto import SigningKey
+
+__all__ = ["BenchCase", "run_bench"]
+
+REPORT = {"fast": (0.510, 0.720, 2_100), "slow": (0.850, 1.200, None)}
+"""The original report's commit latency P50/P99 (s) and TPS at a 50 ms round trip."""
+
+
+@dataclass(frozen=True, slots=True)
+class BenchCase:
+    validators: int
+    rtt: float  # seconds, injected by the transport (this machine has no netem)
+    fast_path: bool = True
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def verify_seconds() -> float:
+    """One Ed25519 verification of a transaction-sized message, median of many."""
+    key = SigningKey(b"b" * 32)
+    message = bytes(150)
+    signature = key.sign(message)
+    public = key.public_key
+    samples = []
+    for _ in range(7):
+        started = time.perf_counter()
+        for _ in range(2000):
+            public.is_valid(message, signature)
+        samples.append((time.perf_counter() - started) / 2000)
+    return sorted(samples)[3]
+
+
+def _run_case(case: BenchCase, seconds: float, root: Path) -> dict[str, Any]:
+    from swarmguard.node.config import write_testnet  # noqa: PLC0415
+
+    home = (
+        root
+        / f"v{case.validators}-rtt{int(case.rtt * 1000)}-{'fast' if case.fast_path else 'slow'}"
+    )
+    n = case.validators
+    ports = [_free_port() for _ in range(n)]
+    api_ports = [_free_port() for _ in range(n)]
+    homes = write_testnet(home, n, ports=ports, api_ports=api_ports, genesis_time=int(time.time()))
+    for node_home in homes:
+        extra = f"\n[transport]\ndelay = {case.rtt / 2}\n"
+        extra += f"\n[consensus]\nfast_path = {'true' if case.fast_path else 'false'}\n"
+        with (node_home / "config.toml").open("a") as config:
+            config.write(extra)
+    processes = []
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    for node_home in homes:
+        log = (node_home / "node.log").open("ab")
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "swarmguard.cli", "node", "--home", str(node_home)],
+                stdout=log,
+                stderr=log,
+                env=environment,
+            )
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while not all(_height(node_home) >= 2 for node_home in homes):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no blocks from {home}")
+            time.sleep(0.2)
+        out = home / "load.json"
+        genesis = json.loads((homes[0] / "genesis.json").read_text())
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "swarmguard.api.loadgen",
+                "--api",
+                ",".join(f"127.0.0.1:{port}" for port in api_ports),
+                "--keys",
+                ",".join(str(h / "operator_key.json") for h in homes),
+                "--chain-id",
+                genesis["chain_id"],
+                "--seconds",
+                str(seconds),
+                "--out",
+                str(out),
+            ],
+            check=True,
+            env=environment,
+            timeout=seconds + 120,
+        )
+        return dict(json.loads(out.read_text()))
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _height(home: Path) -> int:
+    height = 0
+    log = home / "node.log"
+    if log.exists():
+        for line in log.read_text().splitlines():
+            if line.startswith("{"):
+                height = max(height, int(json.loads(line).get("height", 0)))
+    return height
+
+
+def run_bench(cases: list[BenchCase], seconds: float) -> str:
+    """Run every case one after the other; returns the report (markdown)."""
+    verify = verify_seconds()
+    cores = os.cpu_count() or 1
+    lines = [
+        f"## swarmguard bench: {seconds:.0f} s of load per case, {cores} cores, "
+        f"Ed25519 verify {verify * 1e6:.1f} us",
+        "",
+        "| validators | RTT ms | fast path | tx bytes | committed | TPS | bound TPS | TPS / bound "
+        "| P50 ms | P99 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    with tempfile.TemporaryDirectory(prefix="swarmguard-bench-") as directory:
+        results = []
+        for case in cases:
+            result = _run_case(case, seconds, Path(directory))
+            bound = cores / (case.validators * verify)
+            results.append((case, result))
+            path = "on" if case.fast_path else "off"
+            lines.append(
+                f"| {case.validators} | {case.rtt * 1000:.0f} | {path} "
+                f"| {result['bytes']} | {result['committed']} | {result['throughput']:.0f} "
+                f"| {bound:.0f} | {result['throughput'] / bound:.2f} "
+                f"| {result['p50'] * 1000:.0f} | {result['p99'] * 1000:.0f} |"
+            )
+    pairs = {(c.validators, c.rtt): r for c, r in results if c.fast_path}
+    for case, result in results:
+        if case.fast_path or (case.validators, case.rtt) not in pairs:
+            continue
+        fast = pairs[case.validators, case.rtt]
+        if result["p50"] > 0:
+            lines.append(
+                f"\nfast path on / off at {case.validators} validators, "
+                f"{case.rtt * 1000:.0f} ms RTT: P50 {fast['p50'] / result['p50']:.2f}x, "
+                f"throughput {fast['throughput'] / max(result['throughput'], 1e-9):.2f}x"
+            )
+    for case, result in results:
+        if case.rtt and case.fast_path and result["p50"] > 0:
+            p50, p99, tps = REPORT["fast"]
+            lines.append(
+                f"\nagainst the report's fast path at a 50 ms RTT ({case.validators} validators): "
+                f"P50 {p50 / result['p50']:.1f}x lower, P99 {p99 / max(result['p99'], 1e-9):.1f}x "
+                f"lower, throughput {result['throughput'] / tps:.2f}x its {tps} TPS"
+            )
+    return "\n".join(lines)
