@@ -98,6 +98,7 @@ def _node_commands(commands: Any) -> None:
     bench.add_argument("--rtt", type=float, default=0.05, help="injected round trip, seconds")
     bench.add_argument("--seconds", type=float, default=15.0, help="load per case")
     bench.add_argument("--quick", action="store_true", help="4 validators, 5 s, fewer cases")
+    bench.add_argument("--rate", type=float, default=0.0, help="offered tx/s (0: saturate)")
     for client in (status, query, transfer):
         client.add_argument("--node", default="127.0.0.1:50051", help="gRPC address")
 
@@ -281,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cases = [BenchCase(n, 0.0) for n in counts]
         cases += [BenchCase(n, args.rtt) for n in counts]
         cases += [BenchCase(n, args.rtt, fast_path=False) for n in counts]
-        print(run_bench(cases, 5.0 if args.quick else args.seconds))
+        print(run_bench(cases, 5.0 if args.quick else args.seconds, args.rate))
         return 0
     if args.command == "demo" and args.demo == "resilience":
         from swarmguard.demos import resilience_demo  # noqa: PLC0415 - load only what runs

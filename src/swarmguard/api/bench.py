@@ -59,7 +59,7 @@ def verify_seconds() -> float:
     return sorted(samples)[3]
 
 
-def _run_case(case: BenchCase, seconds: float, root: Path) -> dict[str, Any]:
+def _run_case(case: BenchCase, seconds: float, root: Path, rate: float) -> dict[str, Any]:
     from swarmguard.node.config import write_testnet  # noqa: PLC0415
 
     home = (
@@ -72,6 +72,7 @@ def _run_case(case: BenchCase, seconds: float, root: Path) -> dict[str, Any]:
     homes = write_testnet(home, n, ports=ports, api_ports=api_ports, genesis_time=int(time.time()))
     for node_home in homes:
         extra = f"\n[transport]\ndelay = {case.rtt / 2}\n"
+        extra += "\n[mempool]\nclient_rate = 1000000.0\nclient_burst = 1000000.0\n"
         extra += f"\n[consensus]\nfast_path = {'true' if case.fast_path else 'false'}\n"
         with (node_home / "config.toml").open("a") as config:
             config.write(extra)
@@ -108,6 +109,8 @@ def _run_case(case: BenchCase, seconds: float, root: Path) -> dict[str, Any]:
                 genesis["chain_id"],
                 "--seconds",
                 str(seconds),
+                "--rate",
+                str(rate),
                 "--out",
                 str(out),
             ],
@@ -136,12 +139,15 @@ def _height(home: Path) -> int:
     return height
 
 
-def run_bench(cases: list[BenchCase], seconds: float) -> str:
-    """Run every case one after the other; returns the report (markdown)."""
+def run_bench(cases: list[BenchCase], seconds: float, rate: float = 0.0) -> str:
+    """Run every case one after the other; returns the report (markdown). ``rate``: offered
+    load in transactions per second (0: as fast as the nodes admit them, which measures
+    throughput; latency is then mostly queueing, so measure it at a rate below capacity)."""
     verify = verify_seconds()
     cores = os.cpu_count() or 1
     lines = [
-        f"## swarmguard bench: {seconds:.0f} s of load per case, {cores} cores, "
+        f"## swarmguard bench: {seconds:.0f} s of load per case "
+        f"({'as fast as admitted' if not rate else f'{rate:.0f} tx/s offered'}), {cores} cores, "
         f"Ed25519 verify {verify * 1e6:.1f} us",
         "",
         "| validators | RTT ms | fast path | tx bytes | committed | TPS | bound TPS | TPS / bound "
@@ -151,7 +157,7 @@ def run_bench(cases: list[BenchCase], seconds: float) -> str:
     with tempfile.TemporaryDirectory(prefix="swarmguard-bench-") as directory:
         results = []
         for case in cases:
-            result = _run_case(case, seconds, Path(directory))
+            result = _run_case(case, seconds, Path(directory), rate)
             bound = cores / (case.validators * verify)
             results.append((case, result))
             path = "on" if case.fast_path else "off"

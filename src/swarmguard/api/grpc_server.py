@@ -50,7 +50,9 @@ class Service(node_pb2_grpc.NodeServicer):
 
     # -- transactions ----------------------------------------------------------------------
 
-    async def _submit(self, request: Any, context: Context, client: str) -> Any:
+    async def _submit(
+        self, request: Any, context: Context, client: str, *, stream: bool = False
+    ) -> Any:
         transaction = bytes(request.transaction)  # any bytes: the application judges them
         timeout = request.timeout_seconds or WAIT_DEFAULT
         if not 0 < timeout <= WAIT_MAX:
@@ -60,7 +62,7 @@ class Service(node_pb2_grpc.NodeServicer):
         node = self.node
         key = node.mempool.hash(transaction)
         admission = node.submit(transaction, client)
-        if admission in _REFUSALS:
+        if admission in _REFUSALS and not stream:  # on a stream, one refusal ends nothing
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"mempool: {admission.value}")
         log = node.mempool.last_reason if admission is Admission.REJECTED else ""
         answer = node_pb2.SubmitTransactionResponse(hash=key, admission=admission.value, log=log)
@@ -88,7 +90,7 @@ class Service(node_pb2_grpc.NodeServicer):
     ) -> AsyncIterator[Any]:
         peer = context.peer()
         async for request in requests:
-            yield await self._submit(request, context, peer)
+            yield await self._submit(request, context, peer, stream=True)
 
     async def GetTransaction(self, request: Any, context: Context) -> Any:
         if len(request.hash) != 32:
