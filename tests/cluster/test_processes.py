@@ -13,6 +13,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+import grpc
+
+from swarmguard.api.v1 import node_pb2, node_pb2_grpc
 from swarmguard.node.config import load_home, write_testnet
 from swarmguard.storage.blockstore import BlockStore
 from tests.node.test_transport import free_port
@@ -190,6 +193,45 @@ def test_clients_talk_to_real_processes_over_grpc_and_http(tmp_path: Path) -> No
         )
         with urllib.request.urlopen(request) as answer:
             assert int(json.loads(answer.read())["height"]) >= 2
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def test_a_double_signing_process_is_caught_slashed_and_removed(tmp_path: Path) -> None:
+    """Node 3 runs with the test-only fault switch: every Vote it sends comes with a
+    conflicting one. The others turn the pair into evidence, submit it signed by their operator
+    keys, the ledger slashes and jails the offender, and at the next epoch boundary (every 4
+    blocks here) it leaves the validator set while the chain goes on."""
+    ports = [free_port() for _ in range(4)]
+    api_ports = [free_port() for _ in range(4)]
+    homes = write_testnet(
+        tmp_path,
+        4,
+        ports=ports,
+        api_ports=api_ports,
+        genesis_time=int(time.time()),
+        staking={"epoch_length": 4},
+    )
+    with (homes[3] / "config.toml").open("a") as config:
+        config.write("\n[consensus]\ndouble_sign_for_tests = true\n")
+    offender = load_home(homes[3]).consensus_key.public_key.raw
+    nodes = [Process(home) for home in homes]
+
+    def members() -> list[bytes]:
+        with grpc.insecure_channel(f"127.0.0.1:{api_ports[0]}") as channel:
+            stub = node_pb2_grpc.NodeStub(channel)
+            answer = stub.GetValidators(node_pb2.GetValidatorsRequest(), timeout=5)
+            return [v.consensus_key for v in answer.validators]
+
+    try:
+        for node in nodes:
+            node.start()
+        wait_for(lambda: all(n.height() >= 1 for n in nodes), "height 1 everywhere")
+        wait_for(lambda: offender not in members(), "the double signer to leave the set")
+        assert len(members()) == 3  # the genesis set had all four
+        height = nodes[0].height()
+        wait_for(lambda: nodes[0].height() >= height + 3, "the chain to go on without it")
     finally:
         for node in nodes:
             node.stop()

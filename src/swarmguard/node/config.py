@@ -210,6 +210,7 @@ def write_testnet(
     api_ports: list[int] | None = None,
     http_ports: list[int] | None = None,
     genesis_time: int = 0,
+    staking: dict[str, int] | None = None,
     balance: int = 1_000_000_000,
     self_bond: int = 1_000_000,
 ) -> list[Path]:
@@ -233,7 +234,7 @@ def write_testnet(
         consensus.append(SigningKey(seeds[0]))
         nodes.append(NodeIdentity(seeds[1]))
         operators.append(SigningKey(seeds[2]))
-    app_state = {
+    app_state: dict[str, object] = {
         "accounts": [
             {"address": address_of(k.public_key.raw).hex(), "balance": balance} for k in operators
         ],
@@ -247,6 +248,8 @@ def write_testnet(
             for i in range(validators)
         ],
     }
+    if staking:
+        app_state["staking"] = dict(staking)
     genesis = {"chain_id": chain_id, "genesis_time": genesis_time, "app_state": app_state}
     for i, home in enumerate(homes):
         (home / "genesis.json").write_text(json.dumps(genesis, indent=2) + "\n")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import time
@@ -60,7 +61,7 @@ from swarmguard.node.transactions import SubmitEvidence, Transaction
 from swarmguard.node.transport import Channel, Peer, Transport, TransportConfig
 from swarmguard.storage.blockstore import Block, BlockStore
 from swarmguard.validators.certificate import CommitCertificate
-from swarmguard.validators.evidence import DoubleVoteEvidence
+from swarmguard.validators.evidence import PHASE_VOTE, DoubleVoteEvidence, SignedVote, sign_vote
 
 __all__ = ["ConsensusOptions", "Node", "NodeConfig", "NodeStats"]
 
@@ -71,6 +72,9 @@ log = logging.getLogger(__name__)
 class ConsensusOptions:
     fast_path: bool = True
     """False: decide on Finals only (three message delays); benchmarks measure the gain."""
+    double_sign_for_tests: bool = False
+    """A fault switch for tests only: every Vote this node sends is followed by a Vote for
+    another block, signed with its key past the guard, so the others must catch it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +255,8 @@ class Node:
                 self._persist(action.record)
             elif isinstance(action, Broadcast):
                 self.transport.broadcast(Channel.CONSENSUS, wire.encode(action.message))
+                if self.config.consensus.double_sign_for_tests:
+                    self._double_sign(action.message)
             elif isinstance(action, SendTo):
                 peer = self._peer_of_index(action.validator)
                 if peer is not None:
@@ -281,6 +287,19 @@ class Node:
         nonce = self.app.next_nonce(address_of(key.public_key.raw))
         transaction = Transaction.sign(key, self.config.chain_id, nonce, SubmitEvidence(evidence))
         self.submit(transaction.encode(), client="evidence")
+
+    def _double_sign(self, message: object) -> None:
+        """The test-only fault (``double_sign_for_tests``): a conflicting Vote beside ours."""
+        if isinstance(message, SignedVote) and message.phase == PHASE_VOTE:
+            other = sign_vote(
+                self.config.consensus_key,
+                self.config.chain_id,
+                message.height,
+                message.view,
+                PHASE_VOTE,
+                hashlib.sha256(b"double-sign" + message.block_hash).digest(),
+            )
+            self.transport.broadcast(Channel.CONSENSUS, wire.encode(other))
 
     def _persist(self, record: bytes) -> None:
         temporary = self._guard_path.with_suffix(".tmp")
