@@ -16,7 +16,10 @@ from pathlib import Path
 import grpc
 
 from swarmguard.api.v1 import node_pb2, node_pb2_grpc
+from swarmguard.crypto import SigningKey, load_key_file
+from swarmguard.crypto.hashing import address_of
 from swarmguard.node.config import load_home, write_testnet
+from swarmguard.node.transactions import CreateValidator, Transaction, Transfer
 from swarmguard.storage.blockstore import BlockStore
 from tests.node.test_transport import free_port
 
@@ -232,6 +235,56 @@ def test_a_double_signing_process_is_caught_slashed_and_removed(tmp_path: Path) 
         assert len(members()) == 3  # the genesis set had all four
         height = nodes[0].height()
         wait_for(lambda: nodes[0].height() >= height + 3, "the chain to go on without it")
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def test_staking_transactions_change_the_set_at_the_epoch_boundary(tmp_path: Path) -> None:
+    """A new validator registers over gRPC (funded by an operator's transfer, then its own
+    create_validator with a small bond): it joins the set at the next boundary of 4 blocks, and
+    the four running validators keep deciding."""
+    ports = [free_port() for _ in range(4)]
+    api_ports = [free_port() for _ in range(4)]
+    homes = write_testnet(
+        tmp_path,
+        4,
+        ports=ports,
+        api_ports=api_ports,
+        genesis_time=int(time.time()),
+        staking={"epoch_length": 4},
+    )
+    operator = SigningKey(load_key_file(homes[0] / "operator_key.json")[1])
+    newcomer, consensus = SigningKey(b"n" * 32), SigningKey(b"c" * 32)
+    nodes = [Process(home) for home in homes]
+    try:
+        for node in nodes:
+            node.start()
+        wait_for(lambda: all(n.height() >= 1 for n in nodes), "height 1 everywhere")
+        with grpc.insecure_channel(f"127.0.0.1:{api_ports[1]}") as channel:
+            stub = node_pb2_grpc.NodeStub(channel)
+
+            def submit(transaction: Transaction) -> None:
+                request = node_pb2.SubmitTransactionRequest(
+                    transaction=transaction.encode(), wait_for_commit=True, timeout_seconds=60
+                )
+                answer = stub.SubmitTransaction(request, timeout=90)
+                assert (answer.admission, answer.code) == ("accepted", 0), answer
+
+            chain = "swarmguard-testnet"
+            fund = Transfer(address_of(newcomer.public_key.raw), 10_000)
+            submit(Transaction.sign(operator, chain, 0, fund))
+            join = CreateValidator(consensus.public_key.raw, b"v" * 32, 0, 5_000)
+            submit(Transaction.sign(newcomer, chain, 0, join))
+
+            def members() -> list[bytes]:
+                answer = stub.GetValidators(node_pb2.GetValidatorsRequest(), timeout=5)
+                return [v.consensus_key for v in answer.validators]
+
+            wait_for(lambda: consensus.public_key.raw in members(), "the newcomer in the set")
+            assert len(members()) == 5
+        height = nodes[0].height()
+        wait_for(lambda: nodes[0].height() >= height + 3, "the chain to go on with five")
     finally:
         for node in nodes:
             node.stop()
