@@ -104,6 +104,13 @@ def test_the_api_end_to_end(tmp_path: Path) -> None:
                 with pytest.raises(grpc.aio.AioRpcError) as raised:
                     await call(request)
                 assert raised.value.code() == code
+            # Bytes that are not the request message at all: an error status, not a crash.
+            raw = channel.unary_unary("/swarmguard.api.v1.Node/GetBlock")
+            for garbage in (b"\xff\xff\xff", b"\x0a\xff\xff\xff\xff\xff\xff\xff"):
+                with pytest.raises(grpc.aio.AioRpcError) as raised:
+                    await raw(garbage)
+                assert raised.value.code() != grpc.StatusCode.OK
+            assert (await stub.GetStatus(node_pb2.GetStatusRequest())).height >= 1
             for junk_bytes in (b"", b"\1junk"):  # not an error: the application refuses it
                 junk = await stub.SubmitTransaction(
                     node_pb2.SubmitTransactionRequest(transaction=junk_bytes)
