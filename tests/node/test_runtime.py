@@ -152,6 +152,7 @@ def test_metrics_health_and_readiness_are_served(tmp_path: Path) -> None:
                 "swarmguard_peers_connected 3.0",
                 "swarmguard_mempool_transactions",
                 "swarmguard_p2p_bytes_sent_total",
+                'swarmguard_p2p_breaker_state{peer="1"} 0.0',
             ):
                 assert series in body, series
             assert (await asyncio.to_thread(get, "/healthz"))[0] == 200

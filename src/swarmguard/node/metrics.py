@@ -9,7 +9,8 @@ histograms, which the node loop feeds on every decision):
   decision, the health monitor's loss estimate times the set size), ``delta_seconds``;
 - mempool: ``mempool_transactions``, ``mempool_bytes``, ``mempool_admissions_total{outcome}``;
 - p2p: ``peers_connected``, ``p2p_bytes_sent_total{peer}``, ``p2p_bytes_received_total{peer}``,
-  ``p2p_queue_frames{peer}``, ``p2p_dropped_frames_total{peer}``;
+  ``p2p_queue_frames{peer}``, ``p2p_dropped_frames_total{peer}``, ``p2p_breaker_state{peer}``
+  (the resilience library's breaker guarding dials to that peer);
 - storage: ``store_height``, ``store_base``.
 
 ``/metrics`` serves them; ``/healthz`` answers 200 while the loop is alive (the last tick is
@@ -92,6 +93,15 @@ class _NodeCollector(Collector):
         for peer, link in links:
             queue.add_metric([str(peer)], link.queued_frames)
         yield queue
+        breakers = GaugeMetricFamily(
+            "swarmguard_p2p_breaker_state",
+            "The dial circuit breaker of a peer (resilience BreakerState: 0 closed, 1 open, "
+            "2 half-open).",
+            labels=["peer"],
+        )
+        for peer, _ in links:
+            breakers.add_metric([str(peer)], transport.breaker(peer).state.value)
+        yield breakers
         yield _gauge("store_height", "Highest stored block.", node.store.height)
         yield _gauge("store_base", "Lowest stored block.", node.store.base)
 

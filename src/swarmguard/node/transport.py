@@ -411,6 +411,10 @@ class Transport:
     def stats(self, validator: int) -> LinkStats:
         return self._links[validator].stats
 
+    def breaker(self, validator: int) -> CircuitBreaker:
+        """The circuit breaker guarding dials to ``validator`` (for metrics)."""
+        return self._links[validator].breaker
+
     @property
     def peers(self) -> list[int]:
         return sorted(self._links)
