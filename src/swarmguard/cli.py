@@ -282,6 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cases = [BenchCase(n, 0.0) for n in counts]
         cases += [BenchCase(n, args.rtt) for n in counts]
         cases += [BenchCase(n, args.rtt, fast_path=False) for n in counts]
+        cases = list(dict.fromkeys(cases))  # --rtt 0 asks for the first cases again
         print(run_bench(cases, 5.0 if args.quick else args.seconds, args.rate))
         return 0
     if args.command == "demo" and args.demo == "resilience":

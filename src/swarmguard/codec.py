@@ -56,20 +56,25 @@ class Reader:
     __slots__ = ("_data", "_offset", "what")
 
     def __init__(self, data: bytes, what: str) -> None:
-        self._data = memoryview(data)
+        self._data = data if type(data) is bytes else bytes(data)  # slices of bytes are bytes
         self._offset = 0
         self.what = what
 
     def _take(self, count: int, field: str) -> bytes:
-        end = self._offset + count
+        start = self._offset
+        end = start + count
         if end > len(self._data):
             raise CodecError(f"{self.what}: truncated while reading {field}")
-        chunk = bytes(self._data[self._offset : end])
         self._offset = end
-        return chunk
+        return self._data[start:end]
 
     def uint(self, width: int, field: str) -> int:
-        return int.from_bytes(self._take(width, field), "big")
+        start = self._offset
+        end = start + width
+        if end > len(self._data):
+            raise CodecError(f"{self.what}: truncated while reading {field}")
+        self._offset = end
+        return int.from_bytes(self._data[start:end], "big")
 
     def version(self, expected: int, width: int = 1) -> None:
         """Read a format's leading version number and refuse any other than ``expected``."""

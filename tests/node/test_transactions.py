@@ -11,7 +11,9 @@ from swarmguard.codec import CodecError
 from swarmguard.crypto import SigningKey
 from swarmguard.crypto.hashing import address_of
 from swarmguard.node.transactions import (
+    MEMO_BYTES_MAX,
     TRANSACTION_BYTES_MAX,
+    TRANSACTION_VERSION,
     CreateValidator,
     Delegate,
     Redelegate,
@@ -33,6 +35,7 @@ EVIDENCE = DoubleVoteEvidence.of(
 )
 BODIES = [
     Transfer(BOB, 10),
+    Transfer(BOB, 11, b"invoice 42"),
     CreateValidator(b"c" * 32, b"v" * 32, 50_000, 1000),
     Delegate(BOB, 5),
     Undelegate(BOB, 0),
@@ -51,7 +54,7 @@ def test_round_trip_signature_and_chain_binding(tx: Transaction) -> None:
     assert tx.is_signed(CHAIN)
     assert not tx.is_signed("another-chain")  # replay on another chain fails
     assert tx.address == address_of(ALICE.public_key.raw)
-    for broken in (encoded + b"\0", encoded[:-1], b"\2" + encoded[1:]):
+    for broken in (encoded + b"\0", encoded[:-1], bytes([TRANSACTION_VERSION + 1]) + encoded[1:]):
         with pytest.raises(CodecError):
             Transaction.decode(broken)
 
@@ -67,6 +70,7 @@ def test_shapes_are_checked() -> None:
         lambda: Transfer(b"short", 1),
         lambda: Transfer(BOB, 0),
         lambda: Transfer(BOB, 2**64),
+        lambda: Transfer(BOB, 1, bytes(MEMO_BYTES_MAX + 1)),
         lambda: CreateValidator(b"c" * 32, b"v" * 32, 1_000_001, 1),
         lambda: Transaction(b"k" * 31, 0, Unjail(), bytes(64)),
     ):

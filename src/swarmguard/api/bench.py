@@ -95,6 +95,7 @@ def _run_case(case: BenchCase, seconds: float, root: Path, rate: float) -> dict[
                 raise RuntimeError(f"no blocks from {home}")
             time.sleep(0.2)
         out = home / "load.json"
+        node_cpu = sum(_cpu_seconds(process.pid) for process in processes)
         genesis = json.loads((homes[0] / "genesis.json").read_text())
         subprocess.run(
             [
@@ -118,7 +119,12 @@ def _run_case(case: BenchCase, seconds: float, root: Path, rate: float) -> dict[
             env=environment,
             timeout=seconds + 120,
         )
-        return dict(json.loads(out.read_text()))
+        result = dict(json.loads(out.read_text()))
+        committed = max(int(result["committed"]), 1)
+        node_cpu = sum(_cpu_seconds(process.pid) for process in processes) - node_cpu
+        result["node_cpu_us"] = node_cpu / n / committed * 1e6
+        result["client_cpu_us"] = result["client_cpu"] / committed * 1e6
+        return result
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)
@@ -127,6 +133,15 @@ def _run_case(case: BenchCase, seconds: float, root: Path, rate: float) -> dict[
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a running process (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _height(home: Path) -> int:
@@ -151,8 +166,8 @@ def run_bench(cases: list[BenchCase], seconds: float, rate: float = 0.0) -> str:
         f"Ed25519 verify {verify * 1e6:.1f} us",
         "",
         "| validators | RTT ms | fast path | tx bytes | committed | TPS | bound TPS | TPS / bound "
-        "| P50 ms | P99 ms |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| P50 ms | P99 ms | node CPU us/tx | client CPU us/tx |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     with tempfile.TemporaryDirectory(prefix="swarmguard-bench-") as directory:
         results = []
@@ -165,7 +180,8 @@ def run_bench(cases: list[BenchCase], seconds: float, rate: float = 0.0) -> str:
                 f"| {case.validators} | {case.rtt * 1000:.0f} | {path} "
                 f"| {result['bytes']} | {result['committed']} | {result['throughput']:.0f} "
                 f"| {bound:.0f} | {result['throughput'] / bound:.2f} "
-                f"| {result['p50'] * 1000:.0f} | {result['p99'] * 1000:.0f} |"
+                f"| {result['p50'] * 1000:.0f} | {result['p99'] * 1000:.0f} "
+                f"| {result['node_cpu_us']:.0f} | {result['client_cpu_us']:.0f} |"
             )
     pairs = {(c.validators, c.rtt): r for c, r in results if c.fast_path}
     for case, result in results:

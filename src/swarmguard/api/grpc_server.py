@@ -26,12 +26,13 @@ from swarmguard.node.runtime import Node
 from swarmguard.storage.blockstore import Block
 from swarmguard.storage.merkle import list_inclusion_proof
 
-__all__ = ["ApiServer", "Service"]
+__all__ = ["BATCH_MAX", "ApiServer", "Service"]
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 WAIT_DEFAULT = 10.0
 WAIT_MAX = 300.0
+BATCH_MAX = 1000
 _REFUSALS = {Admission.FULL, Admission.RATE_LIMITED}
 
 
@@ -60,12 +61,10 @@ class Service(node_pb2_grpc.NodeServicer):
                 grpc.StatusCode.INVALID_ARGUMENT, f"timeout_seconds must be in (0, {WAIT_MAX}]"
             )
         node = self.node
-        key = node.mempool.hash(transaction)
-        admission = node.submit(transaction, client)
+        admission, answer = self._admit(transaction, client)
         if admission in _REFUSALS and not stream:  # on a stream, one refusal ends nothing
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"mempool: {admission.value}")
-        log = node.mempool.last_reason if admission is Admission.REJECTED else ""
-        answer = node_pb2.SubmitTransactionResponse(hash=key, admission=admission.value, log=log)
+        key = answer.hash
         if not request.wait_for_commit or admission not in (
             Admission.ACCEPTED,
             Admission.DUPLICATE,
@@ -81,6 +80,25 @@ class Service(node_pb2_grpc.NodeServicer):
         height, code, result_log = node.chain.results[key]
         answer.height, answer.code, answer.log = height, code, result_log
         return answer
+
+    def _admit(self, transaction: bytes, client: str) -> tuple[Admission, Any]:
+        node = self.node
+        key = node.mempool.hash(transaction)
+        admission = node.submit(transaction, client)
+        log = node.mempool.last_reason if admission is Admission.REJECTED else ""
+        return admission, node_pb2.SubmitTransactionResponse(
+            hash=key, admission=admission.value, log=log
+        )
+
+    async def SubmitBatch(self, request: Any, context: Context) -> Any:
+        if len(request.transactions) > BATCH_MAX:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"at most {BATCH_MAX} transactions per batch"
+            )
+        peer = context.peer()
+        return node_pb2.SubmitBatchResponse(
+            results=[self._admit(bytes(t), peer)[1] for t in request.transactions]
+        )
 
     async def SubmitTransaction(self, request: Any, context: Context) -> Any:
         return await self._submit(request, context, context.peer())

@@ -38,6 +38,7 @@ CALL_SECONDS_MAX = 330.0  # above the longest wait a submit may ask for
 
 _UNARY = {
     "SubmitTransaction": ("SubmitTransactionRequest", "SubmitTransactionResponse"),
+    "SubmitBatch": ("SubmitBatchRequest", "SubmitBatchResponse"),
     "GetTransaction": ("GetTransactionRequest", "GetTransactionResponse"),
     "GetBlock": ("GetBlockRequest", "Block"),
     "Query": ("QueryRequest", "QueryResponse"),

@@ -1,10 +1,15 @@
-"""Load for ``swarmguard bench``, run as its own process: signed transfers streamed to the nodes'
-gRPC APIs, commit times read from a block stream.
+"""Load for ``swarmguard bench``, run as its own process: signed transfers submitted in batches
+over gRPC, commit times read from a block stream.
 
-Each sender (an operator key of the testnet) has its own stream to one node and sends its
-transfers with consecutive nonces, so the mempool's check state admits them in order; the clock
-starts when a transaction is handed to the stream and stops when a block holding it arrives on
-the ``StreamBlocks`` of the first node. Writes a JSON summary to ``--out``.
+Each sender (an operator key of the testnet) submits to one node, one ``SubmitBatch`` call at a
+time, with consecutive nonces, so the mempool's check state admits them in order; a refused
+transaction (a full pool) is sent again from its nonce on. The load is either closed
+(``--inflight``: at most that many sent and not yet committed, which measures throughput without
+an ever-growing queue) or open (``--rate``: a fixed offered rate, which measures latency below
+capacity). Transactions are signed before the clock starts, so the client's signing does not
+compete with the nodes for these cores. The clock starts when a batch is handed to gRPC and stops
+when a block holding the transaction arrives on the ``StreamBlocks`` of the first node.
+Writes a JSON summary to ``--out``.
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ import asyncio
 import json
 import statistics
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +32,9 @@ from swarmguard.node.transactions import Transaction, Transfer
 __all__ = ["main"]
 
 _SINK = bytes(range(20))  # every transfer pays this address
+TRANSFER_BYTES = 250
+"""The size of the issue's benchmark transfers (a memo pads ours to it)."""
+MEMO = bytes(TRANSFER_BYTES - 138)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -35,69 +42,123 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
+class _Sender:
+    """One key's transactions, signed ahead, sent in nonce order."""
+
+    def __init__(self, key: SigningKey, chain_id: str, count: int) -> None:
+        self.key, self.chain_id = key, chain_id
+        self.transactions: list[bytes] = []
+        self.next = 0  # index (= nonce) of the next transaction to send
+        self._sign(count)
+
+    def _sign(self, count: int) -> None:
+        start = len(self.transactions)
+        self.transactions += [
+            Transaction.sign(self.key, self.chain_id, nonce, Transfer(_SINK, 1, MEMO)).encode()
+            for nonce in range(start, start + count)
+        ]
+
+    def take(self, count: int) -> list[bytes]:
+        if self.next + count > len(self.transactions):
+            self._sign(max(count, 1000))  # ran out of presigned ones: the clock is running
+        return self.transactions[self.next : self.next + count]
+
+
+class _Load:
+    """The run's shared record: when each transaction was sent and when it committed."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.sent: dict[bytes, float] = {}
+        self.committed: dict[bytes, float] = {}
+        self.progress = asyncio.Event()  # set whenever a block arrives
+        self.refused = 0
+
+    def tx_hash(self, transaction: bytes) -> bytes:  # the id the block store and mempool use
+        return digest(Domain.TRANSACTION, transaction, chain_id=self.args.chain_id)
+
+    async def watch(self, node: str, ready: asyncio.Event) -> None:
+        async with grpc.aio.insecure_channel(node) as channel:
+            stub: Any = node_pb2_grpc.NodeStub(channel)  # type: ignore[no-untyped-call]
+            start = (await stub.GetStatus(node_pb2.GetStatusRequest())).height + 1
+            stream = stub.StreamBlocks(node_pb2.StreamBlocksRequest(from_height=start))
+            ready.set()
+            async for block in stream:
+                now = time.perf_counter()
+                for transaction in block.transactions:
+                    self.committed.setdefault(self.tx_hash(transaction), now)
+                self.progress.set()
+
+    async def send(self, sender: _Sender, node: str, deadline: float, share: float) -> None:
+        """``share``: this sender's part of the offered rate (open loop) or of the in-flight
+        limit (closed loop)."""
+        args, committed = self.args, self.committed
+        async with grpc.aio.insecure_channel(node) as channel:
+            stub: Any = node_pb2_grpc.NodeStub(channel)  # type: ignore[no-untyped-call]
+            mine: list[bytes] = []  # hashes this sender has had accepted
+            done = 0  # how many of them are known committed
+            pace = time.perf_counter()
+            while (now := time.perf_counter()) < deadline:
+                if args.rate:
+                    pace += args.batch / share
+                    if pace > now:
+                        await asyncio.sleep(pace - now)
+                else:
+                    while done < len(mine) and mine[done] in committed:
+                        done += 1
+                    if len(mine) - done + args.batch > share:
+                        self.progress.clear()
+                        await self.progress.wait()
+                        continue
+                batch = sender.take(args.batch)
+                hashes = [self.tx_hash(transaction) for transaction in batch]
+                submitted = time.perf_counter()
+                answer = await stub.SubmitBatch(node_pb2.SubmitBatchRequest(transactions=batch))
+                for transaction_hash, result in zip(hashes, answer.results, strict=True):
+                    if result.admission not in ("accepted", "duplicate"):
+                        self.refused += 1
+                        break  # this nonce again next time (later ones were refused too)
+                    self.sent.setdefault(transaction_hash, submitted)
+                    mine.append(transaction_hash)
+                    sender.next += 1
+
+
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
     nodes = args.api.split(",")
     keys = [SigningKey(load_key_file(path)[1]) for path in args.keys.split(",")]
-    sent: dict[bytes, float] = {}
-    committed: dict[bytes, float] = {}
-    refused = 0
-
-    def tx_hash(transaction: bytes) -> bytes:  # the id the block store and mempool use
-        return digest(Domain.TRANSACTION, transaction, chain_id=args.chain_id)
-
-    async def watch() -> None:
-        async with grpc.aio.insecure_channel(nodes[0]) as channel:
-            stub: Any = node_pb2_grpc.NodeStub(channel)  # type: ignore[no-untyped-call]
-            start = (await stub.GetStatus(node_pb2.GetStatusRequest())).height + 1
-            async for block in stub.StreamBlocks(node_pb2.StreamBlocksRequest(from_height=start)):
-                now = time.perf_counter()
-                for transaction in block.transactions:
-                    committed.setdefault(tx_hash(transaction), now)
-
-    async def send(key: SigningKey, node: str, deadline: float) -> None:
-        nonlocal refused
-        transactions = (
-            Transaction.sign(key, args.chain_id, nonce, Transfer(_SINK, 1)).encode()
-            for nonce in range(10**9)
-        )
-
-        async def requests() -> AsyncIterator[Any]:
-            for transaction in transactions:
-                if time.perf_counter() >= deadline:
-                    return
-                sent[tx_hash(transaction)] = time.perf_counter()
-                yield node_pb2.SubmitTransactionRequest(transaction=transaction)
-                if args.rate:
-                    await asyncio.sleep(len(keys) / args.rate)
-
-        async with grpc.aio.insecure_channel(node) as channel:
-            stub: Any = node_pb2_grpc.NodeStub(channel)  # type: ignore[no-untyped-call]
-            async for answer in stub.SubmitTransactions(requests()):
-                if answer.admission != "accepted":
-                    refused += 1
-
-    watcher = asyncio.get_running_loop().create_task(watch())
-    await asyncio.sleep(0.5)
+    presign = int((args.rate or args.presign_rate) * args.seconds * 1.1 / len(keys)) + args.batch
+    senders = [_Sender(key, args.chain_id, presign) for key in keys]
+    load = _Load(args)
+    ready = asyncio.Event()
+    watcher = asyncio.get_running_loop().create_task(load.watch(nodes[0], ready))
+    await ready.wait()
     started = time.perf_counter()
+    cpu = time.process_time()
     deadline = started + args.seconds
+    share = args.rate / len(senders) if args.rate else max(args.inflight / len(senders), args.batch)
     await asyncio.gather(
-        *(send(key, nodes[i % len(nodes)], deadline) for i, key in enumerate(keys))
+        *(
+            load.send(sender, nodes[i % len(nodes)], deadline, share)
+            for i, sender in enumerate(senders)
+        )
     )
     await asyncio.sleep(args.drain)
     watcher.cancel()
+    cpu = time.process_time() - cpu
+    sent, committed = load.sent, load.committed
     latencies = [committed[h] - sent[h] for h in sent if h in committed]
-    window = max(committed.values(), default=started) - started
-    done = [t for t in committed.values() if t >= started]
+    in_window = [t for t in committed.values() if started <= t <= deadline]
     return {
         "sent": len(sent),
         "committed": len(latencies),
-        "refused": refused,
-        "seconds": window,
-        "throughput": len(done) / window if window > 0 else 0.0,
+        "refused": load.refused,
+        "seconds": args.seconds,
+        "throughput": len(in_window) / args.seconds,
         "p50": _percentile(latencies, 0.5),
         "p99": _percentile(latencies, 0.99),
         "mean": statistics.fmean(latencies) if latencies else 0.0,
-        "bytes": len(Transaction.sign(keys[0], args.chain_id, 0, Transfer(_SINK, 1)).encode()),
+        "client_cpu": cpu,  # this process's CPU seconds from the first send to the end
+        "bytes": len(senders[0].transactions[0]),
     }
 
 
@@ -108,7 +169,14 @@ def main() -> None:
     parser.add_argument("--chain-id", required=True)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--drain", type=float, default=5.0, help="wait for the last commits")
-    parser.add_argument("--rate", type=float, default=0.0, help="total tx/s (0: as fast as)")
+    parser.add_argument("--rate", type=float, default=0.0, help="offered tx/s (0: closed loop)")
+    parser.add_argument(
+        "--inflight", type=int, default=6000, help="closed loop: most sent, not yet committed"
+    )
+    parser.add_argument("--batch", type=int, default=100, help="transactions per call")
+    parser.add_argument(
+        "--presign-rate", type=float, default=6000.0, help="closed loop: tx/s to sign ahead"
+    )
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     summary = asyncio.run(_run(args))

@@ -18,6 +18,7 @@ Domain codes are permanent: a code is never reused, and a change of meaning take
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from enum import IntEnum
 
@@ -72,13 +73,24 @@ def _chain_id_bytes(chain_id: str) -> bytes:
     return encoded
 
 
-def preimage(domain: Domain, payload: bytes, *, chain_id: str) -> bytes:
-    """The exact bytes that are hashed (and that consensus keys sign) for ``payload``."""
+@functools.lru_cache(maxsize=256, typed=True)
+def _header(domain: Domain, chain_id: str) -> bytes:
+    """Everything before the payload: built once per (domain, chain), not once per hash."""
     if not isinstance(domain, Domain):
         raise TypeError(f"domain must be a hashing.Domain, got {domain!r}")
     chain = _chain_id_bytes(chain_id)
-    header = _MAGIC + bytes((HASH_VERSION,)) + domain.to_bytes(2, "big") + bytes((len(chain),))
-    return header + chain + payload
+    return (
+        _MAGIC
+        + bytes((HASH_VERSION,))
+        + domain.to_bytes(2, "big")
+        + bytes((len(chain),))
+        + chain
+    )
+
+
+def preimage(domain: Domain, payload: bytes, *, chain_id: str) -> bytes:
+    """The exact bytes that are hashed (and that consensus keys sign) for ``payload``."""
+    return _header(domain, chain_id) + payload
 
 
 def digest(domain: Domain, payload: bytes, *, chain_id: str) -> bytes:
@@ -86,6 +98,7 @@ def digest(domain: Domain, payload: bytes, *, chain_id: str) -> bytes:
     return hashlib.sha256(preimage(domain, payload, chain_id=chain_id)).digest()
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def address_of(public_key: bytes) -> bytes:
     """An account's address: the first 20 bytes of SHA-256 over a fixed tag and its Ed25519
     key. Not bound to a chain id: one key has one address on every chain (as in Cosmos), and

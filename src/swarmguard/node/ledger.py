@@ -115,7 +115,7 @@ class LedgerApp:
         self._pending: tuple[int, StateTree, dict[bytes, _Account]] | None = None
         self._snapshots: dict[int, tuple[Manifest, list[bytes]]] = {}
         self._restorer: Restorer | None = None
-        self._verified: OrderedDict[bytes, None] = OrderedDict()
+        self._verified: OrderedDict[bytes, Transaction] = OrderedDict()
 
     # -- genesis and start-up --------------------------------------------------------------
 
@@ -185,10 +185,10 @@ class LedgerApp:
 
     def check_tx(self, transaction: bytes) -> CheckResult:
         try:
-            tx = Transaction.decode(transaction)
+            tx = self._verified_tx(transaction)
         except CodecError as error:
             return CheckResult(Code.MALFORMED, str(error))
-        if not self._signed(tx, transaction):
+        if tx is None:
             return CheckResult(Code.BAD_SIGNATURE, "the signature does not verify")
         address = tx.address
         expected = self._check_nonces.get(address, self.nonces.get(address, 0))
@@ -202,18 +202,21 @@ class LedgerApp:
         self._check_nonces[address] = expected + 1
         return CheckResult()
 
-    def _signed(self, tx: Transaction, encoded: bytes) -> bool:
-        """Ed25519 once per transaction, not once per step: check_tx, process_proposal and
-        finalize_block see the same bytes, and a signature that verified once always will.
-        (Only successes are remembered, by the exact encoding, in bounded memory.)"""
-        if encoded in self._verified:
-            return True
+    def _verified_tx(self, encoded: bytes) -> Transaction | None:
+        """Decoded, and its signature verified, once per transaction, not once per step:
+        check_tx, the re-check, process_proposal and finalize_block see the same bytes, and a
+        signature that verified once always will. (Only successes are remembered, by the exact
+        encoding, in bounded memory.) None: not signed; raises CodecError."""
+        tx = self._verified.get(encoded)
+        if tx is not None:
+            return tx
+        tx = Transaction.decode(encoded)
         if not tx.is_signed(self.chain_id):
-            return False
-        self._verified[encoded] = None
+            return None
+        self._verified[encoded] = tx
         if len(self._verified) > VERIFIED_KEPT:
             self._verified.popitem(last=False)
-        return True
+        return tx
 
     # -- blocks ----------------------------------------------------------------------------
 
@@ -231,7 +234,7 @@ class LedgerApp:
     def process_proposal(self, height: int, transactions: Sequence[bytes]) -> bool:
         for transaction in transactions:
             try:
-                if not self._signed(Transaction.decode(transaction), transaction):
+                if self._verified_tx(transaction) is None:
                     return False
             except CodecError:
                 return False
@@ -266,10 +269,10 @@ class LedgerApp:
 
     def _execute(self, transaction: bytes) -> TxResult:
         try:
-            tx = Transaction.decode(transaction)
+            tx = self._verified_tx(transaction)
         except CodecError as error:
             return TxResult(Code.MALFORMED, str(error))
-        if not self._signed(tx, transaction):
+        if tx is None:
             return TxResult(Code.BAD_SIGNATURE, "the signature does not verify")
         address = tx.address
         if tx.nonce != self.nonces.get(address, 0):

@@ -19,19 +19,35 @@ used is gone at once), in arrival order.
 
 ``reap`` hands the oldest transactions to a proposal without removing them: they leave when a
 block commits them, so a proposal that fails loses nothing.
+
+Gossip carries admitted transactions to the other validators in batches (``encode_gossip``):
+one frame for everything admitted in one turn of the event loop, since per-frame work (a read,
+a dispatch, a TLS record) costs more than the transactions' bytes.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
+from swarmguard.codec import Reader, Writer
 from swarmguard.crypto.hashing import Domain, digest
 from swarmguard.resilience import SYSTEM_CLOCK, Clock, KeyedRateLimiter
 
-__all__ = ["Admission", "Mempool", "MempoolConfig", "Relay"]
+__all__ = [
+    "GOSSIP_VERSION",
+    "Admission",
+    "Mempool",
+    "MempoolConfig",
+    "Relay",
+    "decode_gossip",
+    "encode_gossip",
+]
+
+GOSSIP_VERSION = 1
+_U32_MAX = (1 << 32) - 1
 
 Check = Callable[[bytes], str | None]
 """The application's check of one transaction: None to admit, or the reason to refuse."""
@@ -176,3 +192,24 @@ class Mempool:
     @property
     def bytes(self) -> int:
         return self._bytes
+
+
+def encode_gossip(transactions: Sequence[bytes]) -> bytes:
+    """A gossip batch: ``version u8 | count u32 | (length u32 | transaction)*``."""
+    writer = Writer()
+    writer.uint(GOSSIP_VERSION, 1)
+    writer.uint(len(transactions), 4)
+    for transaction in transactions:
+        writer.blob(transaction, _U32_MAX)
+    return writer.getvalue()
+
+
+def decode_gossip(payload: bytes) -> list[bytes]:
+    """The transactions of a gossip batch; raises CodecError. (Sizes are the mempool's to judge:
+    one oversized transaction is refused there and spoils nothing else.)"""
+    reader = Reader(payload, "gossip batch")
+    reader.version(GOSSIP_VERSION)
+    count = reader.count(4, "transactions")
+    transactions = [reader.blob(_U32_MAX, "transaction") for _ in range(count)]
+    reader.finish()
+    return transactions

@@ -56,10 +56,17 @@ from swarmguard.node.abci import Application
 from swarmguard.node.chain import Chain, ChainLimits, mempool_check
 from swarmguard.node.identity import NodeIdentity
 from swarmguard.node.ledger import LedgerApp
-from swarmguard.node.mempool import Admission, Mempool, MempoolConfig, Relay
+from swarmguard.node.mempool import (
+    Admission,
+    Mempool,
+    MempoolConfig,
+    Relay,
+    decode_gossip,
+    encode_gossip,
+)
 from swarmguard.node.metrics import NodeMetrics
 from swarmguard.node.transactions import SubmitEvidence, Transaction
-from swarmguard.node.transport import Channel, Peer, Transport, TransportConfig
+from swarmguard.node.transport import FRAME_BYTES_MAX, Channel, Peer, Transport, TransportConfig
 from swarmguard.storage.blockstore import Block, BlockStore
 from swarmguard.validators.certificate import CommitCertificate
 from swarmguard.validators.evidence import PHASE_VOTE, DoubleVoteEvidence, SignedVote, sign_vote
@@ -67,6 +74,9 @@ from swarmguard.validators.evidence import PHASE_VOTE, DoubleVoteEvidence, Signe
 __all__ = ["ConsensusOptions", "Node", "NodeConfig", "NodeStats"]
 
 log = logging.getLogger(__name__)
+
+GOSSIP_BYTES_MAX = FRAME_BYTES_MAX - 1024
+"""A gossip batch's transactions fit one frame with room for the batch's own header."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +179,7 @@ class Node:
             config=config.transport,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._outgoing: list[bytes] = []  # admitted, not yet gossiped
         self.metrics = NodeMetrics(self)
         self.metrics_port: int | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -222,9 +233,32 @@ class Node:
         """A client's transaction: admitted, gossiped to every peer, offered to the batcher."""
         admission = self.mempool.add(transaction, client)
         if admission is Admission.ACCEPTED:
-            self.transport.broadcast(Channel.MEMPOOL, transaction)
+            self._gossip(transaction)
             self._offer(transaction)
         return admission
+
+    def _gossip(self, transaction: bytes) -> None:
+        """Queue for the next gossip batch: one frame per turn of the event loop."""
+        if not self._outgoing:
+            if self._loop is None:
+                self._outgoing.append(transaction)
+                self._flush_gossip()
+                return
+            self._loop.call_soon(self._flush_gossip)
+        self._outgoing.append(transaction)
+
+    def _flush_gossip(self) -> None:
+        batch: list[bytes] = []
+        size = 0
+        for transaction in self._outgoing:
+            if batch and size + len(transaction) + 4 > GOSSIP_BYTES_MAX:
+                self.transport.broadcast(Channel.MEMPOOL, encode_gossip(batch))
+                batch, size = [], 0
+            batch.append(transaction)
+            size += len(transaction) + 4
+        if batch:
+            self.transport.broadcast(Channel.MEMPOOL, encode_gossip(batch))
+        self._outgoing = []
 
     def _offer(self, transaction: bytes) -> None:
         with contextlib.suppress(Refused):  # a full batcher: the mempool still holds it
@@ -232,8 +266,15 @@ class Node:
 
     def _on_frame(self, peer: int, channel: Channel, payload: bytes) -> None:
         if channel is Channel.MEMPOOL:
-            if self.mempool.add(payload, Relay(peer)) is Admission.ACCEPTED:
-                self._offer(payload)
+            try:
+                transactions = decode_gossip(payload)
+            except CodecError:
+                self.stats.malformed_messages += 1
+                return
+            relay = Relay(peer)
+            for transaction in transactions:
+                if self.mempool.add(transaction, relay) is Admission.ACCEPTED:
+                    self._offer(transaction)
             return
         try:
             message = wire.decode(payload)

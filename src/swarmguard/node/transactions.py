@@ -1,10 +1,10 @@
 """Transactions of the built-in ledger: transfers and staking, signed by an account key.
 
-Format, version 1 (keep in sync with docs/node.md, "The built-in ledger")::
+Format, version 2 (keep in sync with docs/node.md, "The built-in ledger")::
 
     version u8 | kind u8 | sender key (32) | nonce u64 | body | signature (64)
 
-    TRANSFER          to (20) | amount u64
+    TRANSFER          to (20) | amount u64 | memo (u32 length, <= MEMO_BYTES_MAX)
     CREATE_VALIDATOR  consensus key (32) | vrf key (32) | commission_ppm u32 | self_bond u64
     DELEGATE          operator (20) | amount u64
     UNDELEGATE        operator (20) | amount u64 (0: the whole delegation)
@@ -30,6 +30,7 @@ from swarmguard.crypto.hashing import ADDRESS_BYTES, Domain, address_of, preimag
 from swarmguard.validators.evidence import DoubleVoteEvidence
 
 __all__ = [
+    "MEMO_BYTES_MAX",
     "TRANSACTION_BYTES_MAX",
     "TRANSACTION_VERSION",
     "Body",
@@ -44,8 +45,9 @@ __all__ = [
     "Unjail",
 ]
 
-TRANSACTION_VERSION = 1
+TRANSACTION_VERSION = 2
 EVIDENCE_BYTES_MAX = 1024
+MEMO_BYTES_MAX = 256
 TRANSACTION_BYTES_MAX = 2 + 32 + 8 + 4 + EVIDENCE_BYTES_MAX + 64
 """No valid transaction is longer (the evidence kind is the largest)."""
 _U64 = 2**64
@@ -75,10 +77,14 @@ def _amount(value: int, field: str, *, zero: bool = False) -> None:
 class Transfer:
     to: bytes
     amount: int
+    memo: bytes = b""
+    """The sender's note (a payment reference, say); the ledger does not read it."""
 
     def __post_init__(self) -> None:
         _address(self.to, "recipient")
         _amount(self.amount, "amount")
+        if len(self.memo) > MEMO_BYTES_MAX:
+            raise CodecError(f"transaction: memo exceeds {MEMO_BYTES_MAX} bytes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +161,7 @@ def _write_body(out: Writer, body: Body) -> None:
     if isinstance(body, Transfer):
         out.fixed(body.to, ADDRESS_BYTES)
         out.uint(body.amount, 8)
+        out.blob(body.memo, MEMO_BYTES_MAX)
     elif isinstance(body, CreateValidator):
         out.fixed(body.consensus_key, 32)
         out.fixed(body.vrf_key, 32)
@@ -173,7 +180,11 @@ def _write_body(out: Writer, body: Body) -> None:
 
 def _read_body(reader: Reader, kind: TxKind) -> Body:
     if kind is TxKind.TRANSFER:
-        return Transfer(reader.fixed(ADDRESS_BYTES, "to"), reader.uint(8, "amount"))
+        return Transfer(
+            reader.fixed(ADDRESS_BYTES, "to"),
+            reader.uint(8, "amount"),
+            reader.blob(MEMO_BYTES_MAX, "memo"),
+        )
     if kind is TxKind.CREATE_VALIDATOR:
         return CreateValidator(
             reader.fixed(32, "consensus key"),

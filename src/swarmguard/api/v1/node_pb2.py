@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cswarmguard/api/v1/node.proto\x12\x11swarmguard.api.v1\"a\n\x18SubmitTransactionRequest\x12\x13\n\x0btransaction\x18\x01 \x01(\x0c\x12\x17\n\x0fwait_for_commit\x18\x02 \x01(\x08\x12\x17\n\x0ftimeout_seconds\x18\x03 \x01(\x01\"g\n\x19SubmitTransactionResponse\x12\x0c\n\x04hash\x18\x01 \x01(\x0c\x12\x11\n\tadmission\x18\x02 \x01(\t\x12\x0b\n\x03log\x18\x03 \x01(\t\x12\x0e\n\x06height\x18\x04 \x01(\x04\x12\x0c\n\x04\x63ode\x18\x05 \x01(\r\"%\n\x15GetTransactionRequest\x12\x0c\n\x04hash\x18\x01 \x01(\x0c\"\x85\x01\n\x16GetTransactionResponse\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\r\n\x05index\x18\x02 \x01(\r\x12\x13\n\x0btransaction\x18\x03 \x01(\x0c\x12\x12\n\nblock_hash\x18\x04 \x01(\x0c\x12\x14\n\x0ctransactions\x18\x05 \x01(\r\x12\r\n\x05proof\x18\x06 \x03(\x0c\"/\n\x0fGetBlockRequest\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\x0c\n\x04hash\x18\x02 \x01(\x0c\"u\n\x05\x42lock\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\x0c\n\x04hash\x18\x02 \x01(\x0c\x12\x0e\n\x06header\x18\x03 \x01(\x0c\x12\x14\n\x0ctransactions\x18\x04 \x03(\x0c\x12\x13\n\x0b\x63\x65rtificate\x18\x05 \x01(\x0c\x12\x13\n\x0blast_commit\x18\x06 \x01(\x0c\"9\n\x0cQueryRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\r\n\x05prove\x18\x03 \x01(\x08\"j\n\rQueryResponse\x12\x0c\n\x04\x63ode\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\r\n\x05proof\x18\x03 \x01(\x0c\x12\x0e\n\x06height\x18\x04 \x01(\x04\x12\x10\n\x08\x61pp_hash\x18\x05 \x01(\x0c\x12\x0b\n\x03log\x18\x06 \x01(\t\"\x12\n\x10GetStatusRequest\"\xc6\x01\n\x06Status\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\t\x12\x0e\n\x06height\x18\x02 \x01(\x04\x12\x17\n\x0flast_block_hash\x18\x03 \x01(\x0c\x12\x10\n\x08\x61pp_hash\x18\x04 \x01(\x0c\x12\r\n\x05peers\x18\x05 \x01(\r\x12\x17\n\x0fpeers_connected\x18\x06 \x01(\r\x12\x12\n\nsync_state\x18\x07 \x01(\t\x12\x1c\n\x14mempool_transactions\x18\x08 \x01(\x04\x12\x15\n\rconsensus_key\x18\t \x01(\x0c\"\x16\n\x14GetValidatorsRequest\"I\n\tValidator\x12\x15\n\rconsensus_key\x18\x01 \x01(\x0c\x12\r\n\x05power\x18\x02 \x01(\x04\x12\x16\n\x0ereputation_ppm\x18\x03 \x01(\r\"N\n\nValidators\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\x30\n\nvalidators\x18\x02 \x03(\x0b\x32\x1c.swarmguard.api.v1.Validator\"*\n\x13StreamBlocksRequest\x12\x13\n\x0b\x66rom_height\x18\x01 \x01(\x04\x32\xe2\x05\n\x04Node\x12n\n\x11SubmitTransaction\x12+.swarmguard.api.v1.SubmitTransactionRequest\x1a,.swarmguard.api.v1.SubmitTransactionResponse\x12s\n\x12SubmitTransactions\x12+.swarmguard.api.v1.SubmitTransactionRequest\x1a,.swarmguard.api.v1.SubmitTransactionResponse(\x01\x30\x01\x12\x65\n\x0eGetTransaction\x12(.swarmguard.api.v1.GetTransactionRequest\x1a).swarmguard.api.v1.GetTransactionResponse\x12H\n\x08GetBlock\x12\".swarmguard.api.v1.GetBlockRequest\x1a\x18.swarmguard.api.v1.Block\x12J\n\x05Query\x12\x1f.swarmguard.api.v1.QueryRequest\x1a .swarmguard.api.v1.QueryResponse\x12K\n\tGetStatus\x12#.swarmguard.api.v1.GetStatusRequest\x1a\x19.swarmguard.api.v1.Status\x12W\n\rGetValidators\x12\'.swarmguard.api.v1.GetValidatorsRequest\x1a\x1d.swarmguard.api.v1.Validators\x12R\n\x0cStreamBlocks\x12&.swarmguard.api.v1.StreamBlocksRequest\x1a\x18.swarmguard.api.v1.Block0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cswarmguard/api/v1/node.proto\x12\x11swarmguard.api.v1\"a\n\x18SubmitTransactionRequest\x12\x13\n\x0btransaction\x18\x01 \x01(\x0c\x12\x17\n\x0fwait_for_commit\x18\x02 \x01(\x08\x12\x17\n\x0ftimeout_seconds\x18\x03 \x01(\x01\"g\n\x19SubmitTransactionResponse\x12\x0c\n\x04hash\x18\x01 \x01(\x0c\x12\x11\n\tadmission\x18\x02 \x01(\t\x12\x0b\n\x03log\x18\x03 \x01(\t\x12\x0e\n\x06height\x18\x04 \x01(\x04\x12\x0c\n\x04\x63ode\x18\x05 \x01(\r\"*\n\x12SubmitBatchRequest\x12\x14\n\x0ctransactions\x18\x01 \x03(\x0c\"T\n\x13SubmitBatchResponse\x12=\n\x07results\x18\x01 \x03(\x0b\x32,.swarmguard.api.v1.SubmitTransactionResponse\"%\n\x15GetTransactionRequest\x12\x0c\n\x04hash\x18\x01 \x01(\x0c\"\x85\x01\n\x16GetTransactionResponse\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\r\n\x05index\x18\x02 \x01(\r\x12\x13\n\x0btransaction\x18\x03 \x01(\x0c\x12\x12\n\nblock_hash\x18\x04 \x01(\x0c\x12\x14\n\x0ctransactions\x18\x05 \x01(\r\x12\r\n\x05proof\x18\x06 \x03(\x0c\"/\n\x0fGetBlockRequest\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\x0c\n\x04hash\x18\x02 \x01(\x0c\"u\n\x05\x42lock\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\x0c\n\x04hash\x18\x02 \x01(\x0c\x12\x0e\n\x06header\x18\x03 \x01(\x0c\x12\x14\n\x0ctransactions\x18\x04 \x03(\x0c\x12\x13\n\x0b\x63\x65rtificate\x18\x05 \x01(\x0c\x12\x13\n\x0blast_commit\x18\x06 \x01(\x0c\"9\n\x0cQueryRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\r\n\x05prove\x18\x03 \x01(\x08\"j\n\rQueryResponse\x12\x0c\n\x04\x63ode\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\r\n\x05proof\x18\x03 \x01(\x0c\x12\x0e\n\x06height\x18\x04 \x01(\x04\x12\x10\n\x08\x61pp_hash\x18\x05 \x01(\x0c\x12\x0b\n\x03log\x18\x06 \x01(\t\"\x12\n\x10GetStatusRequest\"\xc6\x01\n\x06Status\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\t\x12\x0e\n\x06height\x18\x02 \x01(\x04\x12\x17\n\x0flast_block_hash\x18\x03 \x01(\x0c\x12\x10\n\x08\x61pp_hash\x18\x04 \x01(\x0c\x12\r\n\x05peers\x18\x05 \x01(\r\x12\x17\n\x0fpeers_connected\x18\x06 \x01(\r\x12\x12\n\nsync_state\x18\x07 \x01(\t\x12\x1c\n\x14mempool_transactions\x18\x08 \x01(\x04\x12\x15\n\rconsensus_key\x18\t \x01(\x0c\"\x16\n\x14GetValidatorsRequest\"I\n\tValidator\x12\x15\n\rconsensus_key\x18\x01 \x01(\x0c\x12\r\n\x05power\x18\x02 \x01(\x04\x12\x16\n\x0ereputation_ppm\x18\x03 \x01(\r\"N\n\nValidators\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\x30\n\nvalidators\x18\x02 \x03(\x0b\x32\x1c.swarmguard.api.v1.Validator\"*\n\x13StreamBlocksRequest\x12\x13\n\x0b\x66rom_height\x18\x01 \x01(\x04\x32\xc0\x06\n\x04Node\x12n\n\x11SubmitTransaction\x12+.swarmguard.api.v1.SubmitTransactionRequest\x1a,.swarmguard.api.v1.SubmitTransactionResponse\x12s\n\x12SubmitTransactions\x12+.swarmguard.api.v1.SubmitTransactionRequest\x1a,.swarmguard.api.v1.SubmitTransactionResponse(\x01\x30\x01\x12\\\n\x0bSubmitBatch\x12%.swarmguard.api.v1.SubmitBatchRequest\x1a&.swarmguard.api.v1.SubmitBatchResponse\x12\x65\n\x0eGetTransaction\x12(.swarmguard.api.v1.GetTransactionRequest\x1a).swarmguard.api.v1.GetTransactionResponse\x12H\n\x08GetBlock\x12\".swarmguard.api.v1.GetBlockRequest\x1a\x18.swarmguard.api.v1.Block\x12J\n\x05Query\x12\x1f.swarmguard.api.v1.QueryRequest\x1a .swarmguard.api.v1.QueryResponse\x12K\n\tGetStatus\x12#.swarmguard.api.v1.GetStatusRequest\x1a\x19.swarmguard.api.v1.Status\x12W\n\rGetValidators\x12\'.swarmguard.api.v1.GetValidatorsRequest\x1a\x1d.swarmguard.api.v1.Validators\x12R\n\x0cStreamBlocks\x12&.swarmguard.api.v1.StreamBlocksRequest\x1a\x18.swarmguard.api.v1.Block0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,30 +35,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBMITTRANSACTIONREQUEST']._serialized_end=148
   _globals['_SUBMITTRANSACTIONRESPONSE']._serialized_start=150
   _globals['_SUBMITTRANSACTIONRESPONSE']._serialized_end=253
-  _globals['_GETTRANSACTIONREQUEST']._serialized_start=255
-  _globals['_GETTRANSACTIONREQUEST']._serialized_end=292
-  _globals['_GETTRANSACTIONRESPONSE']._serialized_start=295
-  _globals['_GETTRANSACTIONRESPONSE']._serialized_end=428
-  _globals['_GETBLOCKREQUEST']._serialized_start=430
-  _globals['_GETBLOCKREQUEST']._serialized_end=477
-  _globals['_BLOCK']._serialized_start=479
-  _globals['_BLOCK']._serialized_end=596
-  _globals['_QUERYREQUEST']._serialized_start=598
-  _globals['_QUERYREQUEST']._serialized_end=655
-  _globals['_QUERYRESPONSE']._serialized_start=657
-  _globals['_QUERYRESPONSE']._serialized_end=763
-  _globals['_GETSTATUSREQUEST']._serialized_start=765
-  _globals['_GETSTATUSREQUEST']._serialized_end=783
-  _globals['_STATUS']._serialized_start=786
-  _globals['_STATUS']._serialized_end=984
-  _globals['_GETVALIDATORSREQUEST']._serialized_start=986
-  _globals['_GETVALIDATORSREQUEST']._serialized_end=1008
-  _globals['_VALIDATOR']._serialized_start=1010
-  _globals['_VALIDATOR']._serialized_end=1083
-  _globals['_VALIDATORS']._serialized_start=1085
-  _globals['_VALIDATORS']._serialized_end=1163
-  _globals['_STREAMBLOCKSREQUEST']._serialized_start=1165
-  _globals['_STREAMBLOCKSREQUEST']._serialized_end=1207
-  _globals['_NODE']._serialized_start=1210
-  _globals['_NODE']._serialized_end=1948
+  _globals['_SUBMITBATCHREQUEST']._serialized_start=255
+  _globals['_SUBMITBATCHREQUEST']._serialized_end=297
+  _globals['_SUBMITBATCHRESPONSE']._serialized_start=299
+  _globals['_SUBMITBATCHRESPONSE']._serialized_end=383
+  _globals['_GETTRANSACTIONREQUEST']._serialized_start=385
+  _globals['_GETTRANSACTIONREQUEST']._serialized_end=422
+  _globals['_GETTRANSACTIONRESPONSE']._serialized_start=425
+  _globals['_GETTRANSACTIONRESPONSE']._serialized_end=558
+  _globals['_GETBLOCKREQUEST']._serialized_start=560
+  _globals['_GETBLOCKREQUEST']._serialized_end=607
+  _globals['_BLOCK']._serialized_start=609
+  _globals['_BLOCK']._serialized_end=726
+  _globals['_QUERYREQUEST']._serialized_start=728
+  _globals['_QUERYREQUEST']._serialized_end=785
+  _globals['_QUERYRESPONSE']._serialized_start=787
+  _globals['_QUERYRESPONSE']._serialized_end=893
+  _globals['_GETSTATUSREQUEST']._serialized_start=895
+  _globals['_GETSTATUSREQUEST']._serialized_end=913
+  _globals['_STATUS']._serialized_start=916
+  _globals['_STATUS']._serialized_end=1114
+  _globals['_GETVALIDATORSREQUEST']._serialized_start=1116
+  _globals['_GETVALIDATORSREQUEST']._serialized_end=1138
+  _globals['_VALIDATOR']._serialized_start=1140
+  _globals['_VALIDATOR']._serialized_end=1213
+  _globals['_VALIDATORS']._serialized_start=1215
+  _globals['_VALIDATORS']._serialized_end=1293
+  _globals['_STREAMBLOCKSREQUEST']._serialized_start=1295
+  _globals['_STREAMBLOCKSREQUEST']._serialized_end=1337
+  _globals['_NODE']._serialized_start=1340
+  _globals['_NODE']._serialized_end=2172
 # @@protoc_insertion_point(module_scope)

@@ -30,6 +30,18 @@ class SubmitTransactionResponse(_message.Message):
     code: int
     def __init__(self, hash: _Optional[bytes] = ..., admission: _Optional[str] = ..., log: _Optional[str] = ..., height: _Optional[int] = ..., code: _Optional[int] = ...) -> None: ...
 
+class SubmitBatchRequest(_message.Message):
+    __slots__ = ("transactions",)
+    TRANSACTIONS_FIELD_NUMBER: _ClassVar[int]
+    transactions: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, transactions: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class SubmitBatchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[SubmitTransactionResponse]
+    def __init__(self, results: _Optional[_Iterable[_Union[SubmitTransactionResponse, _Mapping]]] = ...) -> None: ...
+
 class GetTransactionRequest(_message.Message):
     __slots__ = ("hash",)
     HASH_FIELD_NUMBER: _ClassVar[int]

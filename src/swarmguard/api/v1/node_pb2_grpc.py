@@ -44,6 +44,11 @@ class NodeStub:
                 request_serializer=swarmguard_dot_api_dot_v1_dot_node__pb2.SubmitTransactionRequest.SerializeToString,
                 response_deserializer=swarmguard_dot_api_dot_v1_dot_node__pb2.SubmitTransactionResponse.FromString,
                 _registered_method=True)
+        self.SubmitBatch = channel.unary_unary(
+                '/swarmguard.api.v1.Node/SubmitBatch',
+                request_serializer=swarmguard_dot_api_dot_v1_dot_node__pb2.SubmitBatchRequest.SerializeToString,
+                response_deserializer=swarmguard_dot_api_dot_v1_dot_node__pb2.SubmitBatchResponse.FromString,
+                _registered_method=True)
         self.GetTransaction = channel.unary_unary(
                 '/swarmguard.api.v1.Node/GetTransaction',
                 request_serializer=swarmguard_dot_api_dot_v1_dot_node__pb2.GetTransactionRequest.SerializeToString,
@@ -90,6 +95,14 @@ class NodeServicer:
     def SubmitTransactions(self, request_iterator, context):
         """The same for a stream of transactions (one answer each, in order): one call, many
         transactions, since a unary call costs far more server CPU than a message on a stream.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitBatch(self, request, context):
+        """Up to 1,000 transactions in one call, admitted in order, one answer each (never waits for
+        commit): the cheapest way in for a client with many transactions to send.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -148,6 +161,11 @@ def add_NodeServicer_to_server(servicer, server):
                     servicer.SubmitTransactions,
                     request_deserializer=swarmguard_dot_api_dot_v1_dot_node__pb2.SubmitTransactionRequest.FromString,
                     response_serializer=swarmguard_dot_api_dot_v1_dot_node__pb2.SubmitTransactionResponse.SerializeToString,
+            ),
+            'SubmitBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitBatch,
+                    request_deserializer=swarmguard_dot_api_dot_v1_dot_node__pb2.SubmitBatchRequest.FromString,
+                    response_serializer=swarmguard_dot_api_dot_v1_dot_node__pb2.SubmitBatchResponse.SerializeToString,
             ),
             'GetTransaction': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTransaction,
@@ -234,6 +252,33 @@ class Node:
             '/swarmguard.api.v1.Node/SubmitTransactions',
             swarmguard_dot_api_dot_v1_dot_node__pb2.SubmitTransactionRequest.SerializeToString,
             swarmguard_dot_api_dot_v1_dot_node__pb2.SubmitTransactionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmguard.api.v1.Node/SubmitBatch',
+            swarmguard_dot_api_dot_v1_dot_node__pb2.SubmitBatchRequest.SerializeToString,
+            swarmguard_dot_api_dot_v1_dot_node__pb2.SubmitBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
