@@ -80,11 +80,7 @@ def _header(domain: Domain, chain_id: str) -> bytes:
         raise TypeError(f"domain must be a hashing.Domain, got {domain!r}")
     chain = _chain_id_bytes(chain_id)
     return (
-        _MAGIC
-        + bytes((HASH_VERSION,))
-        + domain.to_bytes(2, "big")
-        + bytes((len(chain),))
-        + chain
+        _MAGIC + bytes((HASH_VERSION,)) + domain.to_bytes(2, "big") + bytes((len(chain),)) + chain
     )
 
 
