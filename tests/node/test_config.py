@@ -21,7 +21,7 @@ def test_a_testnet_home_loads(home: Path) -> None:
     assert (config.host, config.port) == ("127.0.0.1", 31000)
     assert sorted(config.peer_keys) == [1, 2]
     assert [p.port for p in config.peers] == [31001, 31002]
-    assert config.batch.timeout == 0.05
+    assert config.batch.timeout == 0.01  # the node default (NODE_DEFAULTS)
 
 
 def test_environment_overrides(home: Path) -> None:

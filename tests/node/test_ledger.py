@@ -199,9 +199,9 @@ def test_a_signature_is_verified_once_across_check_proposal_and_execution(
     calls = []
     original = Transaction.is_signed
 
-    def counting(self: Transaction, chain_id: str) -> bool:
+    def counting(self: Transaction, chain_id: str, encoded: bytes | None = None) -> bool:
         calls.append(self.nonce)
-        return original(self, chain_id)
+        return original(self, chain_id, encoded)
 
     monkeypatch.setattr(Transaction, "is_signed", counting)
     good = tx(ALICE, 0, Transfer(address(BOB), 1))

@@ -52,7 +52,9 @@ def test_round_trip_signature_and_chain_binding(tx: Transaction) -> None:
     assert len(encoded) <= TRANSACTION_BYTES_MAX
     assert Transaction.decode(encoded) == tx
     assert tx.is_signed(CHAIN)
+    assert tx.is_signed(CHAIN, encoded)  # the signed part sliced from the encoding
     assert not tx.is_signed("another-chain")  # replay on another chain fails
+    assert not tx.is_signed("another-chain", encoded)
     assert tx.address == address_of(ALICE.public_key.raw)
     for broken in (encoded + b"\0", encoded[:-1], bytes([TRANSACTION_VERSION + 1]) + encoded[1:]):
         with pytest.raises(CodecError):

@@ -61,7 +61,7 @@ class Service(node_pb2_grpc.NodeServicer):
                 grpc.StatusCode.INVALID_ARGUMENT, f"timeout_seconds must be in (0, {WAIT_MAX}]"
             )
         node = self.node
-        admission, answer = self._admit(transaction, client)
+        ((admission, answer),) = self._admit([transaction], client)
         if admission in _REFUSALS and not stream:  # on a stream, one refusal ends nothing
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"mempool: {admission.value}")
         key = answer.hash
@@ -81,24 +81,26 @@ class Service(node_pb2_grpc.NodeServicer):
         answer.height, answer.code, answer.log = height, code, result_log
         return answer
 
-    def _admit(self, transaction: bytes, client: str) -> tuple[Admission, Any]:
+    def _admit(self, transactions: list[bytes], client: str) -> list[tuple[Admission, Any]]:
         node = self.node
-        key = node.mempool.hash(transaction)
-        admission = node.submit(transaction, client)
-        log = node.mempool.last_reason if admission is Admission.REJECTED else ""
-        return admission, node_pb2.SubmitTransactionResponse(
-            hash=key, admission=admission.value, log=log
-        )
+        keys = [node.mempool.hash(transaction) for transaction in transactions]
+        return [
+            (
+                admission,
+                node_pb2.SubmitTransactionResponse(hash=key, admission=admission.value, log=log),
+            )
+            for key, (admission, log) in zip(
+                keys, node.submit_many(transactions, client), strict=True
+            )
+        ]
 
     async def SubmitBatch(self, request: Any, context: Context) -> Any:
         if len(request.transactions) > BATCH_MAX:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"at most {BATCH_MAX} transactions per batch"
             )
-        peer = context.peer()
-        return node_pb2.SubmitBatchResponse(
-            results=[self._admit(bytes(t), peer)[1] for t in request.transactions]
-        )
+        admitted = self._admit([bytes(t) for t in request.transactions], context.peer())
+        return node_pb2.SubmitBatchResponse(results=[answer for _, answer in admitted])
 
     async def SubmitTransaction(self, request: Any, context: Context) -> Any:
         return await self._submit(request, context, context.peer())

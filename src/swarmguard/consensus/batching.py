@@ -5,11 +5,17 @@ Sans-IO: time comes in as the caller's ``now`` (seconds, any monotonic origin); 
 tells the caller when to come back. Transactions keep their arrival order; one larger than a
 whole batch is refused at once rather than blocking the queue, and the queue itself is bounded
 (``pending_max``), so a flood is refused at the door instead of growing memory.
+
+Every validator queues every transaction (any of them may lead next), but only the leader's
+batch is taken out: the others learn from ``live`` (the node: "still in my mempool") that a
+transaction left in someone else's block, and drop it from the front of the queue, so their
+``ready`` and ``deadline`` are about transactions that still wait.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from swarmguard.consensus.messages import BLOCK_BYTES_MAX
@@ -48,8 +54,18 @@ class BatchConfig:
 @dataclass(slots=True)
 class Batcher:
     config: BatchConfig = field(default_factory=BatchConfig)
+    live: Callable[[bytes], bool] | None = None
+    """Whether a queued transaction still waits for a block (None: all do until taken)."""
     _pending: deque[tuple[bytes, float]] = field(default_factory=deque)
     _pending_bytes: int = 0
+
+    def _prune(self) -> None:
+        """Drop transactions that no longer wait from the front of the queue."""
+        live, pending = self.live, self._pending
+        if live is None:
+            return
+        while pending and not live(pending[0][0]):
+            self._pending_bytes -= len(pending.popleft()[0])
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -59,18 +75,22 @@ class Batcher:
         if len(transaction) > self.config.max_bytes:
             raise Refused(f"{len(transaction)} bytes exceed a batch ({self.config.max_bytes})")
         if len(self._pending) >= self.config.pending_max:
+            self._prune()
+        if len(self._pending) >= self.config.pending_max:
             raise Refused(f"{self.config.pending_max} transactions already waiting")
         self._pending.append((transaction, now))
         self._pending_bytes += len(transaction)
 
     def deadline(self) -> float | None:
         """When the oldest waiting transaction's timeout expires (None: nothing waits)."""
+        self._prune()
         if not self._pending:
             return None
         return self._pending[0][1] + self.config.timeout
 
     def ready(self, now: float) -> bool:
         """Whether a batch should be cut now: full, or the oldest transaction has waited enough."""
+        self._prune()
         if not self._pending:
             return False
         config = self.config
@@ -82,6 +102,7 @@ class Batcher:
     def take(self, now: float, *, force: bool = False) -> list[bytes]:
         """Cut the next batch if ``ready(now)`` (or ``force``: the leader must propose now, e.g.
         on entering its view): the oldest transactions that fit both limits, in arrival order."""
+        self._prune()
         if not (force or self.ready(now)):
             return []
         batch: list[bytes] = []

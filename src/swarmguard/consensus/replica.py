@@ -19,12 +19,13 @@ or a random source.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
-from swarmguard.consensus.batching import Batcher
+from swarmguard.consensus.batching import Batcher, Refused
 from swarmguard.consensus.buffer import FutureBuffer
 from swarmguard.consensus.health import Fault, HealthMonitor
 from swarmguard.consensus.justification import required_nil_certificates
@@ -432,16 +433,34 @@ class Replica:
     def on_transaction(self, transaction: bytes, now: float) -> list[Action]:
         """A transaction for this replica's batches (from the node's mempool); raises
         ``batching.Refused``. A leader waiting for its batch proposes once it is ready."""
+        self._batcher().add(transaction, now)
+        return self._arrived(now)
+
+    def on_transactions(self, transactions: Sequence[bytes], now: float) -> list[Action]:
+        """Transactions that arrived together (a client's batch, a gossip frame): all are
+        queued before a waiting leader decides, so one arrival makes one block, not a block of
+        its first transaction and another of the rest. Those a full batcher refuses are not
+        queued (the node's mempool still holds them for later blocks)."""
+        batcher = self._batcher()
+        for transaction in transactions:
+            with contextlib.suppress(Refused):  # too large, or the batcher is full
+                batcher.add(transaction, now)
+        return self._arrived(now) if transactions else []
+
+    def _batcher(self) -> Batcher:
         if self.batcher is None:
             raise RuntimeError("this replica has no batcher")
-        self.batcher.add(transaction, now)
+        return self.batcher
+
+    def _arrived(self, now: float) -> list[Action]:
         state = self._height()
         if state.pending_proposal != state.view or state.decided:
             return []
-        if self.batcher.ready(now):
+        if self._batcher().ready(now):
             return self._propose(state.view, now)
-        deadline = self.batcher.deadline()
-        assert deadline is not None  # a transaction was just added
+        deadline = self._batcher().deadline()
+        if deadline is None:
+            return []
         return [SetTimer(self.height, state.view, Timer.BATCH, deadline)]
 
     def on_timer(self, height: int, view: int, timer: Timer, now: float) -> list[Action]:

@@ -211,7 +211,7 @@ class LedgerApp:
         if tx is not None:
             return tx
         tx = Transaction.decode(encoded)
-        if not tx.is_signed(self.chain_id):
+        if not tx.is_signed(self.chain_id, encoded):
             return None
         self._verified[encoded] = tx
         if len(self._verified) > VERIFIED_KEPT:

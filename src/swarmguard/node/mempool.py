@@ -103,6 +103,7 @@ class Mempool:
         self.config = config = config or MempoolConfig()
         self._check = check
         self._pool: OrderedDict[bytes, bytes] = OrderedDict()  # hash -> transaction, in order
+        self._keys: dict[bytes, bytes] = {}  # transaction -> hash, for the pool's transactions
         self._bytes = 0
         self._seen: OrderedDict[bytes, None] = OrderedDict()
         self._clients = KeyedRateLimiter(
@@ -115,8 +116,12 @@ class Mempool:
         self.last_reason = ""
 
     def hash(self, transaction: bytes) -> bytes:
-        """The transaction's id (the block store indexes transactions by the same hash)."""
-        return digest(Domain.TRANSACTION, transaction, chain_id=self.chain_id)
+        """The transaction's id (the block store indexes transactions by the same hash); looked
+        up rather than computed for a transaction in the pool."""
+        key = self._keys.get(transaction)
+        if key is None:
+            key = digest(Domain.TRANSACTION, transaction, chain_id=self.chain_id)
+        return key
 
     def add(self, transaction: bytes, client: Hashable) -> Admission:
         """Admit ``transaction`` from ``client`` (an address, an API key, or a ``Relay``)."""
@@ -144,6 +149,7 @@ class Mempool:
             self.last_reason = reason  # not remembered: a later state may admit the same bytes
             return Admission.REJECTED
         self._pool[key] = transaction
+        self._keys[transaction] = key
         self._bytes += len(transaction)
         return Admission.ACCEPTED
 
@@ -167,12 +173,14 @@ class Mempool:
             removed = self._pool.pop(key, None)
             if removed is not None:
                 self._bytes -= len(removed)
+                del self._keys[removed]
             self._remember(key)
         check = check or self._check
         dropped = 0
         for key, transaction in list(self._pool.items()):
             if check(transaction) is not None:
                 del self._pool[key]
+                del self._keys[transaction]
                 self._bytes -= len(transaction)
                 dropped += 1
         return dropped
@@ -185,6 +193,10 @@ class Mempool:
 
     def __len__(self) -> int:
         return len(self._pool)
+
+    def holds(self, transaction: bytes) -> bool:
+        """Whether ``transaction`` (its bytes) waits in the pool."""
+        return transaction in self._keys
 
     def __contains__(self, transaction_hash: object) -> bool:
         return transaction_hash in self._pool

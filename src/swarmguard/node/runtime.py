@@ -25,7 +25,6 @@ pending.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import os
@@ -36,7 +35,7 @@ from pathlib import Path
 
 from swarmguard.codec import CodecError
 from swarmguard.consensus import wire
-from swarmguard.consensus.batching import BatchConfig, Batcher, Refused
+from swarmguard.consensus.batching import BatchConfig, Batcher
 from swarmguard.consensus.replica import (
     DECISIONS_KEPT,
     Action,
@@ -100,7 +99,7 @@ class NodeConfig:
     port: int
     peers: Sequence[Peer]
     peer_keys: dict[int, bytes]  # peer id -> the consensus key of the validator it runs
-    batch: BatchConfig = field(default_factory=lambda: BatchConfig(timeout=0.05))
+    batch: BatchConfig = field(default_factory=lambda: BatchConfig(timeout=0.01))
     transport: TransportConfig = field(default_factory=TransportConfig)
     mempool: MempoolConfig = field(default_factory=MempoolConfig)
     limits: ChainLimits = field(default_factory=ChainLimits)
@@ -165,7 +164,7 @@ class Node:
             self.chain.leader,
             self.chain,
             guard=guard,
-            batcher=Batcher(config.batch),
+            batcher=Batcher(config.batch, live=self.mempool.holds),
             fast_path=config.consensus.fast_path,
         )
         self.replica.load_decisions(self._stored_decisions())
@@ -231,11 +230,25 @@ class Node:
 
     def submit(self, transaction: bytes, client: Hashable = "local") -> Admission:
         """A client's transaction: admitted, gossiped to every peer, offered to the batcher."""
-        admission = self.mempool.add(transaction, client)
-        if admission is Admission.ACCEPTED:
-            self._gossip(transaction)
-            self._offer(transaction)
-        return admission
+        return self.submit_many([transaction], client)[0][0]
+
+    def submit_many(
+        self, transactions: Sequence[bytes], client: Hashable
+    ) -> list[tuple[Admission, str]]:
+        """A client's batch, admitted in order: each one's admission and, if the application
+        rejected it, why. What is accepted is gossiped and offered to the batcher together
+        (one arrival, one block)."""
+        mempool = self.mempool
+        results, accepted = [], []
+        for transaction in transactions:
+            admission = mempool.add(transaction, client)
+            if admission is Admission.ACCEPTED:
+                accepted.append(transaction)
+                self._gossip(transaction)
+            reason = mempool.last_reason if admission is Admission.REJECTED else ""
+            results.append((admission, reason))
+        self._offer(accepted)
+        return results
 
     def _gossip(self, transaction: bytes) -> None:
         """Queue for the next gossip batch: one frame per turn of the event loop."""
@@ -260,9 +273,9 @@ class Node:
             self.transport.broadcast(Channel.MEMPOOL, encode_gossip(batch))
         self._outgoing = []
 
-    def _offer(self, transaction: bytes) -> None:
-        with contextlib.suppress(Refused):  # a full batcher: the mempool still holds it
-            self._apply(self.replica.on_transaction(transaction, self._now()))
+    def _offer(self, transactions: Sequence[bytes]) -> None:
+        if transactions:  # a full batcher refuses some: the mempool still holds them
+            self._apply(self.replica.on_transactions(transactions, self._now()))
 
     def _on_frame(self, peer: int, channel: Channel, payload: bytes) -> None:
         if channel is Channel.MEMPOOL:
@@ -272,9 +285,9 @@ class Node:
                 self.stats.malformed_messages += 1
                 return
             relay = Relay(peer)
-            for transaction in transactions:
-                if self.mempool.add(transaction, relay) is Admission.ACCEPTED:
-                    self._offer(transaction)
+            self._offer(
+                [t for t in transactions if self.mempool.add(t, relay) is Admission.ACCEPTED]
+            )
             return
         try:
             message = wire.decode(payload)

@@ -243,8 +243,13 @@ class Transaction:
     def encode(self) -> bytes:
         return self._unsigned() + self.signature
 
-    def is_signed(self, chain_id: str) -> bool:
-        return PublicKey(self.sender).is_valid(self.signing_bytes(chain_id), self.signature)
+    def is_signed(self, chain_id: str, encoded: bytes | None = None) -> bool:
+        """``encoded``: this transaction's encoding, when at hand (what ``decode`` read): its
+        unsigned part is then sliced off rather than encoded again (decoding is canonical, so
+        the two are the same bytes)."""
+        unsigned = self._unsigned() if encoded is None else encoded[:-64]
+        signing_bytes = preimage(Domain.ACCOUNT_TRANSACTION, unsigned, chain_id=chain_id)
+        return PublicKey(self.sender).is_valid(signing_bytes, self.signature)
 
     @staticmethod
     def sign(key: SigningKey, chain_id: str, nonce: int, body: Body) -> Transaction:
