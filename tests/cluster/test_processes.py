@@ -18,6 +18,7 @@ import grpc
 from swarmguard.api.v1 import node_pb2, node_pb2_grpc
 from swarmguard.crypto import SigningKey, load_key_file
 from swarmguard.crypto.hashing import address_of
+from swarmguard.node.blocksync import SYNC_LAG
 from swarmguard.node.config import load_home, write_testnet
 from swarmguard.node.transactions import CreateValidator, Transaction, Transfer
 from swarmguard.storage.blockstore import BlockStore
@@ -80,18 +81,101 @@ def test_four_processes_agree_and_survive_a_kill(tmp_path: Path) -> None:
     finally:
         for node in nodes:
             node.stop()
+    assert_identical_chains(homes, target)
+
+
+def assert_identical_chains(homes: list[Path], at_least: int) -> None:
+    """Every stored height is the same block on every node, up to at least ``at_least``."""
     stores = [
         BlockStore(load_home(home).home / "blocks", load_home(home).chain_id) for home in homes
     ]
     try:
         common = min(store.height for store in stores)
-        assert common >= target
+        assert common >= at_least
         for height in range(1, common + 1):
             hashes = {store.block_hash(store.block(height)) for store in stores}  # type: ignore[arg-type]
             assert len(hashes) == 1, f"height {height}: {len(hashes)} different blocks"
     finally:
         for store in stores:
             store.close()
+
+
+def _fast_idle_testnet(tmp_path: Path, staking: dict[str, int] | None = None) -> list[Path]:
+    homes = write_testnet(
+        tmp_path,
+        4,
+        ports=[free_port() for _ in range(4)],
+        genesis_time=int(time.time()),
+        staking=staking,
+    )
+    for home in homes:  # idle blocks every ~50 ms, so a gap opens in seconds
+        with (home / "config.toml").open("a") as config:
+            config.write("\n[batch]\nempty_block_after = 0.05\n")
+    return homes
+
+
+def _decided(process: Process) -> int:
+    """Heights this run of the process decided through consensus (not block sync)."""
+    decided = 0
+    for line in process.log.read_text().splitlines():
+        entry = json.loads(line) if line.startswith("{") else {}
+        if entry.get("message") == "started":
+            decided = 0
+        decided = max(decided, int(entry.get("decided", 0)))
+    return decided
+
+
+def test_a_node_far_behind_catches_up_by_block_sync_and_rejoins(tmp_path: Path) -> None:
+    """Killed, then more than SYNC_LAG heights behind: the restarted validator leaves
+    consensus, fetches and verifies the blocks it missed, executes them, and rejoins consensus
+    (a long downtime window keeps it in the set); the chains are identical."""
+    homes = _fast_idle_testnet(tmp_path, {"signed_blocks_window": 100_000})
+    nodes = [Process(home) for home in homes]
+    try:
+        for node in nodes:
+            node.start()
+        wait_for(lambda: all(n.height() >= 3 for n in nodes), "height 3 everywhere")
+        nodes[3].stop(signal.SIGKILL)
+        killed_at = nodes[3].height()
+        wait_for(lambda: nodes[0].height() >= killed_at + SYNC_LAG + 20, "a gap over SYNC_LAG")
+        nodes[3].start()
+        target = nodes[0].height() + 5
+        wait_for(lambda: nodes[3].height() >= target, "the restarted node to catch up")
+        synced = [
+            json.loads(line)
+            for line in nodes[3].log.read_text().splitlines()
+            if "block sync: executed" in line
+        ]
+        assert synced, "the node caught up without block sync"
+        assert int(synced[0]["message"].split()[3]) >= SYNC_LAG
+        decided = _decided(nodes[3])
+        wait_for(lambda: _decided(nodes[3]) >= decided + 10, "consensus decisions after the sync")
+    finally:
+        for node in nodes:
+            node.stop()
+    assert_identical_chains(homes, target)
+
+
+def test_a_jailed_validator_follows_the_chain_by_block_sync(tmp_path: Path) -> None:
+    """Down long enough to be jailed for downtime, it is no longer in the set, so consensus
+    does not answer it: it follows by block sync, a second behind at most."""
+    homes = _fast_idle_testnet(tmp_path, {"signed_blocks_window": 20})
+    nodes = [Process(home) for home in homes]
+    try:
+        for node in nodes:
+            node.start()
+        wait_for(lambda: all(n.height() >= 3 for n in nodes), "height 3 everywhere")
+        nodes[3].stop(signal.SIGKILL)
+        killed_at = nodes[3].height()
+        wait_for(lambda: nodes[0].height() >= killed_at + SYNC_LAG + 20, "a gap over SYNC_LAG")
+        nodes[3].start()
+        for _ in range(3):  # keeps up, again and again
+            target = nodes[0].height()
+            wait_for(lambda t=target: nodes[3].height() >= t, "the jailed node to follow")  # type: ignore[misc]
+    finally:
+        for node in nodes:
+            node.stop()
+    assert_identical_chains(homes, target)
 
 
 def consecutive_free_ports(count: int) -> int:

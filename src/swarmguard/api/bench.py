@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -160,52 +161,67 @@ def _height(home: Path) -> int:
     return height
 
 
-def run_bench(cases: list[BenchCase], seconds: float, rate: float = 0.0) -> str:
-    """Run every case one after the other; returns the report (markdown). ``rate``: offered
-    load in transactions per second (0: as fast as the nodes admit them, which measures
-    throughput; latency is then mostly queueing, so measure it at a rate below capacity)."""
-    verify = verify_seconds()
+def run_bench(
+    validator_counts: Sequence[int], rtt: float, seconds: float, rate: float = 2_200.0
+) -> str:
+    """For each validator count: capacity (closed loop) with no injected latency, then at
+    ``rtt`` with the fast path on and off; then commit latency at ``rtt`` under an offered load
+    below capacity (``rate``, at most 70% of the measured capacity), fast path on and off.
+    Returns the report (markdown)."""
     cores = os.cpu_count() or 1
+    verifies = [verify_seconds()]
+    rows: list[tuple[BenchCase, float, dict[str, Any]]] = []
+    with tempfile.TemporaryDirectory(prefix="swarmguard-bench-") as directory:
+        root = Path(directory)
+        for n in validator_counts:
+            capacity = {}
+            for case in (BenchCase(n, 0.0), BenchCase(n, rtt), BenchCase(n, rtt, False)):
+                result = _run_case(case, seconds, root / "closed", 0.0)
+                capacity[case] = result["throughput"]
+                rows.append((case, 0.0, result))
+            for fast in (True, False):
+                case = BenchCase(n, rtt, fast)
+                offered = min(rate, 0.7 * capacity[case])
+                rows.append((case, offered, _run_case(case, seconds, root / "open", offered)))
+            verifies.append(verify_seconds())
+    verify = min(verifies)  # the quietest measurement: the strictest bound
     lines = [
-        f"## swarmguard bench: {seconds:.0f} s of load per case "
-        f"({'as fast as admitted' if not rate else f'{rate:.0f} tx/s offered'}), {cores} cores, "
-        f"Ed25519 verify {verify * 1e6:.1f} us",
+        f"## swarmguard bench: {seconds:.0f} s of load per case, {cores} cores, one Ed25519 "
+        f"verify {verify * 1e6:.1f} us (least of {len(verifies)} measurements in the run)",
         "",
-        "| validators | RTT ms | fast path | tx bytes | committed | TPS | bound TPS | TPS / bound "
-        "| P50 ms | P99 ms | node CPU us/tx | client CPU us/tx |",
+        "Bound: cores / (validators x one verify). Load: closed loop (6,000 in flight, 100 per "
+        "call) for capacity; open loop at the offered rate (10 per call) for latency.",
+        "",
+        "| validators | RTT ms | fast path | offered tx/s | committed | TPS | bound TPS "
+        "| TPS / bound | P50 ms | P99 ms | node CPU us/tx | client CPU us/tx |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    with tempfile.TemporaryDirectory(prefix="swarmguard-bench-") as directory:
-        results = []
-        for case in cases:
-            result = _run_case(case, seconds, Path(directory), rate)
-            bound = cores / (case.validators * verify)
-            results.append((case, result))
-            path = "on" if case.fast_path else "off"
+    for case, offered, result in rows:
+        bound = cores / (case.validators * verify)
+        lines.append(
+            f"| {case.validators} | {case.rtt * 1000:.0f} | {'on' if case.fast_path else 'off'} "
+            f"| {f'{offered:.0f}' if offered else 'closed loop'} | {result['committed']} "
+            f"| {result['throughput']:.0f} | {bound:.0f} | {result['throughput'] / bound:.2f} "
+            f"| {result['p50'] * 1000:.0f} | {result['p99'] * 1000:.0f} "
+            f"| {result['node_cpu_us']:.0f} | {result['client_cpu_us']:.0f} |"
+        )
+    lines.append("")
+    for n in validator_counts:
+        closed = {c.fast_path: r for c, o, r in rows if c.validators == n and c.rtt and not o}
+        opened = {c.fast_path: r for c, o, r in rows if c.validators == n and o}
+        if len(closed) == 2 and len(opened) == 2 and opened[True]["p50"] > 0:
             lines.append(
-                f"| {case.validators} | {case.rtt * 1000:.0f} | {path} "
-                f"| {result['bytes']} | {result['committed']} | {result['throughput']:.0f} "
-                f"| {bound:.0f} | {result['throughput'] / bound:.2f} "
-                f"| {result['p50'] * 1000:.0f} | {result['p99'] * 1000:.0f} "
-                f"| {result['node_cpu_us']:.0f} | {result['client_cpu_us']:.0f} |"
+                f"- {n} validators, fast path on / off at {rtt * 1000:.0f} ms RTT: capacity "
+                f"{closed[True]['throughput'] / max(closed[False]['throughput'], 1e-9):.2f}x, "
+                f"P50 {opened[False]['p50'] / opened[True]['p50']:.2f}x lower, P99 "
+                f"{opened[False]['p99'] / max(opened[True]['p99'], 1e-9):.2f}x lower"
             )
-    pairs = {(c.validators, c.rtt): r for c, r in results if c.fast_path}
-    for case, result in results:
-        if case.fast_path or (case.validators, case.rtt) not in pairs:
-            continue
-        fast = pairs[case.validators, case.rtt]
-        if result["p50"] > 0:
-            lines.append(
-                f"\nfast path on / off at {case.validators} validators, "
-                f"{case.rtt * 1000:.0f} ms RTT: P50 {fast['p50'] / result['p50']:.2f}x, "
-                f"throughput {fast['throughput'] / max(result['throughput'], 1e-9):.2f}x"
-            )
-    for case, result in results:
-        if case.rtt and case.fast_path and result["p50"] > 0:
             p50, p99, tps = REPORT["fast"]
             lines.append(
-                f"\nagainst the report's fast path at a 50 ms RTT ({case.validators} validators): "
-                f"P50 {p50 / result['p50']:.1f}x lower, P99 {p99 / max(result['p99'], 1e-9):.1f}x "
-                f"lower, throughput {result['throughput'] / tps:.2f}x its {tps} TPS"
+                f"- {n} validators against the report's fast path (P50 {p50 * 1000:.0f} ms, "
+                f"P99 {p99 * 1000:.0f} ms at {tps} TPS): P50 {p50 / opened[True]['p50']:.1f}x "
+                f"lower, P99 {p99 / max(opened[True]['p99'], 1e-9):.1f}x lower, at "
+                f"{opened[True]['throughput']:.0f} TPS; capacity at this RTT "
+                f"{closed[True]['throughput'] / tps:.2f}x its TPS"
             )
     return "\n".join(lines)

@@ -102,6 +102,14 @@ class _NodeCollector(Collector):
         for peer, _ in links:
             breakers.add_metric([str(peer)], transport.breaker(peer).state.value)
         yield breakers
+        syncer = node.syncer
+        yield _gauge(
+            "blocksync_running", "1 while the node catches up by block sync.", syncer.running
+        )
+        yield _counter("blocksync_runs", "Block sync runs started.", syncer.runs)
+        yield _counter("blocksync_blocks", "Blocks executed by block sync.", syncer.synced_blocks)
+        best = max(syncer.peer_heights.values(), default=0)
+        yield _gauge("best_peer_height", "The highest height a peer reports.", best)
         yield _gauge("store_height", "Highest stored block.", node.store.height)
         yield _gauge("store_base", "Lowest stored block.", node.store.base)
 
@@ -161,7 +169,8 @@ class NodeMetrics:
         peers = node.transport.peers
         connected = sum(1 for peer in peers if node.transport.stats(peer).connected)
         quorum = (2 * (len(peers) + 1)) // 3  # others needed beside this node, equal powers
-        return connected >= quorum and time.monotonic() - self.last_commit < self.ready_after
+        recent = time.monotonic() - self.last_commit < self.ready_after
+        return connected >= quorum and recent and not node.syncer.running
 
     def _app(self) -> Callable[[dict[str, Any], Any], Iterable[bytes]]:
         metrics = make_wsgi_app(self.registry)

@@ -25,6 +25,7 @@ pending.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -51,7 +52,9 @@ from swarmguard.consensus.signing import SigningGuard
 from swarmguard.consensus.sync import Decision
 from swarmguard.crypto import SigningKey
 from swarmguard.crypto.hashing import address_of
+from swarmguard.node import blocksync
 from swarmguard.node.abci import Application
+from swarmguard.node.blocksync import Syncer, SyncError
 from swarmguard.node.chain import Chain, ChainLimits, mempool_check
 from swarmguard.node.identity import NodeIdentity
 from swarmguard.node.ledger import LedgerApp
@@ -147,27 +150,8 @@ class Node:
             sets_path=config.home / "validator_sets.json",
         )
         self._guard_path = config.home / "guard.bin"
-        guard = SigningGuard()
-        if self._guard_path.exists():
-            guard = SigningGuard.decode(self._guard_path.read_bytes())
-        elif self.store.height:
-            guard.advance(self.store.height + 1)
-        if guard.height <= self.store.height:  # the store is ahead of the record: move on
-            guard.advance(self.store.height + 1)
         self._peer_of_key = {key: peer for peer, key in config.peer_keys.items()}
-        key = config.consensus_key.public_key.raw
-        self.replica = Replica(
-            config.chain_id,
-            self._index(key, self.store.height + 1),
-            config.consensus_key,
-            self.chain.validators,
-            self.chain.leader,
-            self.chain,
-            guard=guard,
-            batcher=Batcher(config.batch, live=self.mempool.holds),
-            fast_path=config.consensus.fast_path,
-        )
-        self.replica.load_decisions(self._stored_decisions())
+        self.replica = self._make_replica()
         self.transport = Transport(
             identity=config.node_identity,
             host=config.host,
@@ -177,11 +161,38 @@ class Node:
             tls_dir=config.home / "tls",
             config=config.transport,
         )
+        self.syncer = Syncer(self.chain, self.store, self._send_sync)
+        self._sync_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._outgoing: list[bytes] = []  # admitted, not yet gossiped
         self.metrics = NodeMetrics(self)
         self.metrics_port: int | None = None
         self._ticker: asyncio.Task[None] | None = None
+
+    def _make_replica(self) -> Replica:
+        """A replica at the height after the store's (at start-up, and after a block sync),
+        with the signing guard as persisted (moved on past the store: those heights are done)."""
+        config = self.config
+        guard = SigningGuard()
+        if self._guard_path.exists():
+            guard = SigningGuard.decode(self._guard_path.read_bytes())
+        elif self.store.height:
+            guard.advance(self.store.height + 1)
+        if guard.height <= self.store.height:  # the store is ahead of the record: move on
+            guard.advance(self.store.height + 1)
+        replica = Replica(
+            config.chain_id,
+            self._index(config.consensus_key.public_key.raw, self.store.height + 1),
+            config.consensus_key,
+            self.chain.validators,
+            self.chain.leader,
+            self.chain,
+            guard=guard,
+            batcher=Batcher(config.batch, live=self.mempool.holds),
+            fast_path=config.consensus.fast_path,
+        )
+        replica.load_decisions(self._stored_decisions())
+        return replica
 
     def _stored_decisions(self) -> list[Decision]:
         """The last heights' commit proofs from the block store, so that after a restart this
@@ -210,14 +221,54 @@ class Node:
         self._apply(self.replica.start(self._loop.time()))
 
     async def _tick(self) -> None:
-        """Liveness: /healthz turns 503 if this stops running (a stuck event loop)."""
+        """Once a second: liveness (/healthz turns 503 if this stops running: a stuck event
+        loop), our status to the peers, and a block sync if they are far ahead."""
         while True:
             self.metrics.tick()
+            height = self.store.height
+            status = blocksync.Status(height, self.store.base if height else 0)
+            self.transport.broadcast(Channel.SYNC, blocksync.encode(status))
+            # A validator catches up the last few heights through consensus; a node outside
+            # the set (a full node, a jailed validator) gets no answers there: it follows the
+            # chain by block sync alone.
+            member = self.replica.index >= 0
+            if self.syncer.behind(blocksync.SYNC_LAG if member else 0) and not self.syncer.running:
+                assert self._loop is not None
+                self._sync_task = self._loop.create_task(self._block_sync(member))
             await asyncio.sleep(1.0)
+
+    async def _block_sync(self, member: bool) -> None:
+        """Leave consensus, catch up by block sync, and come back with a replica at the
+        height reached (``node.blocksync``)."""
+        start = self.store.height
+        if member:
+            log.info("block sync: from height %d, best peer at %d", start, self._best_peer())
+        try:
+            executed = await self.syncer.run(blocksync.CAUGHT_UP if member else 0)
+        except SyncError as error:  # our state diverged: never sign on top of it
+            log.error("block sync stopped: %s", error)
+            self.syncer.running = True  # stay out of consensus; an operator must look
+            return
+        if not executed:
+            return
+        report = log.info if member else log.debug  # a follower syncs every second
+        report("block sync: executed %d blocks, now at %d", executed, self.store.height)
+        self.replica = self._make_replica()
+        self._apply(self.replica.start(self._now()))
+
+    def _best_peer(self) -> int:
+        return max(self.syncer.peer_heights.values(), default=0)
+
+    def _send_sync(self, peer: int, message: blocksync.SyncMessage) -> None:
+        self.transport.send(peer, Channel.SYNC, blocksync.encode(message))
 
     async def stop(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
+        if self._sync_task is not None:
+            self._sync_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._sync_task
         self.metrics.close()
         await self.transport.close()
         self.store.close()
@@ -274,10 +325,15 @@ class Node:
         self._outgoing = []
 
     def _offer(self, transactions: Sequence[bytes]) -> None:
-        if transactions:  # a full batcher refuses some: the mempool still holds them
+        if (
+            transactions and not self.syncer.running
+        ):  # a full batcher refuses some: the mempool still holds them
             self._apply(self.replica.on_transactions(transactions, self._now()))
 
     def _on_frame(self, peer: int, channel: Channel, payload: bytes) -> None:
+        if channel is Channel.SYNC:
+            self._on_sync(peer, payload)
+            return
         if channel is Channel.MEMPOOL:
             try:
                 transactions = decode_gossip(payload)
@@ -294,11 +350,26 @@ class Node:
         except CodecError:
             self.stats.malformed_messages += 1
             return
+        if self.syncer.running:
+            return  # out of consensus while block sync runs
         key = self.config.peer_keys.get(peer)
         sender = -1 if key is None else self._index(key, self.replica.height)
         self._apply(self.replica.on_message(sender, message, self._now()))
 
+    def _on_sync(self, peer: int, payload: bytes) -> None:
+        try:
+            message = blocksync.decode(payload)
+        except CodecError:
+            self.stats.malformed_messages += 1
+            return
+        if isinstance(message, blocksync.BlocksRequest):
+            self._send_sync(peer, self.syncer.answer(message))
+        else:
+            self.syncer.on_message(peer, message)
+
     def _timer(self, height: int, view: int, timer: object) -> None:
+        if self.syncer.running:
+            return
         self._apply(self.replica.on_timer(height, view, timer, self._now()))  # type: ignore[arg-type]
 
     # -- outputs ---------------------------------------------------------------------------

@@ -71,6 +71,7 @@ _READ_BYTES = 256 * 1024
 class Channel(IntEnum):
     CONSENSUS = 1
     MEMPOOL = 2
+    SYNC = 3  # node.blocksync
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 
 from swarmguard.codec import CodecError, Reader, Writer
@@ -145,11 +145,14 @@ def verify_range(
     slack: int = 0,
     processes: int = 1,
     slice_size: int | None = None,
+    executor: Executor | None = None,
 ) -> list[bytes]:
     """Verify consecutive ``blocks`` following a block whose hash is ``previous_hash``; returns
     their hashes. ``validators`` are (consensus key, power) by index, for the whole range, and
     ``slack`` is the chain's fast-path slack P (with the set's power, it sets the commit
-    thresholds). Raises CatchUpError for the first (lowest) block that fails."""
+    thresholds). ``executor``: a pool of ``processes`` workers to run the slices in (a node
+    keeps one for a whole sync) instead of new processes. Raises CatchUpError for the first
+    (lowest) block that fails."""
     for offset, block in enumerate(blocks[1:], start=1):
         if block.height != blocks[offset - 1].height + 1:
             raise CatchUpError(f"block {block.height} does not follow {blocks[offset - 1].height}")
@@ -159,16 +162,14 @@ def verify_range(
         slice_size = max(50, -(-len(encoded) // (max(processes, 1) * 8)))
     slices = [encoded[i : i + slice_size] for i in range(0, len(encoded), slice_size)]
     links: list[tuple[bytes, bytes]] = []
-    if processes <= 1 or len(slices) == 1:
+    if len(slices) == 1 or (executor is None and processes <= 1):
         for piece in slices:
             links.extend(_verify_slice(chain_id, piece, validators, slack))
+    elif executor is not None:
+        links = _verify_slices(executor, chain_id, slices, validators, slack)
     else:
         with ProcessPoolExecutor(max_workers=processes) as pool:
-            futures = [
-                pool.submit(_verify_slice, chain_id, piece, validators, slack) for piece in slices
-            ]
-            for future in futures:  # in order, so the lowest failing block is reported
-                links.extend(future.result())
+            links = _verify_slices(pool, chain_id, slices, validators, slack)
     expected = previous_hash
     hashes = []
     for block, (previous, block_hash) in zip(blocks, links, strict=True):
@@ -177,6 +178,22 @@ def verify_range(
         hashes.append(block_hash)
         expected = block_hash
     return hashes
+
+
+def _verify_slices(
+    executor: Executor,
+    chain_id: str,
+    slices: list[list[bytes]],
+    validators: Sequence[tuple[bytes, int]],
+    slack: int,
+) -> list[tuple[bytes, bytes]]:
+    futures = [
+        executor.submit(_verify_slice, chain_id, piece, validators, slack) for piece in slices
+    ]
+    links: list[tuple[bytes, bytes]] = []
+    for future in futures:  # in order, so the lowest failing block is reported
+        links.extend(future.result())
+    return links
 
 
 def default_processes() -> int:

@@ -1,0 +1,349 @@
+"""Block sync: how a node that is far behind (new, restarted, partitioned) gets the chain back.
+
+Consensus catches up a replica a few heights behind by itself (``DecisionRequest``: the last
+``DECISIONS_KEPT`` decisions). Further behind, the node stops taking part in consensus, fetches
+committed blocks from its peers in ranges, checks them as a light client would (the commit
+certificate of each block against the validator set the node's own state gives for that
+height, the transactions root, the links, in a process pool: ``storage.catchup.verify_range``),
+executes them, and only then starts a replica at the height it reached. A node does this
+whenever it finds itself more than ``SYNC_LAG`` heights behind the best peer it hears of, not
+only at start-up, so a validator cut off by a partition comes back by itself.
+
+Every node says where it is once a second (``Status``), so each knows who is ahead.
+
+Messages on the transport's SYNC channel, each ``version u8 | kind u8 | body``::
+
+    STATUS   height u64 | base u64           this node's stored range
+    REQUEST  start u64 | count u16           blocks start .. start + count - 1 (count <= 64)
+    REPLY    count u16 | (block blob)*       stored blocks (with certificates), consecutive
+                                             from the request's start, as many as fit a frame
+
+Decoding is strict (``CodecError`` only). A peer's blocks are trusted for nothing: a block that
+does not verify ends that reply, the peer is skipped for a while, and another is asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import multiprocessing
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from enum import IntEnum
+
+from swarmguard.codec import CodecError, Reader, Writer
+from swarmguard.consensus.wire import MESSAGE_BYTES_MAX
+from swarmguard.node.chain import Chain
+from swarmguard.storage.blockstore import Block, BlockStore
+from swarmguard.storage.catchup import CatchUpError, Header, verify_range
+from swarmguard.validators.certificate import CommitCertificate
+
+__all__ = [
+    "BLOCKSYNC_VERSION",
+    "BLOCKS_PER_REQUEST",
+    "CAUGHT_UP",
+    "REPLY_BYTES_MAX",
+    "SYNC_LAG",
+    "BlocksReply",
+    "BlocksRequest",
+    "Status",
+    "SyncError",
+    "SyncMessage",
+    "Syncer",
+    "decode",
+    "encode",
+]
+
+log = logging.getLogger(__name__)
+
+BLOCKSYNC_VERSION = 1
+BLOCKS_PER_REQUEST = 64
+SYNC_LAG = 64
+"""Heights behind the best peer from which a node block-syncs (consensus covers fewer)."""
+WINDOW = 4
+"""Requests in flight at once during a run (to different peers)."""
+CAUGHT_UP = 2
+"""Heights behind the best peer at which a run stops and consensus takes over."""
+AVOID_SECONDS = 10.0
+"""How long a peer that sent nothing useful is not asked again."""
+REPLY_BYTES_MAX = MESSAGE_BYTES_MAX - 16
+"""A reply's blocks fit one transport frame."""
+_U64 = 2**64
+
+
+class _Kind(IntEnum):
+    STATUS = 1
+    REQUEST = 2
+    REPLY = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    height: int
+    base: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.base <= self.height < _U64:
+            raise CodecError("status: need 0 <= base <= height < 2^64")
+
+
+@dataclass(frozen=True, slots=True)
+class BlocksRequest:
+    start: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.start < _U64 or not 1 <= self.count <= BLOCKS_PER_REQUEST:
+            raise CodecError(f"request: start >= 1 and 1 <= count <= {BLOCKS_PER_REQUEST}")
+
+
+@dataclass(frozen=True, slots=True)
+class BlocksReply:
+    blocks: tuple[bytes, ...]  # stored block encodings
+
+    def __post_init__(self) -> None:
+        if len(self.blocks) > BLOCKS_PER_REQUEST:
+            raise CodecError(f"reply: more than {BLOCKS_PER_REQUEST} blocks")
+        if sum(4 + len(block) for block in self.blocks) > REPLY_BYTES_MAX:
+            raise CodecError(f"reply: more than {REPLY_BYTES_MAX} bytes")
+
+
+SyncMessage = Status | BlocksRequest | BlocksReply
+
+
+def encode(message: SyncMessage) -> bytes:
+    out = Writer()
+    out.uint(BLOCKSYNC_VERSION, 1)
+    if isinstance(message, Status):
+        out.uint(_Kind.STATUS, 1)
+        out.uint(message.height, 8)
+        out.uint(message.base, 8)
+    elif isinstance(message, BlocksRequest):
+        out.uint(_Kind.REQUEST, 1)
+        out.uint(message.start, 8)
+        out.uint(message.count, 2)
+    else:
+        out.uint(_Kind.REPLY, 1)
+        out.uint(len(message.blocks), 2)
+        for block in message.blocks:
+            out.blob(block, REPLY_BYTES_MAX)
+    return out.getvalue()
+
+
+def decode(payload: bytes) -> SyncMessage:
+    """One SYNC channel message; raises CodecError for anything malformed."""
+    reader = Reader(payload, "block sync message")
+    reader.version(BLOCKSYNC_VERSION)
+    tag = reader.uint(1, "kind")
+    message: SyncMessage
+    if tag == _Kind.STATUS:
+        message = Status(reader.uint(8, "height"), reader.uint(8, "base"))
+    elif tag == _Kind.REQUEST:
+        message = BlocksRequest(reader.uint(8, "start"), reader.uint(2, "count"))
+    elif tag == _Kind.REPLY:
+        count = reader.uint(2, "count")
+        if count > BLOCKS_PER_REQUEST:
+            raise CodecError(f"reply: {count} blocks exceed {BLOCKS_PER_REQUEST}")
+        message = BlocksReply(tuple(reader.blob(REPLY_BYTES_MAX, "block") for _ in range(count)))
+    else:
+        raise CodecError(f"block sync message: unknown kind {tag}")
+    reader.finish()
+    return message
+
+
+class SyncError(RuntimeError):
+    """This node's state disagrees with a certified block: it cannot go on by itself."""
+
+
+class Syncer:
+    """The node's block sync: who is ahead, and one run at a time to catch up with them.
+
+    ``send(peer, message)`` puts a message on the transport; the node hands incoming STATUS and
+    REPLY messages to ``on_message`` and answers REQUESTs with ``answer``.
+    """
+
+    def __init__(
+        self,
+        chain: Chain,
+        store: BlockStore,
+        send: Callable[[int, SyncMessage], None],
+        *,
+        processes: int = 0,
+        timeout: float = 5.0,
+    ) -> None:
+        self.chain, self.store, self._send = chain, store, send
+        self.processes = processes or os.cpu_count() or 1
+        self.timeout = timeout
+        self.peer_heights: dict[int, int] = {}
+        self.synced_blocks = 0
+        self.runs = 0
+        self.running = False
+        self._waiting: dict[int, tuple[int, asyncio.Future[BlocksReply]]] = {}
+        self._avoid: dict[int, float] = {}  # peer -> loop time until which it is not asked
+
+    # -- messages --------------------------------------------------------------------------
+
+    def on_message(self, peer: int, message: SyncMessage) -> None:
+        if isinstance(message, Status):
+            self.peer_heights[peer] = message.height
+        elif isinstance(message, BlocksReply):
+            waiting = self._waiting.pop(peer, None)
+            if waiting is not None and not waiting[1].done():
+                waiting[1].set_result(message)
+
+    def answer(self, request: BlocksRequest) -> BlocksReply:
+        """Our stored blocks from ``request.start`` on, as many as were asked and fit."""
+        blocks: list[bytes] = []
+        size = 0
+        store = self.store
+        for height in range(request.start, min(request.start + request.count, store.height + 1)):
+            block = store.block(height)
+            if block is None:
+                break  # pruned (below our base): the asker finds another peer
+            encoded = block.encode()
+            if size + 4 + len(encoded) > REPLY_BYTES_MAX:
+                break
+            blocks.append(encoded)
+            size += 4 + len(encoded)
+        return BlocksReply(tuple(blocks))
+
+    def behind(self, lag: int = SYNC_LAG) -> bool:
+        """Whether the best peer we hear of is more than ``lag`` heights ahead."""
+        return max(self.peer_heights.values(), default=0) > self.store.height + lag
+
+    # -- a run -----------------------------------------------------------------------------
+
+    async def run(self, caught_up: int = CAUGHT_UP) -> int:
+        """Fetch, verify and execute blocks until within ``caught_up`` heights of the best peer
+        (consensus does the rest); returns the number of blocks executed. Raises SyncError."""
+        self.running, self.runs = True, self.runs + 1
+        executed = 0
+        context = multiprocessing.get_context("spawn")  # never fork a process with threads
+        try:
+            with ProcessPoolExecutor(self.processes, mp_context=context) as pool:
+                while self.behind(caught_up):
+                    blocks = await self._fetch_window()
+                    if not blocks:
+                        await asyncio.sleep(0.2)  # nobody answered: statuses will tell us more
+                        continue
+                    executed += await self._verify_and_execute(blocks, pool)
+        finally:
+            self.running = False
+            for _, future in self._waiting.values():
+                future.cancel()
+            self._waiting.clear()
+        return executed
+
+    async def _fetch_window(self) -> list[Block]:
+        """Consecutive ranges from several peers at once (the best ones first), in order; the
+        first peer that fails ends the window there."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        start = self.store.height + 1
+        peers = sorted(
+            (
+                p
+                for p, h in self.peer_heights.items()
+                if h >= start and self._avoid.get(p, 0) <= now
+            ),
+            key=lambda p: -self.peer_heights[p],
+        )
+        requests = []
+        for peer in peers[:WINDOW]:
+            count = min(BLOCKS_PER_REQUEST, self.peer_heights[peer] - start + 1)
+            if count < 1:
+                break
+            requests.append((peer, BlocksRequest(start, count)))
+            start += count
+        replies = await asyncio.gather(*(self._request(p, r) for p, r in requests))
+        blocks: list[Block] = []
+        for (peer, request), reply in zip(requests, replies, strict=True):
+            decoded = self._decode(request, reply)
+            if decoded is None:
+                self._avoid[peer] = loop.time() + AVOID_SECONDS
+                break
+            blocks.extend(decoded)
+            if len(decoded) < request.count:
+                break  # a short answer: what follows would not link
+        return blocks
+
+    async def _request(self, peer: int, request: BlocksRequest) -> BlocksReply | None:
+        future: asyncio.Future[BlocksReply] = asyncio.get_running_loop().create_future()
+        self._waiting[peer] = (request.start, future)
+        self._send(peer, request)
+        try:
+            return await asyncio.wait_for(future, self.timeout)
+        except (TimeoutError, asyncio.CancelledError):
+            return None
+        finally:
+            if self._waiting.get(peer, (0, None))[1] is future:
+                del self._waiting[peer]
+
+    @staticmethod
+    def _decode(request: BlocksRequest, reply: BlocksReply | None) -> list[Block] | None:
+        """The reply's blocks if they are the ones asked for (None: a useless peer)."""
+        if reply is None or not reply.blocks or len(reply.blocks) > request.count:
+            return None
+        try:
+            blocks = [Block.decode(encoded) for encoded in reply.blocks]
+        except CodecError:
+            return None
+        if [block.height for block in blocks] != list(
+            range(request.start, request.start + len(blocks))
+        ):
+            return None
+        return blocks
+
+    async def _verify_and_execute(self, blocks: list[Block], pool: ProcessPoolExecutor) -> int:
+        """Verify the range against the current validator set, in parallel, off the event
+        loop; where it does not verify (the set changed inside it, or a bad block), go block by
+        block with the set each height has. Returns how many blocks were executed."""
+        chain = self.chain
+        validators = list(chain.validators(blocks[0].height))
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(
+                None,
+                functools.partial(
+                    verify_range,
+                    chain.chain_id,
+                    blocks,
+                    chain.last_hash,
+                    validators,
+                    processes=self.processes,
+                    executor=pool,
+                ),
+            )
+        except CatchUpError:
+            executed = 0
+            for block in blocks:
+                try:
+                    verify_range(
+                        chain.chain_id, [block], chain.last_hash, chain.validators(block.height)
+                    )
+                except CatchUpError as error:
+                    log.warning("block sync: %s", error)
+                    return executed
+                self._execute(block)
+                executed += 1
+            return executed
+        for block in blocks:
+            self._execute(block)
+        return len(blocks)
+
+    def _execute(self, block: Block) -> None:
+        header = Header.decode(block.header)
+        chain = self.chain
+        if header.state_root != chain.app_hash:
+            raise SyncError(
+                f"block {block.height} certifies state {header.state_root.hex()[:16]}, ours is "
+                f"{chain.app_hash.hex()[:16]}: this node's state has diverged"
+            )
+        proposed = Block(
+            block.height, block.header, block.transactions, last_commit=block.last_commit
+        )
+        chain.commit(block.height, proposed.encode(), CommitCertificate.decode(block.certificate))
+        self.synced_blocks += 1
