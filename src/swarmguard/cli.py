@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from swarmguard import __version__
@@ -201,8 +201,21 @@ def _node(args: argparse.Namespace) -> int:
         await node.stop()
         log.info("stopped", extra={"height": node.height})
 
-    asyncio.run(run())
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(run())
     return 0
+
+
+def _loop_factory() -> Callable[[], Any] | None:
+    """uvloop where it is installed (a faster event loop and TLS), asyncio's own otherwise;
+    SWARMGUARD_LOOP=asyncio insists on asyncio's."""
+    if os.environ.get("SWARMGUARD_LOOP", "uvloop") != "uvloop":
+        return None
+    try:
+        import uvloop  # noqa: PLC0415 - optional
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def _sim(args: argparse.Namespace) -> int:

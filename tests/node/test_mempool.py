@@ -53,6 +53,26 @@ def test_a_client_is_rate_limited_and_relays_have_their_own_budget() -> None:
     assert mempool.add(b"a3", "alice") is Admission.ACCEPTED  # the bucket refilled one token
 
 
+def test_a_batch_pays_one_token_per_transaction_all_at_once_or_one_by_one() -> None:
+    mempool, clock = pool(client_rate=4, client_burst=4)
+    admitted = mempool.add_many([b"a0", b"a1", b"a2"], "alice")
+    assert [a for a, _ in admitted] == [Admission.ACCEPTED] * 3  # paid at once: 3 of 4 tokens
+    admitted = mempool.add_many([b"a3", b"a4", b"a5"], "alice")  # cannot pay for all three
+    assert [a for a, _ in admitted] == [
+        Admission.ACCEPTED,
+        Admission.RATE_LIMITED,
+        Admission.RATE_LIMITED,
+    ]
+    clock.advance(10)
+    admitted = mempool.add_many([b"x%d" % i for i in range(6)], "alice")  # over the burst
+    assert [a for a, _ in admitted].count(Admission.ACCEPTED) == 4
+    rejecting, _ = pool(check=lambda tx: "no" if tx == b"bad" else None)
+    assert rejecting.add_many([b"ok", b"bad"], "bob") == [
+        (Admission.ACCEPTED, ""),
+        (Admission.REJECTED, "no"),
+    ]
+
+
 def test_reap_is_oldest_first_within_limits_and_removes_nothing() -> None:
     mempool, _ = pool()
     for i in range(10):

@@ -90,3 +90,27 @@ def test_any_corruption_is_an_error_or_an_equal_encoding(data: st.DataObject) ->
 @given(st.binary(max_size=400))
 def test_random_bytes_never_crash(blob: bytes) -> None:
     check_garbage(blob, Transaction.decode)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.data())
+def test_the_transfer_fast_path_decodes_exactly_as_the_general_one(data: st.DataObject) -> None:
+    """Same value or same refusal, whatever a byte or the length is changed to."""
+    memo = data.draw(st.binary(max_size=MEMO_BYTES_MAX + 2))
+    encoded = bytearray(
+        Transaction.sign(ALICE, CHAIN, 3, Transfer(BOB, 5, memo[:MEMO_BYTES_MAX])).encode()
+    )
+    if data.draw(st.booleans()):
+        position = data.draw(st.integers(0, len(encoded) - 1))
+        encoded[position] = data.draw(st.integers(0, 255))
+    else:
+        encoded = encoded[: data.draw(st.integers(0, len(encoded) + 1))] + bytes(
+            data.draw(st.integers(0, 2))
+        )
+    outcomes = []
+    for decode in (Transaction.decode, Transaction._decode):
+        try:
+            outcomes.append(decode(bytes(encoded)))
+        except CodecError:
+            outcomes.append(None)
+    assert outcomes[0] == outcomes[1]

@@ -83,15 +83,14 @@ class Service(node_pb2_grpc.NodeServicer):
 
     def _admit(self, transactions: list[bytes], client: str) -> list[tuple[Admission, Any]]:
         node = self.node
-        keys = [node.mempool.hash(transaction) for transaction in transactions]
+        admitted = node.submit_many(transactions, client)
+        keys = [node.mempool.hash(transaction) for transaction in transactions]  # after: looked up
         return [
             (
                 admission,
                 node_pb2.SubmitTransactionResponse(hash=key, admission=admission.value, log=log),
             )
-            for key, (admission, log) in zip(
-                keys, node.submit_many(transactions, client), strict=True
-            )
+            for key, (admission, log) in zip(keys, admitted, strict=True)
         ]
 
     async def SubmitBatch(self, request: Any, context: Context) -> Any:

@@ -129,7 +129,24 @@ class Mempool:
         self.outcomes[admission] += 1
         return admission
 
-    def _admit(self, transaction: bytes, client: Hashable) -> Admission:
+    def add_many(
+        self, transactions: Sequence[bytes], client: Hashable
+    ) -> list[tuple[Admission, str]]:
+        """``add`` for each of a batch from one client, in order, with the reason of each
+        rejection. The client's bucket is asked once for the whole batch (one token each);
+        only if it cannot pay for all of them is each asked for on its own."""
+        limiter = self._relays if isinstance(client, Relay) else self._clients
+        count = len(transactions)
+        paid = 1 < count <= limiter.burst and limiter.try_acquire(client, count)
+        results = []
+        for transaction in transactions:
+            admission = self._admit(transaction, client, paid=paid)
+            self.outcomes[admission] += 1
+            reason = self.last_reason if admission is Admission.REJECTED else ""
+            results.append((admission, reason))
+        return results
+
+    def _admit(self, transaction: bytes, client: Hashable, *, paid: bool = False) -> Admission:
         config = self.config
         if len(transaction) > config.max_transaction_bytes:
             return Admission.TOO_LARGE
@@ -137,7 +154,7 @@ class Mempool:
         if key in self._pool or key in self._seen:
             return Admission.DUPLICATE
         limiter = self._relays if isinstance(client, Relay) else self._clients
-        if not limiter.try_acquire(client):
+        if not paid and not limiter.try_acquire(client):
             return Admission.RATE_LIMITED
         if (
             len(self._pool) >= config.max_transactions

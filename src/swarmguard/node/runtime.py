@@ -289,15 +289,14 @@ class Node:
         """A client's batch, admitted in order: each one's admission and, if the application
         rejected it, why. What is accepted is gossiped and offered to the batcher together
         (one arrival, one block)."""
-        mempool = self.mempool
-        results, accepted = [], []
-        for transaction in transactions:
-            admission = mempool.add(transaction, client)
-            if admission is Admission.ACCEPTED:
-                accepted.append(transaction)
-                self._gossip(transaction)
-            reason = mempool.last_reason if admission is Admission.REJECTED else ""
-            results.append((admission, reason))
+        results = self.mempool.add_many(transactions, client)
+        accepted = [
+            transaction
+            for transaction, (admission, _) in zip(transactions, results, strict=True)
+            if admission is Admission.ACCEPTED
+        ]
+        for transaction in accepted:
+            self._gossip(transaction)
         self._offer(accepted)
         return results
 
@@ -340,9 +339,13 @@ class Node:
             except CodecError:
                 self.stats.malformed_messages += 1
                 return
-            relay = Relay(peer)
+            results = self.mempool.add_many(transactions, Relay(peer))
             self._offer(
-                [t for t in transactions if self.mempool.add(t, relay) is Admission.ACCEPTED]
+                [
+                    t
+                    for t, (a, _) in zip(transactions, results, strict=True)
+                    if a is Admission.ACCEPTED
+                ]
             )
             return
         try:
