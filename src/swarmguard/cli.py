@@ -102,7 +102,7 @@ def _node_commands(commands: Any) -> None:
         "--rate",
         type=float,
         default=2200.0,
-        help="offered tx/s of the latency cases (at most 70%% of the measured capacity)",
+        help="offered tx/s of the latency cases (at most 60%% of the measured capacity)",
     )
     for client in (status, query, transfer):
         client.add_argument("--node", default="127.0.0.1:50051", help="gRPC address")
@@ -195,7 +195,17 @@ def _node(args: argparse.Namespace) -> int:
                 await asyncio.wait_for(stop.wait(), 1.0)
             if node.height != reported:
                 reported = node.height
-                log.info("height", extra={"height": reported, **dataclasses.asdict(node.stats)})
+                latencies = sorted(node.latencies)
+                node.latencies.clear()
+                progress = {
+                    "height": reported,
+                    **dataclasses.asdict(node.stats),
+                    "transactions": node.chain.committed_transactions,
+                    "commit_ms": round(latencies[len(latencies) // 2] * 1000, 1)
+                    if latencies
+                    else None,
+                }
+                log.info("height", extra=progress)
         if api is not None:
             await api.stop()
         await node.stop()

@@ -53,7 +53,12 @@ class Process:
     def stop(self, signum: int = signal.SIGTERM) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signum)
-            self.process.wait(timeout=30)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()  # never leave one behind
+                self.process.wait()
+                raise AssertionError(f"{self.home.name} did not stop on signal {signum}") from None
 
 
 def wait_for(condition: object, what: str) -> None:
@@ -114,6 +119,18 @@ def _fast_idle_testnet(tmp_path: Path, staking: dict[str, int] | None = None) ->
     return homes
 
 
+def _restart_far_behind(nodes: list[Process]) -> None:
+    """Start all; SIGKILL the last one until the others are 20 heights past SYNC_LAG ahead of
+    it; restart it."""
+    for node in nodes:
+        node.start()
+    wait_for(lambda: all(n.height() >= 3 for n in nodes), "height 3 everywhere")
+    nodes[-1].stop(signal.SIGKILL)
+    killed_at = nodes[-1].height()
+    wait_for(lambda: nodes[0].height() >= killed_at + SYNC_LAG + 20, "a gap over SYNC_LAG")
+    nodes[-1].start()
+
+
 def _decided(process: Process) -> int:
     """Heights this run of the process decided through consensus (not block sync)."""
     decided = 0
@@ -132,13 +149,7 @@ def test_a_node_far_behind_catches_up_by_block_sync_and_rejoins(tmp_path: Path) 
     homes = _fast_idle_testnet(tmp_path, {"signed_blocks_window": 100_000})
     nodes = [Process(home) for home in homes]
     try:
-        for node in nodes:
-            node.start()
-        wait_for(lambda: all(n.height() >= 3 for n in nodes), "height 3 everywhere")
-        nodes[3].stop(signal.SIGKILL)
-        killed_at = nodes[3].height()
-        wait_for(lambda: nodes[0].height() >= killed_at + SYNC_LAG + 20, "a gap over SYNC_LAG")
-        nodes[3].start()
+        _restart_far_behind(nodes)
         target = nodes[0].height() + 5
         wait_for(lambda: nodes[3].height() >= target, "the restarted node to catch up")
         synced = [
@@ -162,13 +173,7 @@ def test_a_jailed_validator_follows_the_chain_by_block_sync(tmp_path: Path) -> N
     homes = _fast_idle_testnet(tmp_path, {"signed_blocks_window": 20})
     nodes = [Process(home) for home in homes]
     try:
-        for node in nodes:
-            node.start()
-        wait_for(lambda: all(n.height() >= 3 for n in nodes), "height 3 everywhere")
-        nodes[3].stop(signal.SIGKILL)
-        killed_at = nodes[3].height()
-        wait_for(lambda: nodes[0].height() >= killed_at + SYNC_LAG + 20, "a gap over SYNC_LAG")
-        nodes[3].start()
+        _restart_far_behind(nodes)
         for _ in range(3):  # keeps up, again and again
             target = nodes[0].height()
             wait_for(lambda t=target: nodes[3].height() >= t, "the jailed node to follow")  # type: ignore[misc]

@@ -67,6 +67,9 @@ WINDOW = 4
 """Requests in flight at once during a run (to different peers)."""
 CAUGHT_UP = 2
 """Heights behind the best peer at which a run stops and consensus takes over."""
+PARALLEL_MIN = 128
+"""Blocks in a window from which verification goes to the worker processes (fewer verify
+faster in one thread than the round trips to the workers cost)."""
 AVOID_SECONDS = 10.0
 """How long a peer that sent nothing useful is not asked again."""
 REPLY_BYTES_MAX = MESSAGE_BYTES_MAX - 16
@@ -183,6 +186,7 @@ class Syncer:
         self.running = False
         self._waiting: dict[int, tuple[int, asyncio.Future[BlocksReply]]] = {}
         self._avoid: dict[int, float] = {}  # peer -> loop time until which it is not asked
+        self._pool: ProcessPoolExecutor | None = None
 
     # -- messages --------------------------------------------------------------------------
 
@@ -221,21 +225,32 @@ class Syncer:
         (consensus does the rest); returns the number of blocks executed. Raises SyncError."""
         self.running, self.runs = True, self.runs + 1
         executed = 0
-        context = multiprocessing.get_context("spawn")  # never fork a process with threads
         try:
-            with ProcessPoolExecutor(self.processes, mp_context=context) as pool:
-                while self.behind(caught_up):
-                    blocks = await self._fetch_window()
-                    if not blocks:
-                        await asyncio.sleep(0.2)  # nobody answered: statuses will tell us more
-                        continue
-                    executed += await self._verify_and_execute(blocks, pool)
+            while self.behind(caught_up):
+                blocks = await self._fetch_window()
+                if not blocks:
+                    await asyncio.sleep(0.2)  # nobody answered: statuses will tell us more
+                    continue
+                executed += await self._verify_and_execute(blocks)
         finally:
             self.running = False
             for _, future in self._waiting.values():
                 future.cancel()
             self._waiting.clear()
         return executed
+
+    def _executor(self) -> ProcessPoolExecutor:
+        """The worker processes for large ranges, started on first need and kept (spawned,
+        never forked: the node has threads)."""
+        if self._pool is None:
+            context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(self.processes, mp_context=context)
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     async def _fetch_window(self) -> list[Block]:
         """Consecutive ranges from several peers at once (the best ones first), in order; the
@@ -297,10 +312,11 @@ class Syncer:
             return None
         return blocks
 
-    async def _verify_and_execute(self, blocks: list[Block], pool: ProcessPoolExecutor) -> int:
-        """Verify the range against the current validator set, in parallel, off the event
-        loop; where it does not verify (the set changed inside it, or a bad block), go block by
-        block with the set each height has. Returns how many blocks were executed."""
+    async def _verify_and_execute(self, blocks: list[Block]) -> int:
+        """Verify the range against the current validator set, off the event loop (in the
+        worker processes when it is long enough to pay for them); where it does not verify
+        (the set changed inside it, or a bad block), go block by block with the set each
+        height has. Returns how many blocks were executed."""
         chain = self.chain
         validators = list(chain.validators(blocks[0].height))
         loop = asyncio.get_running_loop()
@@ -314,7 +330,7 @@ class Syncer:
                     chain.last_hash,
                     validators,
                     processes=self.processes,
-                    executor=pool,
+                    executor=self._executor() if len(blocks) >= PARALLEL_MIN else None,
                 ),
             )
         except CatchUpError:

@@ -116,6 +116,7 @@ class Chain:
         self.results: OrderedDict[bytes, tuple[int, int, str]] = OrderedDict()
         """Transaction hash -> (height, result code, log) of recent commits (clients waiting)."""
         self.listeners: list[Callable[[int], None]] = []
+        self.committed_transactions = 0  # since this process started
         """Called with each committed height (API streams and waiters)."""
 
     # -- validator sets across restarts ----------------------------------------------------
@@ -273,11 +274,13 @@ class Chain:
         )
         block_hash = self.store.commit(stored, writes)
         self.app.commit()
+        hashes = [self.mempool.hash(transaction) for transaction in block.transactions]
         self.mempool.update(block.transactions, mempool_check(self.app))
         self.app_hash, self.last_hash, self.last_time = result.app_hash, block_hash, header.time
         self.last_certificate = certificate.encode()
-        for transaction, outcome in zip(block.transactions, result.results, strict=False):
-            self.results[self.mempool.hash(transaction)] = (height, outcome.code, outcome.log)
+        self.committed_transactions += len(hashes)
+        for key, outcome in zip(hashes, result.results, strict=False):
+            self.results[key] = (height, outcome.code, outcome.log)
         while len(self.results) > RESULTS_KEPT:
             self.results.popitem(last=False)
         if result.validator_updates is not None:

@@ -30,6 +30,7 @@ import hashlib
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,6 +166,7 @@ class Node:
         self._sync_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._outgoing: list[bytes] = []  # admitted, not yet gossiped
+        self.latencies: deque[float] = deque(maxlen=4096)  # recent commit latencies (seconds)
         self.metrics = NodeMetrics(self)
         self.metrics_port: int | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -269,6 +271,7 @@ class Node:
             self._sync_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._sync_task
+        self.syncer.close()
         self.metrics.close()
         await self.transport.close()
         self.store.close()
@@ -395,6 +398,7 @@ class Node:
                 loop.call_at(action.at, self._timer, action.height, action.view, action.timer)
             elif isinstance(action, Decide):
                 self.stats.decided += 1
+                self.latencies.append(action.latency)
                 self.metrics.observe(action)
                 if action.path == "fast":
                     self.stats.fast += 1
