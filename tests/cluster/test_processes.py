@@ -22,7 +22,7 @@ from swarmguard.node.blocksync import SYNC_LAG
 from swarmguard.node.config import load_home, write_testnet
 from swarmguard.node.transactions import CreateValidator, Transaction, Transfer
 from swarmguard.storage.blockstore import BlockStore
-from tests.node.test_transport import free_port
+from tests.node.test_transport import free_port, free_ports
 
 TIMEOUT = 90.0
 
@@ -70,7 +70,7 @@ def wait_for(condition: object, what: str) -> None:
 
 
 def test_four_processes_agree_and_survive_a_kill(tmp_path: Path) -> None:
-    ports = [free_port() for _ in range(4)]
+    ports = free_ports(4)
     homes = write_testnet(tmp_path, 4, ports=ports, genesis_time=int(time.time()))
     nodes = [Process(home) for home in homes]
     try:
@@ -109,7 +109,7 @@ def _fast_idle_testnet(tmp_path: Path, staking: dict[str, int] | None = None) ->
     homes = write_testnet(
         tmp_path,
         4,
-        ports=[free_port() for _ in range(4)],
+        ports=free_ports(4),
         genesis_time=int(time.time()),
         staking=staking,
     )
@@ -232,9 +232,9 @@ def test_up_runs_a_network_and_shows_it_live(tmp_path: Path) -> None:
 def test_clients_talk_to_real_processes_over_grpc_and_http(tmp_path: Path) -> None:
     """`swarmguard tx`, `query` and `status` against `swarmguard node` processes, and the
     HTTP/JSON twin with its OpenAPI document."""
-    ports = [free_port() for _ in range(4)]
-    api_ports = [free_port() for _ in range(4)]
-    http_ports = [free_port() for _ in range(4)]
+    ports = free_ports(4)
+    api_ports = free_ports(4)
+    http_ports = free_ports(4)
     homes = write_testnet(
         tmp_path,
         4,
@@ -295,8 +295,8 @@ def test_a_double_signing_process_is_caught_slashed_and_removed(tmp_path: Path) 
     conflicting one. The others turn the pair into evidence, submit it signed by their operator
     keys, the ledger slashes and jails the offender, and at the next epoch boundary (every 4
     blocks here) it leaves the validator set while the chain goes on."""
-    ports = [free_port() for _ in range(4)]
-    api_ports = [free_port() for _ in range(4)]
+    ports = free_ports(4)
+    api_ports = free_ports(4)
     homes = write_testnet(
         tmp_path,
         4,
@@ -333,8 +333,8 @@ def test_staking_transactions_change_the_set_at_the_epoch_boundary(tmp_path: Pat
     """A new validator registers over gRPC (funded by an operator's transfer, then its own
     create_validator with a small bond): it joins the set at the next boundary of 4 blocks, and
     the four running validators keep deciding."""
-    ports = [free_port() for _ in range(4)]
-    api_ports = [free_port() for _ in range(4)]
+    ports = free_ports(4)
+    api_ports = free_ports(4)
     homes = write_testnet(
         tmp_path,
         4,

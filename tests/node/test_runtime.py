@@ -23,14 +23,14 @@ from swarmguard.node.transport import Peer
 from swarmguard.validators.evidence import PHASE_VOTE, DoubleVoteEvidence, sign_vote
 
 from .test_chain import ALICE, BOB, CONSENSUS, OPERATORS, genesis
-from .test_transport import free_port, until
+from .test_transport import free_ports, until
 
 CHAIN = "swarm-chain"
 
 
 def configs(tmp: Path) -> list[NodeConfig]:
     identities = [NodeIdentity(bytes([70 + i]) * 32) for i in range(4)]
-    ports = [free_port() for _ in range(4)]
+    ports = free_ports(4)
     peers = [Peer(i, "127.0.0.1", ports[i], identities[i].certificate_pem()) for i in range(4)]
     return [
         NodeConfig(

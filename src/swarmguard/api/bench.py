@@ -46,10 +46,16 @@ class BenchCase:
     fast_path: bool = True
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports (held together while picked, so none repeats)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def verify_seconds() -> float:
@@ -75,8 +81,8 @@ def _run_case(case: BenchCase, seconds: float, root: Path, rate: float) -> dict[
         / f"v{case.validators}-rtt{int(case.rtt * 1000)}-{'fast' if case.fast_path else 'slow'}"
     )
     n = case.validators
-    ports = [_free_port() for _ in range(n)]
-    api_ports = [_free_port() for _ in range(n)]
+    free = _free_ports(2 * n)
+    ports, api_ports = free[:n], free[n:]
     homes = write_testnet(home, n, ports=ports, api_ports=api_ports, genesis_time=int(time.time()))
     for node_home in homes:
         extra = f"\n[transport]\ndelay = {case.rtt / 2}\n"

@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import Hashable, Sequence
@@ -57,6 +56,7 @@ from swarmguard.node import blocksync
 from swarmguard.node.abci import Application
 from swarmguard.node.blocksync import Syncer, SyncError
 from swarmguard.node.chain import Chain, ChainLimits, mempool_check
+from swarmguard.node.guardfile import GuardFile
 from swarmguard.node.identity import NodeIdentity
 from swarmguard.node.ledger import LedgerApp
 from swarmguard.node.mempool import (
@@ -150,7 +150,7 @@ class Node:
             limits=config.limits,
             sets_path=config.home / "validator_sets.json",
         )
-        self._guard_path = config.home / "guard.bin"
+        self._guard = GuardFile(config.home)
         self._peer_of_key = {key: peer for peer, key in config.peer_keys.items()}
         self.replica = self._make_replica()
         self.transport = Transport(
@@ -176,8 +176,9 @@ class Node:
         with the signing guard as persisted (moved on past the store: those heights are done)."""
         config = self.config
         guard = SigningGuard()
-        if self._guard_path.exists():
-            guard = SigningGuard.decode(self._guard_path.read_bytes())
+        record = self._guard.load()
+        if record is not None:
+            guard = SigningGuard.decode(record)
         elif self.store.height:
             guard.advance(self.store.height + 1)
         if guard.height <= self.store.height:  # the store is ahead of the record: move on
@@ -272,6 +273,7 @@ class Node:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._sync_task
         self.syncer.close()
+        self._guard.close()
         self.metrics.close()
         await self.transport.close()
         self.store.close()
@@ -436,19 +438,7 @@ class Node:
             self.transport.broadcast(Channel.CONSENSUS, wire.encode(other))
 
     def _persist(self, record: bytes) -> None:
-        temporary = self._guard_path.with_suffix(".tmp")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(descriptor, record)
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-        os.replace(temporary, self._guard_path)
-        directory = os.open(self._guard_path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        self._guard.save(record)  # on disk before anything after it is sent
 
     # -- helpers ---------------------------------------------------------------------------
 
