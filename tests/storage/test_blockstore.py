@@ -79,6 +79,20 @@ def test_commit_and_lookups(tmp_path: Path, kind: str) -> None:
         assert store.accumulator.root() == merkle_root(hashes)
 
 
+def test_known_transaction_hashes_index_the_same(tmp_path: Path, kind: str) -> None:
+    """A caller that has the hashes already (a node's mempool) passes them: same index."""
+    with open_store(tmp_path / "db", kind) as store:
+        store.commit(make_block(1))
+        block = make_block(2)
+        hashes = [store.transaction_hash(t) for t in block.transactions]
+        with pytest.raises(StoreError, match="one transaction hash per transaction"):
+            store.commit(block, transaction_hashes=hashes[:-1])
+        store.commit(block, transaction_hashes=hashes)
+        assert [store.transaction(h) for h in hashes] == [
+            (2, i, t) for i, t in enumerate(block.transactions)
+        ]
+
+
 def test_heights_must_follow_and_chains_must_match(tmp_path: Path, kind: str) -> None:
     """A skipped height is refused; a store of another chain does not open."""
     with open_store(tmp_path / "db", kind) as store:

@@ -272,9 +272,9 @@ class Chain:
             certificate.encode(),
             last_commit=block.last_commit,
         )
-        block_hash = self.store.commit(stored, writes)
-        self.app.commit()
         hashes = [self.mempool.hash(transaction) for transaction in block.transactions]
+        block_hash = self.store.commit(stored, writes, transaction_hashes=hashes)
+        self.app.commit()
         self.mempool.update(block.transactions, mempool_check(self.app))
         self.app_hash, self.last_hash, self.last_time = result.app_hash, block_hash, header.time
         self.last_certificate = certificate.encode()

@@ -298,16 +298,34 @@ class BlockStore:
 
     # ------------------------------------------------------------------ writing
 
-    def commit(self, block: Block, state_writes: Mapping[bytes, bytes | None] = {}) -> bytes:
+    def commit(
+        self,
+        block: Block,
+        state_writes: Mapping[bytes, bytes | None] = {},
+        *,
+        transaction_hashes: Sequence[bytes] | None = None,
+    ) -> bytes:
         """Store ``block`` (the next height), its indexes, its leaf in the history accumulator
-        and the application's state changes (None deletes), atomically; returns its hash."""
-        return self.commit_many([(block, state_writes)])[0]
+        and the application's state changes (None deletes), atomically; returns its hash.
+        ``transaction_hashes``: ``transaction_hash`` of each of its transactions, when the
+        caller has them already (a node's mempool does)."""
+        if transaction_hashes is not None and len(transaction_hashes) != len(block.transactions):
+            raise StoreError("one transaction hash per transaction")
+        return self._commit([(block, state_writes)], transaction_hashes)[0]
 
     def commit_many(
         self, entries: Sequence[tuple[Block, Mapping[bytes, bytes | None]]]
     ) -> list[bytes]:
         """Commit consecutive blocks with their state changes in one transaction (one fsync):
         all of them or none. Catch-up uses it to store verified ranges quickly."""
+        return self._commit(entries, None)
+
+    def _commit(
+        self,
+        entries: Sequence[tuple[Block, Mapping[bytes, bytes | None]]],
+        known: Sequence[bytes] | None,
+    ) -> list[bytes]:
+        """``known``: the transaction hashes of a single block, if the caller has them."""
         expected = self.height + 1
         staged = []
         state = self.state_tree
@@ -318,7 +336,7 @@ class BlockStore:
             state = state.apply(writes)  # new versions; the committed one stays as it was
             staged.append((block, block.encode(), self.block_hash(block), writes, state))
         try:
-            self._write(staged)
+            self._write(staged, known)
         except BaseException:
             # The transaction was aborted: the in-memory accumulator may hold new leaves.
             self.accumulator = self._load_accumulator()
@@ -359,6 +377,7 @@ class BlockStore:
     def _write(
         self,
         staged: Sequence[tuple[Block, bytes, bytes, Mapping[bytes, bytes | None], StateTree]],
+        known: Sequence[bytes] | None = None,
     ) -> None:
         with self.engine.write() as txn:
             for block, encoded, block_hash, writes, _version in staged:
@@ -367,7 +386,8 @@ class BlockStore:
                 txn.put(b"h:" + block_hash, _u64(block.height))
                 for index, transaction in enumerate(block.transactions):
                     location = _u64(block.height) + index.to_bytes(4, "big")
-                    txn.put(b"t:" + self.transaction_hash(transaction), location)
+                    key = known[index] if known is not None else self.transaction_hash(transaction)
+                    txn.put(b"t:" + key, location)
                 for key, value in writes.items():
                     path = b"s:" + hashlib.sha256(key).digest()
                     if value is None:
