@@ -80,6 +80,9 @@ def _node_commands(commands: Any) -> None:
     up.add_argument("--home", default=None, help="keep the network here (default: a temp dir)")
     up.add_argument("--base-port", type=int, default=26656)
     up.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    up.add_argument(
+        "--load", type=float, default=0.0, help="signed transfers/s from a client process (0: none)"
+    )
     status = commands.add_parser("status", help="a node's status (gRPC)")
     query = commands.add_parser("query", help="query application state (gRPC)")
     query.add_argument("what", choices=["account"])
@@ -123,9 +126,11 @@ def _up(args: argparse.Namespace) -> int:
     if args.home is None:
         with tempfile.TemporaryDirectory(prefix="swarmguard-up-") as directory:
             return run_local_network(
-                Path(directory), args.validators, args.base_port, args.duration
+                Path(directory), args.validators, args.base_port, args.duration, args.load
             )
-    return run_local_network(Path(args.home), args.validators, args.base_port, args.duration)
+    return run_local_network(
+        Path(args.home), args.validators, args.base_port, args.duration, args.load
+    )
 
 
 def _testnet(args: argparse.Namespace) -> int:

@@ -4,7 +4,6 @@ agree on a chain, one is killed with SIGKILL and restarted, and the chains stay 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -20,6 +19,7 @@ from swarmguard.crypto import SigningKey, load_key_file
 from swarmguard.crypto.hashing import address_of
 from swarmguard.node.blocksync import SYNC_LAG
 from swarmguard.node.config import load_home, write_testnet
+from swarmguard.node.local import spawn_node
 from swarmguard.node.transactions import CreateValidator, Transaction, Transfer
 from swarmguard.storage.blockstore import BlockStore
 from tests.node.test_transport import free_port, free_ports
@@ -34,13 +34,7 @@ class Process:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "swarmguard.cli", "node", "--home", str(self.home)],
-                stdout=log,
-                stderr=log,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
+        self.process = spawn_node(self.home)
 
     def height(self) -> int:
         height = 0

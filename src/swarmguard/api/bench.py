@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -75,6 +74,7 @@ def verify_seconds() -> float:
 
 def _run_case(case: BenchCase, seconds: float, root: Path, rate: float) -> dict[str, Any]:
     from swarmguard.node.config import write_testnet  # noqa: PLC0415
+    from swarmguard.node.local import latest_progress, spawn_node, stop_processes  # noqa: PLC0415
 
     home = (
         root
@@ -90,21 +90,13 @@ def _run_case(case: BenchCase, seconds: float, root: Path, rate: float) -> dict[
         extra += f"\n[consensus]\nfast_path = {'true' if case.fast_path else 'false'}\n"
         with (node_home / "config.toml").open("a") as config:
             config.write(extra)
-    processes = []
+    processes = [spawn_node(node_home) for node_home in homes]
     environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    for node_home in homes:
-        log = (node_home / "node.log").open("ab")
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "swarmguard.cli", "node", "--home", str(node_home)],
-                stdout=log,
-                stderr=log,
-                env=environment,
-            )
-        )
     try:
         deadline = time.monotonic() + 60
-        while not all(_height(node_home) >= 2 for node_home in homes):
+        while not all(
+            latest_progress(node_home / "node.log").get("height", 0) >= 2 for node_home in homes
+        ):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"no blocks from {home}")
             time.sleep(0.2)
@@ -142,13 +134,7 @@ def _run_case(case: BenchCase, seconds: float, root: Path, rate: float) -> dict[
         result["client_cpu_us"] = result["client_cpu"] / committed * 1e6
         return result
     finally:
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(processes)
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -158,16 +144,6 @@ def _cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _height(home: Path) -> int:
-    height = 0
-    log = home / "node.log"
-    if log.exists():
-        for line in log.read_text().splitlines():
-            if line.startswith("{"):
-                height = max(height, int(json.loads(line).get("height", 0)))
-    return height
 
 
 def run_bench(

@@ -127,6 +127,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     nodes = args.api.split(",")
     keys = [SigningKey(load_key_file(path)[1]) for path in args.keys.split(",")]
     presign = int((args.rate or args.presign_rate) * args.seconds * 1.1 / len(keys)) + args.batch
+    presign = min(presign, args.presign_max)
     senders = [_Sender(key, args.chain_id, presign) for key in keys]
     load = _Load(args)
     ready = asyncio.Event()
@@ -176,6 +177,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100, help="transactions per call")
     parser.add_argument(
         "--presign-rate", type=float, default=6000.0, help="closed loop: tx/s to sign ahead"
+    )
+    parser.add_argument(
+        "--presign-max", type=int, default=1_000_000, help="most signed ahead per sender"
     )
     parser.add_argument("--out", required=True)
     args = parser.parse_args()

@@ -1,10 +1,15 @@
 """``swarmguard up``: a local validator network in one command, with a live terminal view.
 
 It writes a testnet into the home directory (once: an existing network is reused, so a second
-``up`` resumes the same chain), starts one ``swarmguard node`` process per validator, and prints
-a line per second: each validator's height, the chain's blocks per second, and the share of
-heights decided on the fast path, read from the nodes' JSON logs. Ctrl-C (or ``duration``)
-stops them all with SIGTERM.
+``up`` resumes the same chain), starts one ``swarmguard node`` process per validator, optionally
+a load of signed transfers from a separate client process (``load``: transactions per second,
+``swarmguard.api.loadgen``), and prints a line per second: each validator's height, blocks and
+committed transactions per second, the median commit latency, and the share of heights decided
+on the fast path, read from the nodes' JSON logs. Ctrl-C (or ``duration``) stops them all with
+SIGTERM.
+
+``spawn_node`` and ``stop_processes`` are the one way this code base starts and stops node
+processes (``swarmguard bench`` and the process tests use them too).
 """
 
 from __future__ import annotations
@@ -12,19 +17,46 @@ from __future__ import annotations
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from swarmguard.node.config import write_testnet
 
-__all__ = ["run_local_network"]
+__all__ = ["latest_progress", "run_local_network", "spawn_node", "stop_processes"]
 
 
-def _latest(log: Path) -> dict[str, int]:
+def spawn_node(home: Path) -> subprocess.Popen[bytes]:
+    """``swarmguard node --home home`` as a child process, logging to ``home/node.log``."""
+    with (home / "node.log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "swarmguard.cli", "node", "--home", str(home)],
+            stdout=log,
+            stderr=log,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+
+def stop_processes(processes: Sequence[subprocess.Popen[bytes]], timeout: float = 30.0) -> None:
+    """SIGTERM each, then wait; whatever has not exited by ``timeout`` is killed."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def latest_progress(log: Path) -> dict[str, Any]:
     """The last height entry a node logged (empty before its first block)."""
-    latest: dict[str, int] = {}
+    latest: dict[str, Any] = {}
     try:
         lines = log.read_text().splitlines()
     except OSError:
@@ -40,8 +72,41 @@ def _latest(log: Path) -> dict[str, int]:
     return latest
 
 
+def _start_load(homes: list[Path], rate: float, duration: float | None) -> subprocess.Popen[bytes]:
+    from swarmguard.node.config import load_home  # noqa: PLC0415
+
+    configs = [load_home(home) for home in homes]
+    apis = [f"{c.api[0]}:{c.api[1]}" for c in configs if c.api is not None]
+    with (homes[0].parent / "load.log").open("ab") as log:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "swarmguard.api.loadgen",
+                "--api",
+                ",".join(apis),
+                "--keys",
+                ",".join(str(home / "operator_key.json") for home in homes),
+                "--chain-id",
+                configs[0].chain_id,
+                "--seconds",
+                str(duration or 365 * 86400),
+                "--rate",
+                str(rate),
+                "--batch",
+                "10",
+                "--presign-max",
+                "2000",
+                "--out",
+                str(homes[0].parent / "load.json"),
+            ],
+            stdout=log,
+            stderr=log,
+        )
+
+
 def run_local_network(
-    home: Path, validators: int, base_port: int, duration: float | None = None
+    home: Path, validators: int, base_port: int, duration: float | None = None, load: float = 0.0
 ) -> int:
     homes = sorted(home.glob("node*"))
     if not homes:
@@ -54,46 +119,38 @@ def run_local_network(
             http_ports=[base_port + 3000 + i for i in range(validators)],
             genesis_time=int(time.time()),
         )
-    processes = []
-    for node_home in homes:
-        log = (node_home / "node.log").open("ab")
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "swarmguard.cli", "node", "--home", str(node_home)],
-                stdout=log,
-                stderr=log,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-        )
+    processes = [spawn_node(node_home) for node_home in homes]
     print(f"{len(homes)} validators under {home}; logs in node*/node.log. Ctrl-C stops.")
     started = time.monotonic()
-    previous = (started, 0)
+    previous = (started, 0, 0)
     try:
+        if load:
+            while max(latest_progress(h / "node.log").get("height", 0) for h in homes) < 2:
+                time.sleep(0.2)
+            processes.append(_start_load(homes, load, duration))
+            print(f"load: {load:.0f} signed transfers/s from a separate client process")
         while duration is None or time.monotonic() - started < duration:
             time.sleep(1.0)
-            entries = [_latest(node_home / "node.log") for node_home in homes]
+            entries = [latest_progress(node_home / "node.log") for node_home in homes]
             heights = [e.get("height", 0) for e in entries]
             fast = sum(e.get("fast", 0) for e in entries)
             decided = sum(e.get("fast", 0) + e.get("slow", 0) for e in entries)
+            transactions = max(e.get("transactions", 0) for e in entries)
             now, top = time.monotonic(), max(heights)
-            rate = (top - previous[1]) / (now - previous[0])
-            previous = (now, top)
+            elapsed = now - previous[0]
+            blocks, tps = (top - previous[1]) / elapsed, (transactions - previous[2]) / elapsed
+            previous = (now, top, transactions)
+            latencies = [e["commit_ms"] for e in entries if e.get("commit_ms") is not None]
+            latency = f"{statistics.median(latencies):5.0f} ms" if latencies else "    - ms"
             share = f"{fast / decided:.0%}" if decided else "-"
             dead = [i for i, p in enumerate(processes) if p.poll() is not None]
             print(
-                f"heights {heights}  {rate:4.1f} blocks/s  fast path {share}"
-                + (f"  exited: {dead}" if dead else ""),
+                f"heights {heights}  {blocks:4.1f} blocks/s  {max(tps, 0):6.0f} tx/s  "
+                f"commit P50 {latency}  fast path {share}" + (f"  exited: {dead}" if dead else ""),
                 flush=True,
             )
     except KeyboardInterrupt:
         pass
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(processes)
     return 0
