@@ -185,6 +185,7 @@ def _node(args: argparse.Namespace) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         await node.start()
+        _tune_gc()
         api = None
         if config.api is not None:
             from swarmguard.api.grpc_server import ApiServer  # noqa: PLC0415
@@ -219,6 +220,18 @@ def _node(args: argparse.Namespace) -> int:
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(run())
     return 0
+
+
+def _tune_gc() -> None:
+    """A node allocates many short-lived objects per transaction and keeps large caches: the
+    default thresholds run a young collection every 700 allocations and, now and then, a full
+    one over every cache (tens of ms, the tail of commit latency). Start-up objects (modules,
+    genesis, keys) are never garbage, so they leave the collector's view (``freeze``), and the
+    young generation is collected every 20,000 allocations instead."""
+    import gc  # noqa: PLC0415
+
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
 
 
 def _loop_factory() -> Callable[[], Any] | None:
