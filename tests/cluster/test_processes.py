@@ -3,7 +3,9 @@ agree on a chain, one is killed with SIGKILL and restarted, and the chains stay 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -19,8 +21,11 @@ from swarmguard.crypto import SigningKey, load_key_file
 from swarmguard.crypto.hashing import address_of
 from swarmguard.node.blocksync import SYNC_LAG
 from swarmguard.node.config import load_home, write_testnet
+from swarmguard.node.identity import node_id, public_key_of_pem, tls_context
 from swarmguard.node.local import spawn_node
+from swarmguard.node.runtime import NodeConfig
 from swarmguard.node.transactions import CreateValidator, Transaction, Transfer
+from swarmguard.node.transport import Channel, Peer
 from swarmguard.storage.blockstore import BlockStore
 from tests.node.test_transport import free_port, free_ports
 
@@ -370,4 +375,83 @@ def test_staking_transactions_change_the_set_at_the_epoch_boundary(tmp_path: Pat
         wait_for(lambda: nodes[0].height() >= height + 3, "the chain to go on with five")
     finally:
         for node in nodes:
+            node.stop()
+
+
+async def _send_frames(
+    attacker: NodeConfig, target: Peer, certificate: Path, key: Path, frames: list[bytes]
+) -> bool:
+    """Connect to ``target`` as ``attacker`` (its real key: a trusted peer gone bad), write
+    ``frames``; returns whether the target closed the connection within 5 s."""
+    context = tls_context(
+        server=False, certificate=certificate, key=key, trusted=[target.certificate]
+    )
+    reader, writer = await asyncio.open_connection(
+        target.host,
+        target.port,
+        ssl=context,
+        server_hostname=node_id(public_key_of_pem(target.certificate)),
+    )
+    for frame in frames:
+        writer.write(frame)
+    await writer.drain()
+    try:
+        closed = await asyncio.wait_for(reader.read(), 5.0) == b""
+    except TimeoutError:
+        closed = False
+    writer.close()
+    return closed
+
+
+def _frame(channel: int, payload: bytes, version: int = 1) -> bytes:
+    return (len(payload) + 2).to_bytes(4, "big") + bytes((version, channel)) + payload
+
+
+def test_malformed_frames_from_a_trusted_peer_never_crash_a_node(tmp_path: Path) -> None:
+    """A validator's own key sends garbage payloads on every channel (counted, connection
+    kept), then a bad version, an unknown channel, a bad length and random bytes (each closes
+    the connection); the nodes it hit go on committing."""
+    homes = write_testnet(tmp_path, 4, ports=free_ports(4), genesis_time=int(time.time()))
+    configs = [load_home(home) for home in homes]
+    # The attacker is the peer the others accept connections from (the lowest node id dials).
+    attacker = min(range(4), key=lambda i: configs[i].node_identity.id)
+    nodes = {i: Process(homes[i]) for i in range(4) if i != attacker}
+    certificate, key = configs[attacker].node_identity.write_tls_files(tmp_path / "attacker")
+    try:
+        for node in nodes.values():
+            node.start()
+        wait_for(lambda: all(n.height() >= 3 for n in nodes.values()), "height 3 everywhere")
+        kept = [
+            _frame(Channel.CONSENSUS, b"not a message"),
+            _frame(Channel.MEMPOOL, b"\x01\xff\xff\xff\xff"),
+            _frame(Channel.SYNC, b"\x01\x02\x00"),
+        ]
+        closing = [
+            _frame(Channel.CONSENSUS, b"x", version=9),
+            _frame(77, b"x"),
+            (1).to_bytes(4, "big") + b"\x01",
+            os.urandom(4096),
+        ]
+        for peer in configs[attacker].peers:
+            assert not asyncio.run(_send_frames(configs[attacker], peer, certificate, key, kept)), (
+                "a bad payload closed the connection"
+            )
+            for frame in closing:
+                assert asyncio.run(_send_frames(configs[attacker], peer, certificate, key, [frame]))
+        heights = {i: node.height() for i, node in nodes.items()}
+        wait_for(lambda: all(nodes[i].height() >= heights[i] + 3 for i in nodes), "blocks after it")
+        assert all(
+            node.process is not None and node.process.poll() is None for node in nodes.values()
+        )
+        malformed = [
+            max(
+                int(json.loads(line).get("malformed_messages", 0))
+                for line in node.log.read_text().splitlines()
+                if line.startswith("{")
+            )
+            for node in nodes.values()
+        ]
+        assert all(count >= len(kept) for count in malformed), malformed
+    finally:
+        for node in nodes.values():
             node.stop()
