@@ -1,4 +1,6 @@
-"""Shared fixtures: a manual clock, and a real redis-server on a free loopback port."""
+"""Shared fixtures: a manual clock, and a real redis-server on a free loopback port; the
+Hypothesis profile (no per-example deadline: on a shared 2-core machine running node processes
+beside the tests, a slow example is load, not a bug; the examples themselves still must pass)."""
 
 from __future__ import annotations
 
@@ -11,8 +13,12 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from swarmguard.resilience.testing import ManualClock
+
+settings.register_profile("swarmguard", deadline=None, print_blob=True)
+settings.load_profile("swarmguard")
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
