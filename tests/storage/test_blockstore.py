@@ -93,6 +93,38 @@ def test_known_transaction_hashes_index_the_same(tmp_path: Path, kind: str) -> N
         ]
 
 
+def test_a_restored_store_starts_at_a_block_and_goes_on_like_the_original(
+    tmp_path: Path, kind: str
+) -> None:
+    """State sync's landing: block 20 and the state after it, then blocks 21-30 give the same
+    hashes and state root as a store that holds them all; the restored store reopens."""
+
+    def writes(height: int) -> dict[bytes, bytes | None]:
+        return {b"counter": b"%d" % height, b"key %d" % (height % 7): b"v%d" % height}
+
+    with open_store(tmp_path / "full", kind) as full:
+        for height in range(1, 31):
+            full.commit(make_block(height), writes(height))
+            if height == 20:
+                state_at_20 = full.state_tree
+        with open_store(tmp_path / "restored", kind) as restored:
+            restored.restore(full.block(20), state_at_20)  # type: ignore[arg-type]
+            assert (restored.height, restored.base, restored.history_base) == (20, 20, 20)
+            assert restored.block(20) == full.block(20)
+            assert restored.block(19) is None
+            with pytest.raises(StoreError, match="empty"):
+                restored.restore(make_block(20), state_at_20)
+            for height in range(21, 31):
+                assert restored.commit(make_block(height), writes(height)) == full.block_hash(
+                    make_block(height)
+                )
+            assert restored.state_root == full.state_root
+        with open_store(tmp_path / "restored", kind) as reopened:
+            assert reopened.height == 30
+            assert reopened.state(b"counter") == b"30"
+            assert len(reopened.accumulator) == 11
+
+
 def test_heights_must_follow_and_chains_must_match(tmp_path: Path, kind: str) -> None:
     """A skipped height is refused; a store of another chain does not open."""
     with open_store(tmp_path / "db", kind) as store:

@@ -172,6 +172,7 @@ class BlockStore:
         self._check_or_initialise()
         with self.engine.read() as txn:
             self._height = _meta_u64(txn, b"m:height")
+        self.history_base = 1  # the height of the accumulator's first leaf (see ``restore``)
         self.accumulator = self._load_accumulator()
         self.state_tree = self._load_state()
 
@@ -225,12 +226,46 @@ class BlockStore:
                 while len(accumulator._levels) <= level:
                     accumulator._levels.append(bytearray())
                 accumulator._levels[level] += value
+            stored = txn.get(b"m:history_base")  # absent unless the store was restored
+            self.history_base = 1 if stored is None else int.from_bytes(stored, "big")
         accumulator._size = len(accumulator._levels[0]) // 32
-        if accumulator._size != self.height:
+        expected = max(self.height - self.history_base + 1, 0)
+        if accumulator._size != expected:
             raise CorruptStore(
                 f"history accumulator has {accumulator._size} leaves for height {self.height}"
             )
         return accumulator
+
+    def restore(self, block: Block, state: StateTree) -> bytes:
+        """Start an empty store at ``block`` (state sync): the block with its certificate, the
+        application state after it, and a history accumulator from its height on
+        (``history_base``: leaf i is the block at ``history_base + i``). Lower heights are never
+        stored here (``base`` is the block's height). The caller has verified the block and the
+        state against certified headers; returns the block's hash."""
+        if self.height != 0:
+            raise StoreError("only an empty store can be restored")
+        if block.height < 1:
+            raise StoreError("restore at height 1 or more")
+        block_hash = self.block_hash(block)
+        accumulator = MerkleAccumulator()
+        accumulator.append(block_hash)
+        encoded = block.encode()
+        with self.engine.write() as txn:
+            txn.put(b"b:" + _u64(block.height), zlib.crc32(encoded).to_bytes(4, "big") + encoded)
+            txn.put(b"h:" + block_hash, _u64(block.height))
+            for index, transaction in enumerate(block.transactions):
+                location = _u64(block.height) + index.to_bytes(4, "big")
+                txn.put(b"t:" + self.transaction_hash(transaction), location)
+            for path, value in state.items():
+                txn.put(b"s:" + path, value)
+            txn.put(b"a:" + bytes((0,)) + _u64(0), accumulator._node(0, 0))
+            txn.put(b"m:history_base", _u64(block.height))
+            txn.put(b"m:base", _u64(block.height))
+            txn.put(b"m:state_root", state.root)
+            txn.put(b"m:height", _u64(block.height))
+        self._height, self.history_base = block.height, block.height
+        self.accumulator, self.state_tree = accumulator, state
+        return block_hash
 
     # ------------------------------------------------------------------ reading
 
