@@ -11,9 +11,14 @@ from swarmguard.codec import CodecError
 from swarmguard.node import blocksync
 from swarmguard.node.blocksync import (
     BLOCKS_PER_REQUEST,
+    OFFERED_MAX,
     REPLY_BYTES_MAX,
     BlocksReply,
     BlocksRequest,
+    Chunk,
+    ChunkRequest,
+    SnapshotOffer,
+    SnapshotsRequest,
     Status,
 )
 from swarmguard.node.mempool import decode_gossip, encode_gossip
@@ -24,6 +29,11 @@ MESSAGES = [
     BlocksRequest(7, BLOCKS_PER_REQUEST),
     BlocksReply((b"block one", b"", b"block three")),
     BlocksReply(()),
+    SnapshotsRequest(),
+    SnapshotOffer((b"manifest a", b"manifest b")),
+    ChunkRequest(40, 3),
+    Chunk(40, 3, b"zstd bytes"),
+    Chunk(40, 4, b""),
 ]
 
 
@@ -44,6 +54,9 @@ def test_shapes_are_checked() -> None:
         lambda: BlocksRequest(1, BLOCKS_PER_REQUEST + 1),
         lambda: BlocksReply((b"",) * (BLOCKS_PER_REQUEST + 1)),
         lambda: BlocksReply((bytes(REPLY_BYTES_MAX),)),
+        lambda: SnapshotOffer((b"m",) * (OFFERED_MAX + 1)),
+        lambda: ChunkRequest(0, 1),
+        lambda: Chunk(1, 2**32, b""),
     ):
         with pytest.raises(CodecError):
             make()

@@ -13,10 +13,16 @@ Every node says where it is once a second (``Status``), so each knows who is ahe
 
 Messages on the transport's SYNC channel, each ``version u8 | kind u8 | body``::
 
-    STATUS   height u64 | base u64           this node's stored range
-    REQUEST  start u64 | count u16           blocks start .. start + count - 1 (count <= 64)
-    REPLY    count u16 | (block blob)*       stored blocks (with certificates), consecutive
-                                             from the request's start, as many as fit a frame
+    STATUS     height u64 | base u64           this node's stored range
+    REQUEST    start u64 | count u16           blocks start .. start + count - 1 (count <= 64)
+    REPLY      count u16 | (block blob)*       stored blocks (with certificates), consecutive
+                                               from the request's start, as many as fit a frame
+    SNAPSHOTS  (empty)                         which state snapshots do you hold?
+    OFFER      count u8 | (manifest blob)*     their manifests (at most 4, newest first)
+    CHUNK?     height u64 | index u32          one chunk of a snapshot, please
+    CHUNK      height u64 | index u32 | blob   that chunk (empty: not held)
+
+State sync (``node.statesync``) uses the last four.
 
 Decoding is strict (``CodecError`` only). A peer's blocks are trusted for nothing: a block that
 does not verify ends that reply, the peer is skipped for a while, and another is asked.
@@ -45,10 +51,15 @@ __all__ = [
     "BLOCKSYNC_VERSION",
     "BLOCKS_PER_REQUEST",
     "CAUGHT_UP",
+    "OFFERED_MAX",
     "REPLY_BYTES_MAX",
     "SYNC_LAG",
     "BlocksReply",
     "BlocksRequest",
+    "Chunk",
+    "ChunkRequest",
+    "SnapshotOffer",
+    "SnapshotsRequest",
     "Status",
     "SyncError",
     "SyncMessage",
@@ -72,6 +83,8 @@ PARALLEL_MIN = 128
 faster in one thread than the round trips to the workers cost)."""
 AVOID_SECONDS = 10.0
 """How long a peer that sent nothing useful is not asked again."""
+OFFERED_MAX = 4
+"""Snapshots one peer offers at most (its newest)."""
 REPLY_BYTES_MAX = MESSAGE_BYTES_MAX - 16
 """A reply's blocks fit one transport frame."""
 _U64 = 2**64
@@ -81,6 +94,10 @@ class _Kind(IntEnum):
     STATUS = 1
     REQUEST = 2
     REPLY = 3
+    SNAPSHOTS = 4
+    OFFER = 5
+    CHUNK_REQUEST = 6
+    CHUNK = 7
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +131,47 @@ class BlocksReply:
             raise CodecError(f"reply: more than {REPLY_BYTES_MAX} bytes")
 
 
-SyncMessage = Status | BlocksRequest | BlocksReply
+@dataclass(frozen=True, slots=True)
+class SnapshotsRequest:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotOffer:
+    manifests: tuple[bytes, ...]  # encoded storage.snapshots.Manifest, newest first
+
+    def __post_init__(self) -> None:
+        if len(self.manifests) > OFFERED_MAX:
+            raise CodecError(f"offer: more than {OFFERED_MAX} snapshots")
+        if sum(4 + len(m) for m in self.manifests) > REPLY_BYTES_MAX:
+            raise CodecError(f"offer: more than {REPLY_BYTES_MAX} bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRequest:
+    height: int
+    index: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.height < _U64 or not 0 <= self.index < 2**32:
+            raise CodecError("chunk request: height >= 1, index < 2^32")
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    height: int
+    index: int
+    data: bytes  # empty: the peer does not hold it
+
+    def __post_init__(self) -> None:
+        ChunkRequest(self.height, self.index)
+        if len(self.data) > REPLY_BYTES_MAX:
+            raise CodecError(f"chunk: more than {REPLY_BYTES_MAX} bytes")
+
+
+SyncMessage = (
+    Status | BlocksRequest | BlocksReply | SnapshotsRequest | SnapshotOffer | ChunkRequest | Chunk
+)
 
 
 def encode(message: SyncMessage) -> bytes:
@@ -128,11 +185,24 @@ def encode(message: SyncMessage) -> bytes:
         out.uint(_Kind.REQUEST, 1)
         out.uint(message.start, 8)
         out.uint(message.count, 2)
-    else:
+    elif isinstance(message, BlocksReply):
         out.uint(_Kind.REPLY, 1)
         out.uint(len(message.blocks), 2)
         for block in message.blocks:
             out.blob(block, REPLY_BYTES_MAX)
+    elif isinstance(message, SnapshotsRequest):
+        out.uint(_Kind.SNAPSHOTS, 1)
+    elif isinstance(message, SnapshotOffer):
+        out.uint(_Kind.OFFER, 1)
+        out.uint(len(message.manifests), 1)
+        for manifest in message.manifests:
+            out.blob(manifest, REPLY_BYTES_MAX)
+    else:
+        out.uint(_Kind.CHUNK_REQUEST if isinstance(message, ChunkRequest) else _Kind.CHUNK, 1)
+        out.uint(message.height, 8)
+        out.uint(message.index, 4)
+        if isinstance(message, Chunk):
+            out.blob(message.data, REPLY_BYTES_MAX)
     return out.getvalue()
 
 
@@ -151,6 +221,21 @@ def decode(payload: bytes) -> SyncMessage:
         if count > BLOCKS_PER_REQUEST:
             raise CodecError(f"reply: {count} blocks exceed {BLOCKS_PER_REQUEST}")
         message = BlocksReply(tuple(reader.blob(REPLY_BYTES_MAX, "block") for _ in range(count)))
+    elif tag == _Kind.SNAPSHOTS:
+        message = SnapshotsRequest()
+    elif tag == _Kind.OFFER:
+        count = reader.uint(1, "count")
+        if count > OFFERED_MAX:
+            raise CodecError(f"offer: {count} snapshots exceed {OFFERED_MAX}")
+        message = SnapshotOffer(
+            tuple(reader.blob(REPLY_BYTES_MAX, "manifest") for _ in range(count))
+        )
+    elif tag in (_Kind.CHUNK_REQUEST, _Kind.CHUNK):
+        height, index = reader.uint(8, "height"), reader.uint(4, "index")
+        if tag == _Kind.CHUNK_REQUEST:
+            message = ChunkRequest(height, index)
+        else:
+            message = Chunk(height, index, reader.blob(REPLY_BYTES_MAX, "chunk"))
     else:
         raise CodecError(f"block sync message: unknown kind {tag}")
     reader.finish()
@@ -273,7 +358,7 @@ class Syncer:
                 break
             requests.append((peer, BlocksRequest(start, count)))
             start += count
-        replies = await asyncio.gather(*(self._request(p, r) for p, r in requests))
+        replies = await asyncio.gather(*(self.fetch(p, r) for p, r in requests))
         blocks: list[Block] = []
         for (peer, request), reply in zip(requests, replies, strict=True):
             decoded = self._decode(request, reply)
@@ -285,7 +370,8 @@ class Syncer:
                 break  # a short answer: what follows would not link
         return blocks
 
-    async def _request(self, peer: int, request: BlocksRequest) -> BlocksReply | None:
+    async def fetch(self, peer: int, request: BlocksRequest) -> BlocksReply | None:
+        """Ask ``peer`` for blocks; its reply, or None if none came in time."""
         future: asyncio.Future[BlocksReply] = asyncio.get_running_loop().create_future()
         self._waiting[peer] = (request.start, future)
         self._send(peer, request)

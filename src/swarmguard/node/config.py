@@ -24,6 +24,7 @@ Layout::
     consensus_key = "<64 hex>"      # the validator key the peer runs
     certificate = "peers/1.pem"
     [consensus]  # node.runtime.ConsensusOptions fields (fast_path)
+    [statesync]  # node.runtime.StateSyncOptions fields (enabled, snapshot_interval)
     [batch]      # consensus.batching.BatchConfig fields
     [mempool]    # node.mempool.MempoolConfig fields
     [transport]  # node.transport.TransportConfig fields
@@ -51,13 +52,14 @@ from swarmguard.crypto.hashing import address_of
 from swarmguard.node.chain import ChainLimits
 from swarmguard.node.identity import NodeIdentity
 from swarmguard.node.mempool import MempoolConfig
-from swarmguard.node.runtime import ConsensusOptions, NodeConfig
+from swarmguard.node.runtime import ConsensusOptions, NodeConfig, StateSyncOptions
 from swarmguard.node.transport import Peer, TransportConfig
 
 __all__ = ["ConfigError", "load_home", "write_testnet"]
 
 _SECTIONS: dict[str, type] = {
     "consensus": ConsensusOptions,
+    "statesync": StateSyncOptions,
     "batch": BatchConfig,
     "mempool": MempoolConfig,
     "transport": TransportConfig,
@@ -189,6 +191,7 @@ def load_home(home: Path, environ: Mapping[str, str] | None = None) -> NodeConfi
         transport=sections["transport"],
         limits=sections["limits"],
         consensus=sections["consensus"],
+        statesync=sections["statesync"],
         metrics=served["metrics"],
         api=served["api"],
         http=served["http"],
@@ -219,17 +222,20 @@ def write_testnet(
     staking: dict[str, int] | None = None,
     balance: int = 1_000_000_000,
     self_bond: int = 1_000_000,
+    full_nodes: int = 0,
 ) -> list[Path]:
     """Write ``validators`` home directories under ``output``: fresh keys, one genesis (each
     validator's operator account funded and bonded), full-mesh peers on 127.0.0.1 at ``ports``
-    (default: consecutive from ``base_port``). Returns the homes. Keys are written 0600 and
-    never overwritten."""
-    if not 1 <= validators <= 100:
-        raise ValueError("validators must be in 1..100")
-    ports = ports or [base_port + i for i in range(validators)]
-    if len(ports) != validators:
-        raise ValueError("one port per validator")
-    homes = [output / f"node{i}" for i in range(validators)]
+    (default: consecutive from ``base_port``). ``full_nodes`` more homes follow them: peers of
+    everyone, not in the genesis set (they follow the chain). Returns the homes. Keys are
+    written 0600 and never overwritten."""
+    if not 1 <= validators <= 100 or not 0 <= full_nodes <= 100:
+        raise ValueError("validators must be in 1..100, full_nodes in 0..100")
+    total = validators + full_nodes
+    ports = ports or [base_port + i for i in range(total)]
+    if len(ports) != total:
+        raise ValueError("one port per node")
+    homes = [output / f"node{i}" for i in range(total)]
     consensus, nodes, operators = [], [], []
     for home in homes:
         (home / "peers").mkdir(parents=True, exist_ok=True)
@@ -242,7 +248,8 @@ def write_testnet(
         operators.append(SigningKey(seeds[2]))
     app_state: dict[str, object] = {
         "accounts": [
-            {"address": address_of(k.public_key.raw).hex(), "balance": balance} for k in operators
+            {"address": address_of(k.public_key.raw).hex(), "balance": balance}
+            for k in operators[:validators]
         ],
         "validators": [
             {
@@ -267,7 +274,7 @@ def write_testnet(
             f'http = "127.0.0.1:{http_ports[i]}"' if http_ports else 'http = "off"',
             "",
         ]
-        for j in range(validators):
+        for j in range(total):
             if j == i:
                 continue
             (home / "peers" / f"{j}.pem").write_bytes(nodes[j].certificate_pem())

@@ -68,13 +68,15 @@ from swarmguard.node.mempool import (
     encode_gossip,
 )
 from swarmguard.node.metrics import NodeMetrics
+from swarmguard.node.statesync import StateSyncer
 from swarmguard.node.transactions import SubmitEvidence, Transaction
 from swarmguard.node.transport import FRAME_BYTES_MAX, Channel, Peer, Transport, TransportConfig
 from swarmguard.storage.blockstore import Block, BlockStore
+from swarmguard.storage.snapshots import SnapshotStore
 from swarmguard.validators.certificate import CommitCertificate
 from swarmguard.validators.evidence import PHASE_VOTE, DoubleVoteEvidence, SignedVote, sign_vote
 
-__all__ = ["ConsensusOptions", "Node", "NodeConfig", "NodeStats"]
+__all__ = ["ConsensusOptions", "Node", "NodeConfig", "NodeStats", "StateSyncOptions"]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,20 @@ class ConsensusOptions:
     double_sign_for_tests: bool = False
     """A fault switch for tests only: every Vote this node sends is followed by a Vote for
     another block, signed with its key past the guard, so the others must catch it."""
+
+
+@dataclass(frozen=True, slots=True)
+class StateSyncOptions:
+    enabled: bool = False
+    """A node that starts with an empty store restores the newest snapshot its peers offer
+    (then block-syncs the rest) instead of replaying the chain from genesis."""
+    snapshot_interval: int = 0
+    """Take a snapshot of the application state every this many heights, to offer (0: none)."""
+    snapshots_kept: int = 2
+
+    def __post_init__(self) -> None:
+        if self.snapshot_interval < 0 or self.snapshots_kept < 1:
+            raise ValueError("snapshot_interval must be >= 0 and snapshots_kept >= 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +124,7 @@ class NodeConfig:
     mempool: MempoolConfig = field(default_factory=MempoolConfig)
     limits: ChainLimits = field(default_factory=ChainLimits)
     consensus: ConsensusOptions = field(default_factory=ConsensusOptions)
+    statesync: StateSyncOptions = field(default_factory=StateSyncOptions)
     operator_key: SigningKey | None = None
     """The validator's account key: signs the evidence transactions this node submits."""
     metrics: tuple[str, int] | None = None
@@ -135,21 +152,21 @@ class Node:
         config.home.mkdir(parents=True, exist_ok=True)
         self.stats = NodeStats()
         self.app: Application = app if app is not None else LedgerApp(config.chain_id)
-        genesis = self.app.init_chain(config.app_state)
-        self.store = BlockStore(config.home / "blocks", config.chain_id)
-        self.mempool = Mempool(config.chain_id, mempool_check(self.app), config.mempool)
-        self.chain = Chain(
-            config.chain_id,
-            self.app,
-            self.store,
-            self.mempool,
-            genesis=genesis,
-            genesis_time=config.genesis_time,
-            proposer_key=config.consensus_key.public_key.raw,
-            clock=time.time,
-            limits=config.limits,
-            sets_path=config.home / "validator_sets.json",
+        self._genesis = self.app.init_chain(config.app_state)
+        options = config.statesync
+        snapshots = (
+            SnapshotStore(config.home / "snapshots", keep=options.snapshots_kept)
+            if options.snapshot_interval
+            else None
         )
+        self.store = BlockStore(
+            config.home / "blocks",
+            config.chain_id,
+            snapshots=snapshots,
+            snapshot_interval=options.snapshot_interval or None,
+        )
+        self.mempool = Mempool(config.chain_id, mempool_check(self.app), config.mempool)
+        self.chain = self._make_chain()
         self._guard = GuardFile(config.home)
         self._peer_of_key = {key: peer for peer, key in config.peer_keys.items()}
         self.replica = self._make_replica()
@@ -163,6 +180,13 @@ class Node:
             config=config.transport,
         )
         self.syncer = Syncer(self.chain, self.store, self._send_sync)
+        self.statesyncer = StateSyncer(
+            config.chain_id,
+            self.chain.validators(1),
+            self.syncer,
+            self._send_sync,
+            lambda message: self.transport.broadcast(Channel.SYNC, blocksync.encode(message)),
+        )
         self._sync_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._outgoing: list[bytes] = []  # admitted, not yet gossiped
@@ -170,6 +194,22 @@ class Node:
         self.metrics = NodeMetrics(self)
         self.metrics_port: int | None = None
         self._ticker: asyncio.Task[None] | None = None
+
+    def _make_chain(self) -> Chain:
+        """The chain over the store as it is (fresh, restarted, or restored by state sync)."""
+        config = self.config
+        return Chain(
+            config.chain_id,
+            self.app,
+            self.store,
+            self.mempool,
+            genesis=self._genesis,
+            genesis_time=config.genesis_time,
+            proposer_key=config.consensus_key.public_key.raw,
+            clock=time.time,
+            limits=config.limits,
+            sets_path=config.home / "validator_sets.json",
+        )
 
     def _make_replica(self) -> Replica:
         """A replica at the height after the store's (at start-up, and after a block sync),
@@ -221,7 +261,11 @@ class Node:
         if self.config.metrics is not None:
             self.metrics_port = self.metrics.serve(*self.config.metrics)
         self._ticker = self._loop.create_task(self._tick())
-        self._apply(self.replica.start(self._loop.time()))
+        if self.config.statesync.enabled and self.store.height == 0:
+            self.syncer.running = True  # out of consensus until the state is there
+            self._sync_task = self._loop.create_task(self._state_sync())
+        else:
+            self._apply(self.replica.start(self._loop.time()))
 
     async def _tick(self) -> None:
         """Once a second: liveness (/healthz turns 503 if this stops running: a stuck event
@@ -256,6 +300,29 @@ class Node:
             return
         report = log.info if member else log.debug  # a follower syncs every second
         report("block sync: executed %d blocks, now at %d", executed, self.store.height)
+        self.replica = self._make_replica()
+        self._apply(self.replica.start(self._now()))
+
+    async def _state_sync(self) -> None:
+        """Restore the newest snapshot the peers offer (``node.statesync``), then rejoin as
+        after a restart; block sync brings the rest. Without one: from genesis."""
+        try:
+            restored = await self.statesyncer.run()
+        finally:
+            self.syncer.running = False
+        if restored is None:
+            log.info("state sync: no usable snapshot; block sync from genesis")
+        else:
+            self.store.restore(restored.block, restored.state)
+            listeners = self.chain.listeners  # the API's, registered on the chain it replaces
+            self.chain = self._make_chain()  # the restart path: the app loads the store's state
+            self.chain.listeners.extend(listeners)
+            self.syncer.chain = self.chain
+            log.info(
+                "state sync: restored height %d from a snapshot of %d entries",
+                restored.block.height,
+                len(restored.state),
+            )
         self.replica = self._make_replica()
         self._apply(self.replica.start(self._now()))
 
@@ -372,8 +439,30 @@ class Node:
             return
         if isinstance(message, blocksync.BlocksRequest):
             self._send_sync(peer, self.syncer.answer(message))
+        elif isinstance(message, blocksync.SnapshotsRequest | blocksync.ChunkRequest):
+            self._send_sync(peer, self._snapshot_answer(message))
+        elif isinstance(message, blocksync.SnapshotOffer | blocksync.Chunk):
+            self.statesyncer.on_message(peer, message)
         else:
             self.syncer.on_message(peer, message)
+
+    def _snapshot_answer(
+        self, request: blocksync.SnapshotsRequest | blocksync.ChunkRequest
+    ) -> blocksync.SyncMessage:
+        """Our snapshots' manifests (newest first), or one chunk (empty: not held)."""
+        snapshots = self.store.snapshots
+        if isinstance(request, blocksync.SnapshotsRequest):
+            if snapshots is None:
+                return blocksync.SnapshotOffer(())
+            newest = snapshots.heights()[::-1][: blocksync.OFFERED_MAX]
+            return blocksync.SnapshotOffer(tuple(snapshots.manifest(h).encode() for h in newest))
+        data = b""
+        if snapshots is not None:
+            with contextlib.suppress(OSError):
+                data = snapshots.chunk(request.height, request.index)
+        if len(data) > blocksync.REPLY_BYTES_MAX:
+            data = b""
+        return blocksync.Chunk(request.height, request.index, data)
 
     def _timer(self, height: int, view: int, timer: object) -> None:
         if self.syncer.running:
