@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up a fresh machine and run the main job: today, the resilience demo (five scenarios).
+# Set up a fresh machine and run the resilience demo (five scenarios); the main job is scripts/up.sh.
 set -euo pipefail
 source "$(dirname "$0")/_setup.sh"
 swarmguard demo resilience "$@"

@@ -72,6 +72,7 @@ class _Load:
         self.sent: dict[bytes, float] = {}
         self.committed: dict[bytes, float] = {}
         self.progress = asyncio.Event()  # set whenever a block arrives
+        self.recent: list[float] = []  # commit latencies since the last report
         self.refused = 0
 
     def tx_hash(self, transaction: bytes) -> bytes:  # the id the block store and mempool use
@@ -86,18 +87,36 @@ class _Load:
             async for block in stream:
                 now = time.perf_counter()
                 for transaction in block.transactions:
-                    self.committed.setdefault(self.tx_hash(transaction), now)
+                    key = self.tx_hash(transaction)
+                    self.committed.setdefault(key, now)
+                    if key in self.sent:
+                        self.recent.append(now - self.sent[key])
                 self.progress.set()
 
-    async def send(self, sender: _Sender, node: str, deadline: float, share: float) -> None:
+    async def report(self, path: Path) -> None:
+        """Once a second: committed so far and the median commit latency of the last second
+        (``swarmguard up`` shows them live)."""
+        while True:
+            await asyncio.sleep(1.0)
+            recent, self.recent = sorted(self.recent), []
+            median = recent[len(recent) // 2] * 1000 if recent else None
+            progress = {"committed": len(self.committed), "p50_ms": median}
+            temporary = path.with_suffix(".tmp")
+            temporary.write_text(json.dumps(progress))
+            temporary.replace(path)
+
+    async def send(
+        self, sender: _Sender, node: str, deadline: float, share: float, offset: float = 0.0
+    ) -> None:
         """``share``: this sender's part of the offered rate (open loop) or of the in-flight
-        limit (closed loop)."""
+        limit (closed loop); ``offset``: seconds after the others it starts (open loop), so
+        that the senders' batches interleave instead of arriving together."""
         args, committed = self.args, self.committed
         async with grpc.aio.insecure_channel(node) as channel:
             stub: Any = node_pb2_grpc.NodeStub(channel)  # type: ignore[no-untyped-call]
             mine: list[bytes] = []  # hashes this sender has had accepted
             done = 0  # how many of them are known committed
-            pace = time.perf_counter()
+            pace = time.perf_counter() + offset
             while (now := time.perf_counter()) < deadline:
                 if args.rate:
                     pace += args.batch / share
@@ -137,12 +156,18 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     cpu = time.process_time()
     deadline = started + args.seconds
     share = args.rate / len(senders) if args.rate else max(args.inflight / len(senders), args.batch)
+    interval = args.batch / share if args.rate else 0.0  # between one sender's batches
+    reporter = None
+    if args.progress:
+        reporter = asyncio.get_running_loop().create_task(load.report(Path(args.progress)))
     await asyncio.gather(
         *(
-            load.send(sender, nodes[i % len(nodes)], deadline, share)
+            load.send(sender, nodes[i % len(nodes)], deadline, share, i * interval / len(senders))
             for i, sender in enumerate(senders)
         )
     )
+    if reporter is not None:
+        reporter.cancel()
     await asyncio.sleep(args.drain)
     watcher.cancel()
     cpu = time.process_time() - cpu
@@ -181,6 +206,7 @@ def main() -> None:
     parser.add_argument(
         "--presign-max", type=int, default=1_000_000, help="most signed ahead per sender"
     )
+    parser.add_argument("--progress", help="write live progress (JSON) here every second")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     summary = asyncio.run(_run(args))

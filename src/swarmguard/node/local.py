@@ -97,12 +97,27 @@ def _start_load(homes: list[Path], rate: float, duration: float | None) -> subpr
                 "10",
                 "--presign-max",
                 "2000",
+                "--progress",
+                str(homes[0].parent / "load-progress.json"),
                 "--out",
                 str(homes[0].parent / "load.json"),
             ],
             stdout=log,
             stderr=log,
         )
+
+
+def _latency(home: Path, entries: list[dict[str, Any]]) -> str:
+    """The load's median commit latency over the last second (submission to a committed
+    block), or without load the nodes' median time per height."""
+    try:
+        progress = json.loads((home / "load-progress.json").read_text())
+    except (OSError, ValueError):
+        progress = None
+    if progress is not None and progress.get("p50_ms") is not None:
+        return f"commit P50 {progress['p50_ms']:5.0f} ms"
+    heights = [e["commit_ms"] for e in entries if e.get("commit_ms") is not None]
+    return f"height P50 {statistics.median(heights):5.0f} ms" if heights else "height P50     - ms"
 
 
 def run_local_network(
@@ -140,13 +155,12 @@ def run_local_network(
             elapsed = now - previous[0]
             blocks, tps = (top - previous[1]) / elapsed, (transactions - previous[2]) / elapsed
             previous = (now, top, transactions)
-            latencies = [e["commit_ms"] for e in entries if e.get("commit_ms") is not None]
-            latency = f"{statistics.median(latencies):5.0f} ms" if latencies else "    - ms"
+            latency = _latency(home, entries)
             share = f"{fast / decided:.0%}" if decided else "-"
             dead = [i for i, p in enumerate(processes) if p.poll() is not None]
             print(
                 f"heights {heights}  {blocks:4.1f} blocks/s  {max(tps, 0):6.0f} tx/s  "
-                f"commit P50 {latency}  fast path {share}" + (f"  exited: {dead}" if dead else ""),
+                f"{latency}  fast path {share}" + (f"  exited: {dead}" if dead else ""),
                 flush=True,
             )
     except KeyboardInterrupt:

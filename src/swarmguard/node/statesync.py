@@ -53,6 +53,8 @@ ATTEMPTS = 3
 """Snapshots tried before falling back to block sync from genesis."""
 OFFER_WAIT = 2.0
 """Seconds to collect snapshot offers."""
+OFFER_ROUNDS = 3
+"""Times the peers are asked before the node gives up on snapshots."""
 CHUNK_TRIES = 5
 """Times each chunk is asked for (from the offering peers in turn) before the snapshot is
 abandoned."""
@@ -105,8 +107,11 @@ class StateSyncer:
     async def run(self) -> Restored | None:
         """A verified snapshot, or None when none could be had (block sync instead)."""
         self.offers.clear()
-        self._broadcast(SnapshotsRequest())
-        await asyncio.sleep(OFFER_WAIT)
+        for _ in range(OFFER_ROUNDS):  # the first requests may go out before peers connect
+            self._broadcast(SnapshotsRequest())
+            await asyncio.sleep(OFFER_WAIT)
+            if any(self.offers.values()):
+                break
         heights = sorted({m.height for ms in self.offers.values() for m in ms}, reverse=True)
         for height in heights[:ATTEMPTS]:
             try:
