@@ -213,13 +213,20 @@ def _node(args: argparse.Namespace) -> int:
                 }
                 log.info("height", extra=progress)
         if api is not None:
-            await api.stop()
-        await node.stop()
+            with contextlib.suppress(TimeoutError):  # never let a stuck stop keep the process
+                await asyncio.wait_for(api.stop(), STOP_SECONDS)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(node.stop(), STOP_SECONDS)
         log.info("stopped", extra={"height": node.height})
 
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(run())
     return 0
+
+
+STOP_SECONDS = 10.0
+"""How long each part of a node's shutdown may take before the process exits anyway (the store
+and the guard record are crash-safe, so exiting mid-shutdown loses nothing committed)."""
 
 
 def _tune_gc() -> None:

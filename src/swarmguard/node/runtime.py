@@ -190,6 +190,7 @@ class Node:
         self._sync_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._outgoing: list[bytes] = []  # admitted, not yet gossiped
+        self._stopped = False
         self.latencies: deque[float] = deque(maxlen=4096)  # recent commit latencies (seconds)
         self.metrics = NodeMetrics(self)
         self.metrics_port: int | None = None
@@ -333,6 +334,7 @@ class Node:
         self.transport.send(peer, Channel.SYNC, blocksync.encode(message))
 
     async def stop(self) -> None:
+        self._stopped = True  # timers and frames that still arrive change nothing now
         if self._ticker is not None:
             self._ticker.cancel()
         if self._sync_task is not None:
@@ -472,6 +474,8 @@ class Node:
     # -- outputs ---------------------------------------------------------------------------
 
     def _apply(self, actions: list[Action]) -> None:
+        if self._stopped:
+            return
         loop = self._loop
         assert loop is not None
         for action in actions:
