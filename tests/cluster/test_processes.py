@@ -24,12 +24,12 @@ from swarmguard.crypto.hashing import address_of
 from swarmguard.node.blocksync import SYNC_LAG
 from swarmguard.node.config import load_home, write_testnet
 from swarmguard.node.identity import node_id, public_key_of_pem, tls_context
-from swarmguard.node.local import spawn_node
+from swarmguard.node.local import free_ports, spawn_node
 from swarmguard.node.runtime import NodeConfig
 from swarmguard.node.transactions import CreateValidator, Transaction, Transfer
 from swarmguard.node.transport import Channel, Peer
 from swarmguard.storage.blockstore import BlockStore
-from tests.node.test_transport import free_port, free_ports
+from tests.node.test_transport import free_port
 
 TIMEOUT = 90.0
 

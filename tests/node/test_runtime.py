@@ -16,6 +16,7 @@ from swarmguard.crypto import SigningKey
 from swarmguard.crypto.hashing import address_of
 from swarmguard.node.identity import NodeIdentity
 from swarmguard.node.ledger import Code
+from swarmguard.node.local import free_ports
 from swarmguard.node.mempool import Admission
 from swarmguard.node.runtime import Node, NodeConfig
 from swarmguard.node.transactions import Transaction, Transfer
@@ -23,7 +24,7 @@ from swarmguard.node.transport import Peer
 from swarmguard.validators.evidence import PHASE_VOTE, DoubleVoteEvidence, sign_vote
 
 from .test_chain import ALICE, BOB, CONSENSUS, OPERATORS, genesis
-from .test_transport import free_ports, until
+from .test_transport import until
 
 CHAIN = "swarm-chain"
 

@@ -27,18 +27,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct free ports (all held at once while they are picked)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 class Node:
     def __init__(self, index: int, tmp: Path) -> None:
         self.index = index

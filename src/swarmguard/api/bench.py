@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,18 +44,6 @@ class BenchCase:
     fast_path: bool = True
 
 
-def _free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports (held together while picked, so none repeats)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def verify_seconds() -> float:
     """One Ed25519 verification of a transaction-sized message, median of many."""
     key = SigningKey(b"b" * 32)
@@ -74,14 +61,19 @@ def verify_seconds() -> float:
 
 def _run_case(case: BenchCase, seconds: float, root: Path, rate: float) -> dict[str, Any]:
     from swarmguard.node.config import write_testnet  # noqa: PLC0415
-    from swarmguard.node.local import latest_progress, spawn_node, stop_processes  # noqa: PLC0415
+    from swarmguard.node.local import (  # noqa: PLC0415
+        free_ports,
+        latest_progress,
+        spawn_node,
+        stop_processes,
+    )
 
     home = (
         root
         / f"v{case.validators}-rtt{int(case.rtt * 1000)}-{'fast' if case.fast_path else 'slow'}"
     )
     n = case.validators
-    free = _free_ports(2 * n)
+    free = free_ports(2 * n)
     ports, api_ports = free[:n], free[n:]
     homes = write_testnet(home, n, ports=ports, api_ports=api_ports, genesis_time=int(time.time()))
     for node_home in homes:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -27,7 +28,19 @@ from typing import Any
 
 from swarmguard.node.config import write_testnet
 
-__all__ = ["latest_progress", "run_local_network", "spawn_node", "stop_processes"]
+__all__ = ["free_ports", "latest_progress", "run_local_network", "spawn_node", "stop_processes"]
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports (held together while picked, so none repeats)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def spawn_node(home: Path) -> subprocess.Popen[bytes]:
