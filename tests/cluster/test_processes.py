@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import ssl
@@ -29,7 +30,6 @@ from swarmguard.node.runtime import NodeConfig
 from swarmguard.node.transactions import CreateValidator, Transaction, Transfer
 from swarmguard.node.transport import Channel, Peer
 from swarmguard.storage.blockstore import BlockStore
-from tests.node.test_transport import free_port
 
 TIMEOUT = 90.0
 
@@ -186,15 +186,19 @@ def test_a_jailed_validator_follows_the_chain_by_block_sync(tmp_path: Path) -> N
 
 
 def consecutive_free_ports(count: int) -> int:
-    """A base port whose next ``count`` ports are free right now."""
-    for _ in range(50):
-        base = free_port()
+    """A base port for ``swarmguard up``: base + i, and the same at +1000, +2000 and +3000
+    (metrics, gRPC, HTTP), all free right now and below the ephemeral range, so no outgoing
+    connection takes one between this check and the nodes binding them."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(10_000, 28_000)
+        ports = [base + block + offset for block in range(0, 4000, 1000) for offset in range(count)]
         sockets = []
         try:
-            for offset in range(count):
+            for port in ports:
                 s = socket.socket()
                 sockets.append(s)
-                s.bind(("127.0.0.1", base + offset))
+                s.bind(("127.0.0.1", port))
             return base
         except OSError:
             continue
