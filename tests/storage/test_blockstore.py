@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from swarmguard.codec import CodecError
 from swarmguard.storage.blockstore import (
+    INDEX_BLOCKS,
     SCHEMA_VERSION,
     Block,
     BlockStore,
@@ -91,6 +92,74 @@ def test_known_transaction_hashes_index_the_same(tmp_path: Path, kind: str) -> N
         assert [store.transaction(h) for h in hashes] == [
             (2, i, t) for i, t in enumerate(block.transactions)
         ]
+
+
+def _on_disk(store: BlockStore, key: bytes) -> bytes | None:
+    with store.engine.read() as txn:
+        return txn.get(key)
+
+
+def test_the_transaction_index_is_written_in_batches_and_complete_at_every_moment(
+    tmp_path: Path, kind: str
+) -> None:
+    """Index entries wait in memory up to INDEX_BLOCKS blocks, then go to disk in one commit;
+    every transaction is found by hash before, at and after that commit and after a reopen
+    (the waiting ones are re-read from their blocks), and nothing is indexed twice."""
+    total = INDEX_BLOCKS + 10
+    blocks = [make_block(height) for height in range(1, total + 1)]
+    every = [(b.height, i, t) for b in blocks for i, t in enumerate(b.transactions)]
+    with open_store(tmp_path / "db", kind) as store:
+        for block in blocks:
+            store.commit(block)
+            if block.height in (1, INDEX_BLOCKS - 1, INDEX_BLOCKS, total):
+                seen = every[: sum(len(b.transactions) for b in blocks[: block.height])]
+                assert [store.transaction(store.transaction_hash(t)) for _, _, t in seen] == seen
+        assert _on_disk(store, b"m:indexed") == INDEX_BLOCKS.to_bytes(8, "big")
+        late = blocks[-1].transactions[0]
+        assert _on_disk(store, b"t:" + store.transaction_hash(late)) is None
+        early = blocks[3].transactions[0]
+        assert _on_disk(store, b"t:" + store.transaction_hash(early)) is not None
+    with open_store(tmp_path / "db", kind) as store:
+        assert [store.transaction(store.transaction_hash(t)) for _, _, t in every] == every
+        assert store.transaction(bytes(32)) is None
+
+
+def test_a_version_2_store_is_upgraded_at_open(tmp_path: Path, kind: str) -> None:
+    """Version 2 indexed every block as it came: opening records all of them as indexed."""
+    with open_store(tmp_path / "db", kind) as store:
+        for height in range(1, 8):
+            store.commit(make_block(height))
+    raw = engine(kind, tmp_path / "db")
+    with raw.write() as txn:
+        txn.put(b"m:schema", (2).to_bytes(4, "big"))
+        txn.delete(b"m:indexed")
+    raw.close()
+    with open_store(tmp_path / "db", kind) as store:
+        assert _on_disk(store, b"m:schema") == SCHEMA_VERSION.to_bytes(4, "big")
+        assert _on_disk(store, b"m:indexed") == (7).to_bytes(8, "big")
+
+
+def test_pruning_a_block_keeps_a_later_block_with_the_same_transaction_findable(
+    tmp_path: Path, kind: str
+) -> None:
+    """The same bytes in blocks 30, 50 and 66, blocks kept 20 heights: pruning a block removes
+    its own entry only, whether that is in memory or (after the flush at INDEX_BLOCKS) on disk."""
+    repeated = b"the same bytes three times"
+    key = b""
+    with open_store(tmp_path / "db", kind, keep_recent=20) as store:
+        key = store.transaction_hash(repeated)
+        for height in range(1, 91):
+            block = make_block(height)
+            if height in (30, 50, 66):
+                block = Block(height, block.header, (repeated,), block.certificate, ())
+            store.commit(block)
+            at = max((h for h in (30, 50, 66) if h <= height < h + 20), default=None)
+            found = store.transaction(key)
+            assert found == (None if at is None else (at, 0, repeated)), height
+            if height == INDEX_BLOCKS:
+                assert _on_disk(store, b"t:" + key) is not None
+            if height == 75:
+                assert _on_disk(store, b"t:" + key) is None
 
 
 def test_a_restored_store_starts_at_a_block_and_goes_on_like_the_original(
@@ -275,8 +344,12 @@ def crash_trials(tmp_path: Path, trials: int, kind: str) -> None:
             assert store.state(b"head") == str(height).encode()  # state moved with the block
             hashes = []
             for h in range(1, height + 1):
-                assert store.block(h) == make_block(h, size=3000)
-                hashes.append(store.block_hash(make_block(h, size=3000)))
+                block = make_block(h, size=3000)
+                assert store.block(h) == block
+                hashes.append(store.block_hash(block))
+                for index, transaction in enumerate(block.transactions):
+                    found = store.transaction(store.transaction_hash(transaction))
+                    assert found == (h, index, transaction)
             assert store.accumulator.root() == merkle_root(hashes)
         reported = height
 

@@ -7,16 +7,24 @@ LMDB's 0.64 ms, and LMDB reads were 5-10x faster. Both survive kill -9. LMDB is 
 commit is one atomic switch of the root page after an fsync, so a crash leaves exactly the last
 committed transaction, never half of one.
 
-Keys (schema version 2, keep in sync with docs/storage.md):
+Keys (schema version 3, keep in sync with docs/storage.md):
 
     m:schema        u32 schema version          m:height   u64 last committed height
     m:chain         chain id                    m:base     u64 lowest height still stored
+    m:indexed       u64 the transactions of every block up to here are under t:
     b:<h u64>       block record: CRC-32 of the encoded block (u32) || encoded block
     h:<hash 32>     u64 height of the block with that header hash
     t:<hash 32>     u64 height || u32 index of the transaction with that hash
     a:<level u8><position u64>   a node of the history accumulator (32 bytes)
     m:state_root    root of the application state tree after the last committed block
     s:<path 32>     application state value of the key whose SHA-256 is ``path``
+
+The transaction index is written in batches, not with every block: its keys are hashes, so in
+a B-tree each transaction dirties a page of its own, and writing them block by block cost about
+7% of a loaded node's throughput (docs/benchmarks.md). Blocks above ``m:indexed`` have their
+entries in memory (looked up first) and are re-read from their blocks at open; every
+``INDEX_BLOCKS`` blocks or ``INDEX_ENTRIES`` entries they go to ``t:`` inside a block's commit,
+with ``m:indexed``, so the index on disk is always exactly the blocks up to ``m:indexed``.
 
 A block record carries the CRC-32 of its encoding, checked on every read, so a flipped bit is
 reported (``CorruptStore``) instead of returned. (A CRC, not a cryptographic hash: this guards
@@ -51,7 +59,13 @@ __all__ = [
     "StoreVersionError",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+"""3: the transaction index is deferred (``m:indexed``); a version 2 store (everything
+indexed) is upgraded at open by recording ``m:indexed``."""
+INDEX_BLOCKS = 64
+INDEX_ENTRIES = 16_384
+"""The in-memory part of the transaction index is written out when it spans this many blocks or
+holds this many transactions: bounds its memory (~2 MiB) and the blocks re-read at open."""
 BLOCK_VERSION = 2
 HEADER_BYTES_MAX = 64 * 1024
 TRANSACTION_BYTES_MAX = 1024 * 1024
@@ -172,6 +186,10 @@ class BlockStore:
         self._check_or_initialise()
         with self.engine.read() as txn:
             self._height = _meta_u64(txn, b"m:height")
+        self._pending: dict[bytes, bytes] = {}
+        """Transaction hash -> location for the blocks above ``m:indexed``."""
+        self._indexed = 0
+        self._load_pending()
         self.history_base = 1  # the height of the accumulator's first leaf (see ``restore``)
         self.accumulator = self._load_accumulator()
         self.state_tree = self._load_state()
@@ -184,8 +202,13 @@ class BlockStore:
                 txn.put(b"m:chain", self.chain_id.encode())
                 txn.put(b"m:height", _u64(0))
                 txn.put(b"m:base", _u64(1))
+                txn.put(b"m:indexed", _u64(0))
                 return
             version = int.from_bytes(schema, "big")
+            if version == 2:  # indexed every block as it came: all of them are
+                txn.put(b"m:indexed", _u64(_meta_u64(txn, b"m:height")))
+                txn.put(b"m:schema", SCHEMA_VERSION.to_bytes(4, "big"))
+                version = SCHEMA_VERSION
             if version != SCHEMA_VERSION:
                 raise StoreVersionError(
                     f"store schema version {version}; this code reads version {SCHEMA_VERSION}"
@@ -193,6 +216,27 @@ class BlockStore:
             chain = (txn.get(b"m:chain") or b"").decode(errors="replace")
             if chain != self.chain_id:
                 raise StoreError(f"the store holds chain {chain!r}, not {self.chain_id!r}")
+
+    def _load_pending(self) -> None:
+        """The index entries of the blocks above ``m:indexed``, from the blocks themselves."""
+        with self.engine.read() as txn:
+            self._indexed = _meta_u64(txn, b"m:indexed")
+        self._pending = {}
+        for height in range(max(self._indexed, self.base - 1) + 1, self._height + 1):
+            try:
+                block = self.block(height)
+            except CorruptStore:
+                continue  # reported when it is read; the others stay findable
+            if block is not None:
+                self._pending.update(self._locations(block, None))
+
+    def _locations(
+        self, block: Block, known: Sequence[bytes] | None
+    ) -> Iterable[tuple[bytes, bytes]]:
+        height = _u64(block.height)
+        hashes = known if known is not None else map(self.transaction_hash, block.transactions)
+        for index, key in enumerate(hashes):
+            yield key, height + index.to_bytes(4, "big")
 
     def _load_state(self) -> StateTree:
         """Rebuild the state tree from the stored values and check it against the stored root."""
@@ -253,9 +297,9 @@ class BlockStore:
         with self.engine.write() as txn:
             txn.put(b"b:" + _u64(block.height), zlib.crc32(encoded).to_bytes(4, "big") + encoded)
             txn.put(b"h:" + block_hash, _u64(block.height))
-            for index, transaction in enumerate(block.transactions):
-                location = _u64(block.height) + index.to_bytes(4, "big")
-                txn.put(b"t:" + self.transaction_hash(transaction), location)
+            for key, location in self._locations(block, None):
+                txn.put(b"t:" + key, location)
+            txn.put(b"m:indexed", _u64(block.height))
             for path, value in state.items():
                 txn.put(b"s:" + path, value)
             txn.put(b"a:" + bytes((0,)) + _u64(0), accumulator._node(0, 0))
@@ -264,6 +308,7 @@ class BlockStore:
             txn.put(b"m:state_root", state.root)
             txn.put(b"m:height", _u64(block.height))
         self._height, self.history_base = block.height, block.height
+        self._indexed = block.height
         self.accumulator, self.state_tree = accumulator, state
         return block_hash
 
@@ -316,8 +361,10 @@ class BlockStore:
 
     def transaction(self, transaction_hash: bytes) -> tuple[int, int, bytes] | None:
         """(height, index, transaction) for a transaction hash, if its block is stored."""
-        with self.engine.read() as txn:
-            location = txn.get(b"t:" + transaction_hash)
+        location = self._pending.get(transaction_hash)
+        if location is None:
+            with self.engine.read() as txn:
+                location = txn.get(b"t:" + transaction_hash)
         if location is None:
             return None
         height = int.from_bytes(location[:8], "big")
@@ -373,8 +420,10 @@ class BlockStore:
         try:
             self._write(staged, known)
         except BaseException:
-            # The transaction was aborted: the in-memory accumulator may hold new leaves.
+            # The transaction was aborted: the in-memory accumulator and index may hold entries
+            # of blocks that were not stored.
             self.accumulator = self._load_accumulator()
+            self._load_pending()
             raise
         for block, _, _, _, version in staged:
             self.state_tree = version
@@ -414,15 +463,13 @@ class BlockStore:
         staged: Sequence[tuple[Block, bytes, bytes, Mapping[bytes, bytes | None], StateTree]],
         known: Sequence[bytes] | None = None,
     ) -> None:
+        pending = self._pending
         with self.engine.write() as txn:
             for block, encoded, block_hash, writes, _version in staged:
                 record = zlib.crc32(encoded).to_bytes(4, "big") + encoded
                 txn.put(b"b:" + _u64(block.height), record)
                 txn.put(b"h:" + block_hash, _u64(block.height))
-                for index, transaction in enumerate(block.transactions):
-                    location = _u64(block.height) + index.to_bytes(4, "big")
-                    key = known[index] if known is not None else self.transaction_hash(transaction)
-                    txn.put(b"t:" + key, location)
+                pending.update(self._locations(block, known))
                 for key, value in writes.items():
                     path = b"s:" + hashlib.sha256(key).digest()
                     if value is None:
@@ -434,9 +481,18 @@ class BlockStore:
                 if self.keep_recent is not None:
                     self._prune(txn, block.height - self.keep_recent + 1)
             last = staged[-1]
+            height = last[0].height
+            flush = height - self._indexed >= INDEX_BLOCKS or len(pending) >= INDEX_ENTRIES
+            if flush:  # sorted: neighbouring keys share pages
+                for key in sorted(pending):
+                    txn.put(b"t:" + key, pending[key])
+                txn.put(b"m:indexed", _u64(height))
             txn.put(b"m:state_root", last[4].root)
-            txn.put(b"m:height", _u64(last[0].height))
-        self._height = last[0].height  # only once the transaction has committed
+            txn.put(b"m:height", _u64(height))
+        self._height = height  # only once the transaction has committed
+        if flush:
+            self._indexed = height
+            pending.clear()
 
     def _append_leaf(self, block_hash: bytes) -> Iterable[tuple[int, int, bytes]]:
         """Append to the in-memory accumulator; yields the nodes to persist."""
@@ -456,8 +512,16 @@ class BlockStore:
             if record is not None:
                 block = self._decode_record(base, record)
                 txn.delete(b"h:" + self.block_hash(block))
+                height = _u64(base)
                 for transaction in block.transactions:
-                    txn.delete(b"t:" + self.transaction_hash(transaction))
+                    # Only this block's entry: the same bytes may sit in a later block too.
+                    key = self.transaction_hash(transaction)
+                    location = self._pending.get(key)
+                    if location is not None and location[:8] == height:
+                        del self._pending[key]
+                    location = txn.get(b"t:" + key)
+                    if location is not None and location[:8] == height:
+                        txn.delete(b"t:" + key)
                 txn.delete(b"b:" + _u64(base))
             base += 1
         txn.put(b"m:base", _u64(base))
