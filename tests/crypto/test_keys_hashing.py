@@ -232,3 +232,21 @@ def test_cli_generates_and_shows_key_files(
     os.chmod(path, 0o644)
     assert cli.main(["keys", "show", str(path)]) == 1
     assert "chmod 600" in capsys.readouterr().err
+
+
+@given(
+    st.sampled_from(list(Domain)),
+    st.text(alphabet="abcdefgh-1", min_size=1, max_size=50),
+    st.binary(max_size=300),
+)
+def test_a_hasher_is_digest_with_domain_and_chain_fixed(
+    domain: Domain, chain: str, payload: bytes
+) -> None:
+    assert hashing.hasher(domain, chain_id=chain)(payload) == digest(
+        domain, payload, chain_id=chain
+    )
+
+
+def test_a_hasher_refuses_what_digest_refuses() -> None:
+    with pytest.raises(ValueError, match="printable ASCII"):
+        hashing.hasher(Domain.VOTE, chain_id="")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Callable
 from enum import IntEnum
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "Domain",
     "address_of",
     "digest",
+    "hasher",
     "preimage",
 ]
 
@@ -92,6 +94,17 @@ def preimage(domain: Domain, payload: bytes, *, chain_id: str) -> bytes:
 def digest(domain: Domain, payload: bytes, *, chain_id: str) -> bytes:
     """The 32-byte domain-separated hash of ``payload``."""
     return hashlib.sha256(preimage(domain, payload, chain_id=chain_id)).digest()
+
+
+def hasher(domain: Domain, *, chain_id: str) -> Callable[[bytes], bytes]:
+    """``digest`` for one (domain, chain) fixed: the header is built once, so a hot loop
+    (a node hashing every transaction) pays for one SHA-256 call and nothing else."""
+    header, sha256 = _header(domain, chain_id), hashlib.sha256
+
+    def hash_payload(payload: bytes) -> bytes:
+        return sha256(header + payload).digest()
+
+    return hash_payload
 
 
 @functools.lru_cache(maxsize=1 << 16)

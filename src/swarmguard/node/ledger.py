@@ -59,6 +59,9 @@ from swarmguard.storage.state_tree import StateTree
 from swarmguard.validators.manager import ValidatorManager
 from swarmguard.validators.params import StakingParams
 
+_OK = CheckResult()
+"""The one success result (immutable): not built anew for every transaction and re-check."""
+
 __all__ = ["Code", "LedgerApp"]
 
 VERSION = "swarmguard-ledger/1"
@@ -200,7 +203,7 @@ class LedgerApp:
             if balance < body.amount:
                 return CheckResult(Code.INSUFFICIENT_FUNDS, f"balance {balance}")
         self._check_nonces[address] = expected + 1
-        return CheckResult()
+        return _OK
 
     def _verified_tx(self, encoded: bytes) -> Transaction | None:
         """Decoded, and its signature verified, once per transaction, not once per step:
@@ -302,7 +305,7 @@ class LedgerApp:
                 manager.submit_evidence(body.evidence)
         except ValueError as error:  # StakingError, InvalidEvidence: refused, nothing written
             return TxResult(Code.REFUSED, str(error))
-        return TxResult()
+        return _OK
 
     def commit(self) -> None:
         if self._pending is None:

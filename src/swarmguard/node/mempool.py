@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from swarmguard.codec import Reader, Writer
-from swarmguard.crypto.hashing import Domain, digest
+from swarmguard.crypto.hashing import Domain, hasher
 from swarmguard.resilience import SYSTEM_CLOCK, Clock, KeyedRateLimiter
 
 __all__ = [
@@ -100,6 +100,7 @@ class Mempool:
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.chain_id = chain_id
+        self._hash = hasher(Domain.TRANSACTION, chain_id=chain_id)
         self.config = config = config or MempoolConfig()
         self._check = check
         self._pool: OrderedDict[bytes, bytes] = OrderedDict()  # hash -> transaction, in order
@@ -120,7 +121,7 @@ class Mempool:
         up rather than computed for a transaction in the pool."""
         key = self._keys.get(transaction)
         if key is None:
-            key = digest(Domain.TRANSACTION, transaction, chain_id=self.chain_id)
+            key = self._hash(transaction)
         return key
 
     def add(self, transaction: bytes, client: Hashable) -> Admission:

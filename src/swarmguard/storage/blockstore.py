@@ -43,6 +43,7 @@ from pathlib import Path
 
 from swarmguard.codec import CodecError, Reader, Writer
 from swarmguard.crypto import Domain, digest
+from swarmguard.crypto.hashing import hasher
 
 from .engine import Engine, EngineTransaction, LmdbEngine
 from .errors import CorruptStore, StoreError, StoreVersionError
@@ -180,6 +181,7 @@ class BlockStore:
         if keep_recent is not None and keep_recent < 1:
             raise StoreError("keep_recent must be >= 1 or None")
         self.chain_id = chain_id
+        self._transaction_hash = hasher(Domain.TRANSACTION, chain_id=chain_id)
         self.keep_recent = keep_recent
         os.makedirs(path, exist_ok=True)
         self.engine: Engine = engine if engine is not None else LmdbEngine(path, map_size=map_size)
@@ -331,7 +333,7 @@ class BlockStore:
         return digest(Domain.BLOCK_HEADER, block.header, chain_id=self.chain_id)
 
     def transaction_hash(self, transaction: bytes) -> bytes:
-        return digest(Domain.TRANSACTION, transaction, chain_id=self.chain_id)
+        return self._transaction_hash(transaction)
 
     def block(self, height: int) -> Block | None:
         """The block at ``height``, or None if it is not (or no longer) stored."""
