@@ -116,8 +116,10 @@ class Chain:
         self.results: OrderedDict[bytes, tuple[int, int, str]] = OrderedDict()
         """Transaction hash -> (height, result code, log) of recent commits (clients waiting)."""
         self.listeners: list[Callable[[int], None]] = []
-        self.committed_transactions = 0  # since this process started
         """Called with each committed height (API streams and waiters)."""
+        self.committed_transactions = 0  # since this process started
+        self._decoded: tuple[bytes, Block] | None = None
+        """The last block proposed or validated, decoded: usually the one committed next."""
 
     # -- validator sets across restarts ----------------------------------------------------
 
@@ -205,7 +207,9 @@ class Chain:
             commit_hash(self.chain_id, self.last_certificate),
         )
         block = Block(height, header.encode(), tuple(chosen), last_commit=self.last_certificate)
-        return header.hash(self.chain_id), block.encode()
+        data = block.encode()
+        self._decoded = (data, block)
+        return header.hash(self.chain_id), data
 
     def validate(self, height: int, block_hash: bytes, data: bytes) -> bool:
         try:
@@ -213,6 +217,7 @@ class Chain:
             header = Header.decode(block.header)
         except CodecError:
             return False
+        self._decoded = (data, block)
         validators = self.validators(height)
         checks = (
             block.height == header.height == height,
@@ -242,7 +247,9 @@ class Chain:
         return certificate.height == height - 1 and certificate.block_hash == self.last_hash
 
     def commit(self, height: int, data: bytes, certificate: CommitCertificate) -> None:
-        block = Block.decode(data)
+        decoded = self._decoded
+        block = decoded[1] if decoded is not None and decoded[0] == data else Block.decode(data)
+        self._decoded = None
         header = Header.decode(block.header)
         validators = self.validators(height)
         by_address = {address_of(key): key for key, _ in validators}
