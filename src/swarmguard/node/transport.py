@@ -66,6 +66,8 @@ FRAME_BYTES_MAX = 2 + MESSAGE_BYTES_MAX
 """The largest frame body: version, channel and the largest consensus message."""
 _HEADER = 4
 _READ_BYTES = 256 * 1024
+CLOSE_SECONDS = 2.0
+"""How long closing waits for the server's connections to be gone (they were aborted)."""
 
 
 class Channel(IntEnum):
@@ -183,6 +185,8 @@ class Transport:
             self._by_key[key] = link
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._accepted: set[asyncio.StreamWriter] = set()
+        """Connections the server handed to ``_accept`` (their tasks are the server's)."""
         self._client_context: ssl.SSLContext | None = None
         self._now: Callable[[], float] = lambda: 0.0  # the event loop's clock, once started
 
@@ -211,18 +215,28 @@ class Transport:
                 self._spawn(self._dial_loop(link))
 
     async def close(self) -> None:
+        """Stop listening, cancel our tasks and abort every connection (no TLS goodbye: a peer
+        that is shutting down too may never answer one, and Python 3.11's ``wait_closed``
+        waits for every served connection). The server's connection handlers end on their
+        own once their connection is gone, not by cancellation (3.11 logs a cancelled one as
+        an error)."""
         if self._server is not None:
             self._server.close()
         for task in list(self._tasks):
             task.cancel()
         for link in self._links.values():
             if link.writer is not None:
-                link.writer.close()
+                link.writer.transport.abort()
                 link.writer = None
             link.stats.connected = False
+        for writer in list(self._accepted):
+            writer.transport.abort()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._server is not None:
-            await self._server.wait_closed()
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), CLOSE_SECONDS)
+            except TimeoutError:
+                log.warning("transport: connections still open after %.0f s", CLOSE_SECONDS)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -340,14 +354,18 @@ class Transport:
         return reader, writer
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._accepted.add(writer)
         try:
-            link = self._by_key.get(_peer_key(writer))
-        except (ConnectionError, ValueError):
-            link = None
-        if link is None or self._dials(link):  # TLS admitted a peer; only dialers are served
-            writer.close()
-            return
-        await self._serve(link, reader, writer)
+            try:
+                link = self._by_key.get(_peer_key(writer))
+            except (ConnectionError, ValueError):
+                link = None
+            if link is None or self._dials(link):  # TLS admitted a peer; only dialers are served
+                writer.close()
+                return
+            await self._serve(link, reader, writer)
+        finally:
+            self._accepted.discard(writer)
 
     async def _serve(
         self, link: _Link, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
