@@ -21,6 +21,7 @@ from swarmguard.consensus.replica import (
 )
 from swarmguard.crypto import SigningKey
 from swarmguard.crypto.hashing import address_of
+from swarmguard.node.abci import BlockRequest
 from swarmguard.node.chain import Chain
 from swarmguard.node.ledger import Code, LedgerApp
 from swarmguard.node.mempool import Admission, Mempool
@@ -234,3 +235,47 @@ def test_leaders_are_the_managers_draw_and_skip_low_reputation(tmp_path: Path) -
         manager.reputation.penalise(operator)  # as a failed turn would, in committed state
     skipped = cluster.chains[0].validators(2).index((CONSENSUS[2].public_key.raw, 100_000))
     assert skipped not in {cluster.chains[0].leader(2, view) for view in range(40)}
+
+
+def test_failed_leaders_are_named_alike_by_running_and_restarted_nodes(tmp_path: Path) -> None:
+    """A block whose last_commit shows view 3 names the leaders of views 0-2 of the previous
+    height (but not its proposer): the same keys on a node that ran through that height and on
+    one restarted after it, since both rebuild the schedule from committed inputs; the draws
+    are the ones the height's leader function gave while it was being decided."""
+    cluster = Cluster(tmp_path)
+    cluster.run(heights=1)
+    drawn = [
+        cluster.chains[0].validators(2)[cluster.chains[0].leader(2, view)][0] for view in range(3)
+    ]
+    cluster.run(heights=2)
+    proposer = Header.decode(cluster.chains[0].store.block(2).header).proposer  # type: ignore[union-attr]
+    expected = tuple(dict.fromkeys(key for key in drawn if address_of(key) != proposer))
+    named = [chain._failed_leaders(2, 3) for chain in cluster.chains]
+    cluster.chains[3].store.close()
+    restarted = cluster._chain(3)
+    assert named == [expected] * 4
+    assert restarted._failed_leaders(2, 3) == expected
+    assert restarted.app.query("leader_reputation", b"").value == (
+        cluster.chains[0].app.query("leader_reputation", b"").value
+    )
+
+
+def test_the_ledger_penalises_failed_proposers(tmp_path: Path) -> None:
+    """finalize_block with failed_proposers drops their reputation to 0, so the next height's
+    schedule skips them; a block without them leaves the score as it was."""
+    cluster = Cluster(tmp_path)
+    cluster.run(heights=1)
+    app = cluster.chains[0].app
+    failing = CONSENSUS[1].public_key.raw
+
+    def score() -> int:
+        answer = app.query("reputation", b"").value
+        scores = {answer[i : i + 32]: answer[i + 32 : i + 36] for i in range(4, len(answer), 36)}
+        return int.from_bytes(scores[failing], "big")
+
+    before = score()
+    assert before > 0
+    app.finalize_block(BlockRequest(2, 1_001, (), CONSENSUS[0].public_key.raw, (), (failing,)))
+    app.commit()
+    assert score() == 0
+    assert app.query("leader_reputation", b"").value[4:] != app.query("reputation", b"").value[4:]

@@ -90,7 +90,9 @@ class BlockRequest:
     transactions: tuple[bytes, ...]
     proposer: bytes  # the proposer's consensus key
     signers: tuple[bytes, ...] = ()  # consensus keys in the previous height's commit
-    failed_proposers: tuple[bytes, ...] = ()  # leaders of the views before the deciding one
+    failed_proposers: tuple[bytes, ...] = ()
+    """Consensus keys that led views of the previous height before the one that decided it
+    (from ``last_commit``), other than its proposer: they failed to get a block decided."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -102,6 +102,7 @@ class Chain:
                 genesis_time,
             )
             self.last_certificate = b""
+            self._last_seed, self._last_proposer = bytes(32), b""
         else:  # a restart: the store holds the application's state
             app.load_state(store.state_tree, height)
             block = store.block(height)
@@ -112,6 +113,7 @@ class Chain:
             self.last_hash = store.block_hash(block)
             self.last_time = header.time
             self.last_certificate = block.certificate
+            self._last_seed, self._last_proposer = header.previous_hash, header.proposer
             self._load_sets(height)
         self.results: OrderedDict[bytes, tuple[int, int, str]] = OrderedDict()
         """Transaction hash -> (height, result code, log) of recent commits (clients waiting)."""
@@ -173,7 +175,27 @@ class Chain:
     def _schedule(self, height: int) -> tuple[LeaderSchedule, bytes]:
         """Built when first asked, which is while the application holds the state after
         ``height - 1`` (the replica asks for a height's leaders only once it is there)."""
-        answer = self.app.query("reputation", b"").value
+        answer = self.app.query("reputation", b"")
+        return self._draws(height, answer.value if answer.code == 0 else b""), self.last_hash
+
+    def _failed_leaders(self, height: int, view: int) -> tuple[bytes, ...]:
+        """The leaders of ``height``'s views before ``view`` (the one that decided it, from
+        the next block's ``last_commit``), except the proposer of the decided block: they
+        failed to get a block decided in their turn. Called while ``height`` is the last
+        committed height; its schedule is rebuilt from committed inputs (the application's
+        ``leader_reputation`` and the seed the schedule used), so every node, restarted or
+        not, names the same validators."""
+        answer = self.app.query("leader_reputation", b"")
+        schedule = self._draws(height, answer.value if answer.code == 0 else b"")
+        failed: list[bytes] = []
+        for turn in range(min(view, FAILED_VIEWS_MAX)):
+            key = schedule.leader(self._last_seed, turn)
+            if key not in failed and address_of(key) != self._last_proposer:
+                failed.append(key)
+        return tuple(failed)
+
+    def _draws(self, height: int, answer: bytes) -> LeaderSchedule:
+        """The schedule of ``height`` for a ``reputation`` answer (empty: no reputation)."""
         threshold = int.from_bytes(answer[:4], "big") / PPM if answer else 0.0
         scores = {
             answer[i : i + 32]: int.from_bytes(answer[i + 32 : i + 36], "big")
@@ -183,8 +205,7 @@ class Chain:
             ScheduledValidator(key, power, scores.get(key, PPM) / PPM)
             for key, power in self.validators(height)
         ]
-        schedule = LeaderSchedule(self.chain_id, members, reputation_threshold=threshold)
-        return schedule, self.last_hash
+        return LeaderSchedule(self.chain_id, members, reputation_threshold=threshold)
 
     def validators(self, height: int) -> list[tuple[bytes, int]]:
         known = [h for h in self._sets if h <= height]
@@ -254,13 +275,13 @@ class Chain:
         validators = self.validators(height)
         by_address = {address_of(key): key for key, _ in validators}
         signers: tuple[bytes, ...] = ()
+        failed: tuple[bytes, ...] = ()
         if block.last_commit:
             previous = self.validators(height - 1)
             last = CommitCertificate.decode(block.last_commit)
             signers = tuple(previous[index][0] for index, _ in last.signatures)
-        # Failed leaders are not reported yet: naming them needs the previous height's schedule,
-        # which a node that restarted there cannot rebuild, and every node must report the same.
-        # A dead leader still leaves the rotation, once missed signatures sink its reputation.
+            if last.view:
+                failed = self._failed_leaders(height - 1, last.view)
         result = self.app.finalize_block(
             BlockRequest(
                 height,
@@ -268,6 +289,7 @@ class Chain:
                 block.transactions,
                 by_address.get(header.proposer, b""),
                 signers,
+                failed,
             )
         )
         writes = dict(self._genesis_writes) if height == 1 else {}
@@ -284,6 +306,7 @@ class Chain:
         self.app.commit()
         self.mempool.update(block.transactions, mempool_check(self.app))
         self.app_hash, self.last_hash, self.last_time = result.app_hash, block_hash, header.time
+        self._last_seed, self._last_proposer = header.previous_hash, header.proposer
         self.last_certificate = certificate.encode()
         self.committed_transactions += len(hashes)
         for key, outcome in zip(hashes, result.results, strict=False):
@@ -302,6 +325,9 @@ class Chain:
 PPM = 1_000_000
 RESULTS_KEPT = 100_000
 SCHEDULES_KEPT = 4
+FAILED_VIEWS_MAX = 64
+"""Views of one height whose leaders are named as failed (a long outage names a few, not all
+its views' worth of draws)."""
 SETS_KEPT = 8
 """Validator-set changes remembered (each holds from its height until the next one)."""
 

@@ -5,7 +5,11 @@ State (every entry a leaf of the sparse Merkle tree, whose root is the app hash)
 
 - ``b"account:" + address`` -> ``address (20) | balance u64 | nonce u64``: one per account
   with a balance or a used nonce, provable to a light client by ``query("account", address)``;
-- ``b"validators"`` -> ``ValidatorManager.encode()``: staking, reputation, downtime, evidence.
+- ``b"validators"`` -> ``ValidatorManager.encode()``: staking, reputation, downtime, evidence;
+- ``b"leader_reputation"`` -> the ``reputation`` answer as it was before the last block ran:
+  what that height's leader schedule drew with. The next block's ``last_commit`` may show a
+  later view, and the node then names that height's failed leaders from it; kept in state, so
+  a restarted or state-synced node names the same ones.
 
 Balances live in the manager's staking state (one source of truth: bonding spends them,
 unbonding pays them back); the account leaves are their provable view, rewritten for every
@@ -55,7 +59,7 @@ from swarmguard.node.transactions import (
     Unjail,
 )
 from swarmguard.storage.snapshots import Manifest, Restorer, SnapshotError, create_snapshot
-from swarmguard.storage.state_tree import StateTree
+from swarmguard.storage.state_tree import StateTree, path_of
 from swarmguard.validators.manager import ValidatorManager
 from swarmguard.validators.params import StakingParams
 
@@ -67,6 +71,7 @@ __all__ = ["Code", "LedgerApp"]
 VERSION = "swarmguard-ledger/1"
 _ACCOUNT = b"account:"
 _VALIDATORS = b"validators"
+_LEADER_REPUTATION = b"leader_reputation"
 SNAPSHOT_FORMAT = 1
 VERIFIED_KEPT = 100_000
 """Encoded transactions whose signature verified, remembered so it is checked once."""
@@ -247,6 +252,7 @@ class LedgerApp:
         manager = self._manager()
         if request.height != self.height + 1:
             raise ValueError(f"expected height {self.height + 1}, got {request.height}")
+        leader_reputation = self._reputation()  # what this height's leaders were drawn with
         manager.begin_block(request.height, request.time)
         results = tuple(self._execute(transaction) for transaction in request.transactions)
         operators = {v.consensus_key: op for op, v in manager.staking.validators.items()}
@@ -265,6 +271,7 @@ class LedgerApp:
         for address in self._committed.keys() - accounts.keys():
             writes[_ACCOUNT + address] = None
         writes[_VALIDATORS] = manager.encode()
+        writes[_LEADER_REPUTATION] = leader_reputation
         tree = self.tree.apply(writes)
         self._pending = (request.height, tree, accounts)
         updates = self._validator_set() if active is not None else None
@@ -326,14 +333,13 @@ class LedgerApp:
         ``validators`` -> the set for the next height, ``(consensus key (32) | power u64)*``
         by key (the node reads it back after a restart); ``reputation`` -> ``threshold u32 |
         (consensus key (32) | score u32)*`` in parts per million, what the leader schedule
-        of the next height draws with."""
+        of the next height draws with; ``leader_reputation`` -> the same as it was for the last
+        committed height (empty before the first block)."""
         if path == "reputation":
-            manager = self._manager()
-            keys = {op: v.consensus_key for op, v in manager.staking.validators.items()}
-            scores = sorted((keys[op], manager.reputation.score(op)) for op in manager.epoch_power)
-            threshold = manager.params.reputation_threshold_ppm.to_bytes(4, "big")
-            encoded = threshold + b"".join(k + s.to_bytes(4, "big") for k, s in scores)
-            return QueryResult(Code.OK, encoded, height=self.height)
+            return QueryResult(Code.OK, self._reputation(), height=self.height)
+        if path == "leader_reputation":
+            stored = self.tree.get(_LEADER_REPUTATION) or b""
+            return QueryResult(Code.OK, stored, height=self.height)
         if path == "validators":
             members = sorted(self._validator_set(), key=lambda u: u.consensus_key)
             encoded = b"".join(u.consensus_key + u.power.to_bytes(8, "big") for u in members)
@@ -394,6 +400,13 @@ class LedgerApp:
         self._restorer = None
         return ChunkOutcome.ACCEPT
 
+    def _reputation(self) -> bytes:
+        manager = self._manager()
+        keys = {op: v.consensus_key for op, v in manager.staking.validators.items()}
+        scores = sorted((keys[op], manager.reputation.score(op)) for op in manager.epoch_power)
+        threshold = manager.params.reputation_threshold_ppm.to_bytes(4, "big")
+        return threshold + b"".join(k + s.to_bytes(4, "big") for k, s in scores)
+
     def load_state(self, tree: StateTree, height: int) -> None:
         """Rebuild from stored entries (a restart, or a restored snapshot)."""
         blob = tree.get(_VALIDATORS)
@@ -401,9 +414,9 @@ class LedgerApp:
             raise SnapshotError("the snapshot has no validator state")
         manager = ValidatorManager.decode(self.chain_id, blob)
         accounts: dict[bytes, _Account] = {}
-        validators_path = tree.prove(_VALIDATORS).leaf_path  # the leaf is there: its path
+        not_accounts = {path_of(_VALIDATORS), path_of(_LEADER_REPUTATION)}
         for path, value in tree.items():
-            if path == validators_path:
+            if path in not_accounts:
                 continue
             address, account = _parse_account(value)
             if tree.get(_ACCOUNT + address) != value:

@@ -32,6 +32,7 @@ __all__ = [
     "StateProof",
     "StateProofError",
     "StateTree",
+    "path_of",
     "verify_inclusion",
     "verify_non_inclusion",
 ]
@@ -49,6 +50,11 @@ class StateProofError(ValueError):
 
 def _sha(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
+
+
+def path_of(key: bytes) -> bytes:
+    """Where ``key`` lives in the tree (what ``items`` yields for it)."""
+    return _sha(key)
 
 
 def _bit(path: bytes, depth: int) -> int:
