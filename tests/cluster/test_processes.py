@@ -15,9 +15,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import pytest
 
 from swarmguard.api.v1 import node_pb2, node_pb2_grpc
 from swarmguard.crypto import SigningKey, load_key_file
@@ -34,6 +36,21 @@ from swarmguard.storage.blockstore import BlockStore
 TIMEOUT = 90.0
 
 
+_STARTED: list[subprocess.Popen[bytes]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_node_outlives_its_test() -> Iterator[None]:
+    """Whatever a test did or failed to do, its node processes are gone before the next one
+    starts (a leaked node holds ports and CPU, and turns the next test's timing into noise)."""
+    yield
+    while _STARTED:
+        process = _STARTED.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 class Process:
     def __init__(self, home: Path) -> None:
         self.home = home
@@ -42,6 +59,7 @@ class Process:
 
     def start(self) -> None:
         self.process = spawn_node(self.home)
+        _STARTED.append(self.process)
 
     def height(self) -> int:
         height = 0
