@@ -4,8 +4,10 @@ bounded queues, joined writes, reconnects and latency injection."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import ssl
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -212,3 +214,78 @@ def test_peers_are_checked_at_construction(tmp_path: Path) -> None:
         )
     with pytest.raises(ValueError):
         TransportConfig(reconnect_initial=0)
+
+
+def test_closing_does_not_wait_for_a_peer_that_never_answers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A configured peer connects (TLS done), then never reads again (a stuck or dying
+    process). Closing the node it connected to returns at once, its connection handler has
+    ended, and asyncio logs nothing: a polite TLS close would wait for the peer's answer, and
+    the handler, still waiting, would be cancelled at the loop's end (3.11 logs that as an
+    error, as every node's log showed after a benchmark)."""
+    caplog.set_level(logging.DEBUG, logger="asyncio")
+    nodes = [Node(0, tmp_path), Node(1, tmp_path)]
+    # The node with the smaller id dials: it is the silent peer, the other one listens.
+    silent, listening = sorted(nodes, key=lambda node: node.identity.id)
+    certificate, key = silent.identity.write_tls_files(silent.tls_dir)
+    context = tls_context(
+        server=False,
+        certificate=certificate,
+        key=key,
+        trusted=[listening.identity.certificate_pem()],
+    )
+    up, connected, release = threading.Event(), threading.Event(), threading.Event()
+
+    def silent_peer() -> None:
+        up.wait(10)
+        with socket.create_connection(("127.0.0.1", listening.port)) as raw:
+            with context.wrap_socket(raw, server_hostname="x") as tls:
+                tls.do_handshake()
+                connected.set()
+                release.wait(10)  # never reads: no answer to a TLS goodbye
+
+    async def main() -> None:
+        transport = await listening.start([silent.peer()])
+        up.set()
+        await until(lambda: connected.is_set() and bool(transport._accepted))
+        started = asyncio.get_running_loop().time()
+        await transport.close()
+        assert asyncio.get_running_loop().time() - started < 1.0
+        assert not transport._accepted
+
+    thread = threading.Thread(target=silent_peer, daemon=True)
+    thread.start()
+    try:
+        asyncio.run(main())  # ends while the peer is still silent
+    finally:
+        release.set()
+        thread.join(5)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def test_closing_ends_every_connection_quietly_and_quickly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Close while connections are busy: each close returns within a second (no TLS goodbye
+    to wait for), the server's connection handlers have ended by then, and asyncio logs
+    nothing (3.11 logs a cancelled handler as an error)."""
+    caplog.set_level(logging.DEBUG, logger="asyncio")
+
+    async def main() -> None:
+        nodes = [Node(i, tmp_path) for i in range(3)]
+        for node in nodes:
+            await node.start([other.peer() for other in nodes if other is not node])
+        for node in nodes:
+            assert node.transport is not None
+            node.transport.broadcast(Channel.CONSENSUS, b"x" * 1000)
+        await until(lambda: all(len(node.received) == 2 for node in nodes))
+        for node in nodes:
+            assert node.transport is not None
+            started = asyncio.get_running_loop().time()
+            await node.transport.close()
+            assert asyncio.get_running_loop().time() - started < 1.0
+            assert not node.transport._accepted
+
+    asyncio.run(main())
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []

@@ -185,8 +185,9 @@ class Transport:
             self._by_key[key] = link
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._accepted: set[asyncio.StreamWriter] = set()
-        """Connections the server handed to ``_accept`` (their tasks are the server's)."""
+        self._accepted: dict[asyncio.StreamWriter, asyncio.Task[Any]] = {}
+        """Connections the server handed to ``_accept``, with their handler tasks (the
+        server's, not ours: they must end on their own, see ``close``)."""
         self._client_context: ssl.SSLContext | None = None
         self._now: Callable[[], float] = lambda: 0.0  # the event loop's clock, once started
 
@@ -229,9 +230,12 @@ class Transport:
                 link.writer.transport.abort()
                 link.writer = None
             link.stats.connected = False
+        handlers = list(self._accepted.values())
         for writer in list(self._accepted):
             writer.transport.abort()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if handlers:  # each sees its connection gone and returns
+            await asyncio.wait(handlers, timeout=CLOSE_SECONDS)
         if self._server is not None:
             try:
                 await asyncio.wait_for(self._server.wait_closed(), CLOSE_SECONDS)
@@ -354,7 +358,9 @@ class Transport:
         return reader, writer
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._accepted.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._accepted[writer] = task
         try:
             try:
                 link = self._by_key.get(_peer_key(writer))
@@ -365,7 +371,7 @@ class Transport:
                 return
             await self._serve(link, reader, writer)
         finally:
-            self._accepted.discard(writer)
+            self._accepted.pop(writer, None)
 
     async def _serve(
         self, link: _Link, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
