@@ -56,6 +56,14 @@ def make_block(height: int, size: int = 100) -> Block:
     return Block(height, b"header %d" % height, transactions, b"cert %d" % height, ())
 
 
+def committed(path: Path, kind: str, blocks: int) -> Engine:
+    """A closed store holding blocks 1..``blocks``, opened again as a bare engine (to tamper)."""
+    with open_store(path, kind) as store:
+        for height in range(1, blocks + 1):
+            store.commit(make_block(height))
+    return engine(kind, path)
+
+
 def test_commit_and_lookups(tmp_path: Path, kind: str) -> None:
     """Blocks come back by height, hash and transaction hash; state writes apply."""
     with open_store(tmp_path / "db", kind) as store:
@@ -126,10 +134,7 @@ def test_the_transaction_index_is_written_in_batches_and_complete_at_every_momen
 
 def test_a_version_2_store_is_upgraded_at_open(tmp_path: Path, kind: str) -> None:
     """Version 2 indexed every block as it came: opening records all of them as indexed."""
-    with open_store(tmp_path / "db", kind) as store:
-        for height in range(1, 8):
-            store.commit(make_block(height))
-    raw = engine(kind, tmp_path / "db")
+    raw = committed(tmp_path / "db", kind, 7)
     with raw.write() as txn:
         txn.put(b"m:schema", (2).to_bytes(4, "big"))
         txn.delete(b"m:indexed")
@@ -230,10 +235,7 @@ def test_unknown_schema_version_fails_clearly(tmp_path: Path, kind: str) -> None
 
 def test_bit_flips_are_detected(tmp_path: Path, kind: str) -> None:
     """A flipped bit or a truncated record raises CorruptStore; other blocks still read."""
-    with open_store(tmp_path / "db", kind) as store:
-        for height in range(1, 6):
-            store.commit(make_block(height))
-    raw = engine(kind, tmp_path / "db")
+    raw = committed(tmp_path / "db", kind, 5)
     with raw.write() as txn:
         key = b"b:" + (3).to_bytes(8, "big")
         record = bytearray(txn.get(key) or b"")
