@@ -24,6 +24,7 @@ from swarmguard.storage.catchup import Header, verify_range
 from swarmguard.storage.merkle import merkle_root
 from swarmguard.validators.certificate import CommitCertificate
 from swarmguard.validators.evidence import PHASE_FINAL, SignedVote
+from swarmguard.validators.sets import validators_hash
 
 CHAIN = "bench"
 KEYS = [SigningKey(bytes([n]) * 32) for n in range(1, 8)]
@@ -41,7 +42,8 @@ def make_chain(count: int) -> list[Block]:
             previous,
             merkle_root(list(transactions)),
             bytes(32),
-            bytes(32),
+            validators_hash(VALIDATORS),
+            validators_hash(VALIDATORS),
             bytes(20),
         ).encode()
         block_hash = Header.decode(header).hash(CHAIN)

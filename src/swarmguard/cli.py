@@ -9,9 +9,12 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from swarmguard import __version__
+
+if TYPE_CHECKING:
+    from swarmguard.node.runtime import Node
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -160,9 +163,23 @@ def _testnet(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress(node: Node) -> dict[str, object]:
+    """The node's once-a-second log line: height, counters, median commit latency since the
+    last line."""
+    import dataclasses  # noqa: PLC0415
+
+    latencies = sorted(node.latencies)
+    node.latencies.clear()
+    return {
+        "height": node.height,
+        **dataclasses.asdict(node.stats),
+        "transactions": node.chain.committed_transactions,
+        "commit_ms": round(latencies[len(latencies) // 2] * 1000, 1) if latencies else None,
+    }
+
+
 def _node(args: argparse.Namespace) -> int:
     import asyncio  # noqa: PLC0415
-    import dataclasses  # noqa: PLC0415
     import logging  # noqa: PLC0415
     import signal  # noqa: PLC0415
     from pathlib import Path  # noqa: PLC0415
@@ -170,6 +187,7 @@ def _node(args: argparse.Namespace) -> int:
     from swarmguard.node.config import ConfigError, load_home  # noqa: PLC0415
     from swarmguard.node.logs import configure_logging  # noqa: PLC0415
     from swarmguard.node.runtime import Node  # noqa: PLC0415
+    from swarmguard.storage.errors import StoreError  # noqa: PLC0415
 
     configure_logging()
     try:
@@ -180,7 +198,11 @@ def _node(args: argparse.Namespace) -> int:
     log = logging.getLogger("swarmguard.node")
 
     async def run() -> None:
-        node = Node(config)
+        try:
+            node = Node(config)
+        except (StoreError, ValueError) as error:  # refused data: say why, no traceback
+            print(f"error: cannot start on {config.home}: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -203,17 +225,7 @@ def _node(args: argparse.Namespace) -> int:
                 await asyncio.wait_for(stop.wait(), 1.0)
             if node.height != reported:
                 reported = node.height
-                latencies = sorted(node.latencies)
-                node.latencies.clear()
-                progress = {
-                    "height": reported,
-                    **dataclasses.asdict(node.stats),
-                    "transactions": node.chain.committed_transactions,
-                    "commit_ms": round(latencies[len(latencies) // 2] * 1000, 1)
-                    if latencies
-                    else None,
-                }
-                log.info("height", extra=progress)
+                log.info("height", extra=_progress(node))
         if api is not None:
             with contextlib.suppress(TimeoutError):  # never let a stuck stop keep the process
                 await asyncio.wait_for(api.stop(), STOP_SECONDS)

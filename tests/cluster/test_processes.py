@@ -29,7 +29,7 @@ from swarmguard.node.config import load_home, write_testnet
 from swarmguard.node.identity import node_id, public_key_of_pem, tls_context
 from swarmguard.node.local import free_ports, spawn_node
 from swarmguard.node.runtime import NodeConfig
-from swarmguard.node.transactions import CreateValidator, Transaction, Transfer
+from swarmguard.node.transactions import CreateValidator, Delegate, Transaction, Transfer
 from swarmguard.node.transport import Channel, Peer
 from swarmguard.storage.blockstore import BlockStore
 
@@ -488,23 +488,53 @@ def test_malformed_frames_from_a_trusted_peer_never_crash_a_node(tmp_path: Path)
 
 
 def test_a_new_node_joins_by_state_sync(tmp_path: Path) -> None:
-    """Validators snapshot every 20 heights; a new full node with an empty store restores the
-    newest snapshot its peers offer (checked against certified headers), block-syncs the rest,
-    and follows the chain: it never stores a block below the snapshot's height."""
+    """Validators snapshot every 20 heights; early on an operator adds to its own stake, so the
+    set changes at an epoch boundary (every 4 blocks) long before the snapshots. A new full node
+    with an empty store follows the validator-set hand-overs from the genesis set, restores the
+    newest snapshot its peers offer (checked against certified headers of the set it reached),
+    block-syncs the rest, and follows the chain: it never stores a block below the snapshot's
+    height."""
+    api_ports = free_ports(5)
     homes = write_testnet(
-        tmp_path, 4, ports=free_ports(5), genesis_time=int(time.time()), full_nodes=1
+        tmp_path,
+        4,
+        ports=free_ports(5),
+        api_ports=api_ports,
+        genesis_time=int(time.time()),
+        full_nodes=1,
+        staking={"epoch_length": 4},
     )
     for home in homes[:4]:
         with (home / "config.toml").open("a") as config:
             config.write("\n[batch]\nempty_block_after = 0.05\n")
-            config.write("\n[statesync]\nsnapshot_interval = 20\n")
+            config.write("\n[statesync]\nsnapshot_interval = 20\nsnapshots_kept = 10\n")
     with (homes[4] / "config.toml").open("a") as config:
         config.write("\n[statesync]\nenabled = true\n")
+    operator = SigningKey(load_key_file(homes[0] / "operator_key.json")[1])
     validators = [Process(home) for home in homes[:4]]
     newcomer = Process(homes[4])
     try:
         for node in validators:
             node.start()
+        wait_for(lambda: all(n.height() >= 1 for n in validators), "height 1 everywhere")
+        with grpc.insecure_channel(f"127.0.0.1:{api_ports[0]}") as channel:
+            stub = node_pb2_grpc.NodeStub(channel)
+            before = list(stub.GetValidators(node_pb2.GetValidatorsRequest(), timeout=5).validators)
+            more = Delegate(address_of(operator.public_key.raw), 50_000)
+            request = node_pb2.SubmitTransactionRequest(
+                transaction=Transaction.sign(operator, "swarmguard-testnet", 0, more).encode(),
+                wait_for_commit=True,
+                timeout_seconds=60,
+            )
+            answer = stub.SubmitTransaction(request, timeout=90)
+            assert (answer.admission, answer.code) == ("accepted", 0), answer
+
+            def powers() -> list[int]:
+                reply = stub.GetValidators(node_pb2.GetValidatorsRequest(), timeout=5)
+                return [v.power for v in reply.validators]
+
+            wait_for(lambda: powers() != [v.power for v in before], "the set to change")
+            assert validators[0].height() < 40
         wait_for(lambda: validators[0].height() >= 50, "snapshots at 20 and 40")
         newcomer.start()
         target = validators[0].height() + 5

@@ -11,12 +11,15 @@ from swarmguard.codec import CodecError
 from swarmguard.node import blocksync
 from swarmguard.node.blocksync import (
     BLOCKS_PER_REQUEST,
+    HANDOVERS_PER_REPLY,
     OFFERED_MAX,
     REPLY_BYTES_MAX,
     BlocksReply,
     BlocksRequest,
     Chunk,
     ChunkRequest,
+    Handovers,
+    HandoversRequest,
     SnapshotOffer,
     SnapshotsRequest,
     Status,
@@ -34,6 +37,10 @@ MESSAGES = [
     ChunkRequest(40, 3),
     Chunk(40, 3, b"zstd bytes"),
     Chunk(40, 4, b""),
+    HandoversRequest(0),
+    HandoversRequest(1234),
+    Handovers((b"hand-over a", b"hand-over b")),
+    Handovers(()),
 ]
 
 
@@ -57,6 +64,9 @@ def test_shapes_are_checked() -> None:
         lambda: SnapshotOffer((b"m",) * (OFFERED_MAX + 1)),
         lambda: ChunkRequest(0, 1),
         lambda: Chunk(1, 2**32, b""),
+        lambda: HandoversRequest(-1),
+        lambda: Handovers((b"h",) * (HANDOVERS_PER_REPLY + 1)),
+        lambda: Handovers((bytes(REPLY_BYTES_MAX),)),
     ):
         with pytest.raises(CodecError):
             make()

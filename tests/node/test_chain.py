@@ -7,7 +7,10 @@ from __future__ import annotations
 import heapq
 import json
 from collections import deque
+from dataclasses import replace
 from pathlib import Path
+
+import pytest
 
 from swarmguard.consensus.replica import (
     Action,
@@ -22,13 +25,18 @@ from swarmguard.consensus.replica import (
 from swarmguard.crypto import SigningKey
 from swarmguard.crypto.hashing import address_of
 from swarmguard.node.abci import BlockRequest
+from swarmguard.node.blocksync import Syncer
 from swarmguard.node.chain import Chain
+from swarmguard.node.handover import Handover, HandoverError, follow
 from swarmguard.node.ledger import Code, LedgerApp
 from swarmguard.node.mempool import Admission, Mempool
+from swarmguard.node.statesync import StateSyncer
 from swarmguard.node.transactions import CreateValidator, Transaction, Transfer
 from swarmguard.storage.blockstore import BlockStore
-from swarmguard.storage.catchup import Header, commit_hash, verify_range
+from swarmguard.storage.catchup import CatchUpError, Header, commit_hash, verify_range
+from swarmguard.storage.snapshots import SnapshotError
 from swarmguard.validators.certificate import CommitCertificate
+from swarmguard.validators.sets import validators_hash
 
 CHAIN = "swarm-chain"
 OPERATORS = [SigningKey(bytes([40 + i]) * 32) for i in range(4)]
@@ -94,7 +102,6 @@ class Cluster:
             genesis_time=1_000,
             proposer_key=CONSENSUS[i].public_key.raw,
             clock=lambda: self.now,
-            sets_path=self.tmp / f"sets{i}.json",
         )
 
     def apply(self, node: int, actions: list[Action]) -> None:
@@ -202,10 +209,14 @@ def test_a_restarted_node_resumes_from_its_store(tmp_path: Path) -> None:
     assert reopened.app.info().height == 3
 
 
-def test_validator_set_changes_survive_a_restart(tmp_path: Path) -> None:
-    """A validator joins at the epoch boundary (epochs of 2 blocks) with a little stake, so the
-    four running nodes keep their quorum; a node restarted after it (with or without its set
-    file) knows the new set, and indices shift correctly for everyone."""
+def test_validator_set_changes_take_effect_two_heights_later_and_survive_a_restart(
+    tmp_path: Path,
+) -> None:
+    """A validator joins at an epoch boundary (epochs of 2 blocks) with a little stake, so the
+    four running nodes keep their quorum. The set chosen while height b executes signs from
+    b + 2; header b + 1 names it (``next_validators_hash``) and the nodes record the hand-over,
+    which ``follow`` accepts from the genesis set; a restarted node knows the new set from its
+    store, and indices shift correctly for everyone."""
     cluster = Cluster(tmp_path, epoch_length=2)
     newcomer = SigningKey(b"n" * 32)
     join = CreateValidator(newcomer.public_key.raw, b"v" * 32, 0, 1_000)
@@ -215,12 +226,92 @@ def test_validator_set_changes_survive_a_restart(tmp_path: Path) -> None:
     current = chain.validators(chain.store.height + 1)
     assert newcomer.public_key.raw in {key for key, _ in current}
     assert len(current) == 5
-    for lose_the_file in (False, True):
-        chain.store.close()
-        if lose_the_file:
-            (tmp_path / "sets3.json").unlink()
-        chain = cluster._chain(3)
-        assert chain.validators(chain.store.height + 1) == current
+    handovers = chain.handovers(0)
+    assert [h.height for h in handovers] == [4]  # chosen at height 2 (a boundary), from 4
+    assert chain.validators(3) == chain.validators(1) != chain.validators(4) == current
+    sets = follow(CHAIN, chain.validators(1), handovers)
+    assert sets == [(1, chain.validators(1)), (4, current)]
+    for height in range(1, chain.store.height + 1):
+        header = Header.decode(chain.store.block(height).header)  # type: ignore[union-attr]
+        assert header.validators_hash == validators_hash(chain.validators(height))
+        assert header.next_validators_hash == validators_hash(chain.validators(height + 1))
+    assert all(other.handovers(0) == handovers for other in cluster.chains)
+    chain.store.close()
+    chain = cluster._chain(3)
+    assert chain.validators(chain.store.height + 1) == current
+    assert chain.validators(3) != current
+    assert chain.handovers(0) == handovers
+    assert chain.handovers(4) == []
+
+
+def test_hand_overs_that_do_not_follow_are_refused(tmp_path: Path) -> None:
+    """``follow`` believes a hand-over only with the trusted set's certificate over a header
+    naming the trusted set and the new one: each forgery below is refused."""
+    cluster = Cluster(tmp_path, epoch_length=2)
+    newcomer = SigningKey(b"n" * 32)
+    cluster.submit(
+        Transaction.sign(
+            ALICE, CHAIN, 0, CreateValidator(newcomer.public_key.raw, b"v" * 32, 0, 1_000)
+        ).encode()
+    )
+    cluster.run(heights=5)
+    chain = cluster.chains[0]
+    genesis = chain.validators(1)
+    (real,) = chain.handovers(0)
+    other = [(SigningKey(bytes([i]) * 32).public_key.raw, 10) for i in range(1, 5)]
+    other.sort()
+    stranger_block = chain.store.block(2)
+    assert stranger_block is not None
+    forgeries = {
+        "another set": replace(real, validators=tuple(other)),
+        "another header": replace(real, header=stranger_block.header),
+        "no signatures": replace(
+            real,
+            certificate=replace(CommitCertificate.decode(real.certificate), signatures=()).encode(),
+        ),
+        "wrong height": replace(real, height=real.height + 1),
+    }
+    for name, forged in forgeries.items():
+        with pytest.raises(HandoverError):
+            follow(CHAIN, genesis, [forged])
+        assert Handover.decode(forged.encode()) == forged, name
+    with pytest.raises(HandoverError):  # trusting the new set already: not a hand-over from it
+        follow(CHAIN, list(real.validators), [real])
+    with pytest.raises(HandoverError):
+        follow(CHAIN, genesis, [real, real])
+
+
+def test_state_sync_trusts_a_later_height_only_through_the_hand_overs(tmp_path: Path) -> None:
+    """The snapshot check of a new node that knows only the genesis set: blocks at and around
+    the change verify with the hand-over, and are refused without it (a peer withholding it)."""
+    cluster = Cluster(tmp_path, epoch_length=2)
+    newcomer = SigningKey(b"n" * 32)
+    cluster.submit(
+        Transaction.sign(
+            ALICE, CHAIN, 0, CreateValidator(newcomer.public_key.raw, b"v" * 32, 0, 1_000)
+        ).encode()
+    )
+    cluster.run(heights=8)
+    chain = cluster.chains[1]
+    syncer = StateSyncer(
+        CHAIN,
+        chain.validators(1),
+        Syncer(chain, chain.store, lambda peer, message: None),
+        lambda peer, message: None,
+        lambda message: None,
+    )
+    handovers = chain.handovers(0)
+    for height in (2, 3, 4, 6):
+        block, after = chain.store.block(height), chain.store.block(height + 1)
+        assert block is not None
+        assert after is not None
+        root = Header.decode(after.header).state_root
+        assert syncer._check(block, after, handovers) == root
+        if height >= 3:  # from here the blocks involve the new set
+            with pytest.raises((SnapshotError, CatchUpError)):
+                syncer._check(block, after, ())
+        with pytest.raises((SnapshotError, CatchUpError)):
+            syncer._check(block, chain.store.block(height + 2), handovers)  # type: ignore[arg-type]
 
 
 def test_leaders_are_the_managers_draw_and_skip_low_reputation(tmp_path: Path) -> None:

@@ -43,7 +43,14 @@ def block(app: LedgerApp, *transactions: bytes) -> list[int]:
     height = app.height + 1
     signers = tuple(k.public_key.raw for k in CONSENSUS)
     result = app.finalize_block(
-        BlockRequest(height, 1_000 + height, transactions, CONSENSUS[0].public_key.raw, signers)
+        BlockRequest(
+            height,
+            1_000 + height,
+            transactions,
+            CONSENSUS[0].public_key.raw,
+            signers,
+            last_validators=signers,
+        )
     )
     app.commit()
     return [r.code for r in result.results]
@@ -213,3 +220,32 @@ def test_a_signature_is_verified_once_across_check_proposal_and_execution(
     assert app.check_tx(forged).code == Code.BAD_SIGNATURE
     assert app.check_tx(forged).code == Code.BAD_SIGNATURE  # failures are never remembered
     assert calls == [0, 1, 1]
+
+
+def test_only_validators_of_the_signing_set_are_observed() -> None:
+    """A validator chosen at a boundary signs two heights later: until its key is in the
+    previous height's set (``last_validators``) its missing signature is not a miss, so its
+    reputation stays untouched; once it is, a missing signature counts."""
+    app = started()  # epochs of 2 blocks
+    newcomer = SigningKey(b"n" * 32)
+    create = tx(ALICE, 0, CreateValidator(newcomer.public_key.raw, b"v" * 32, 0, 500_000))
+    assert block(app, create) == [Code.OK]
+    block(app)  # height 2: a boundary, the newcomer is in the active set from here
+    manager = app.manager
+    operator = address(ALICE)
+    assert operator in manager.staking.active
+    block(app)  # signers and last_validators: the genesis four
+    assert manager.reputation.score(operator) == 1_000_000
+    old = tuple(k.public_key.raw for k in CONSENSUS)
+    app.finalize_block(
+        BlockRequest(
+            4,
+            1_004,
+            (),
+            CONSENSUS[0].public_key.raw,
+            old,
+            last_validators=(*old, newcomer.public_key.raw),
+        )
+    )
+    app.commit()
+    assert manager.reputation.score(operator) < 1_000_000

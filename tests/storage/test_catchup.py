@@ -22,6 +22,7 @@ from swarmguard.storage.merkle import (
 )
 from swarmguard.validators.certificate import CertificateError, CommitCertificate
 from swarmguard.validators.evidence import NIL, PHASE_FINAL, PHASE_PROPOSE, PHASE_VOTE, SignedVote
+from swarmguard.validators.sets import validators_hash
 
 CHAIN = "swarm-test"
 KEYS = [SigningKey(bytes([n]) * 32) for n in range(1, 8)]
@@ -49,7 +50,8 @@ def chain(count: int, previous: bytes = bytes(32)) -> list[Block]:
             previous,
             merkle_root(list(transactions)),
             bytes(32),
-            bytes(32),
+            validators_hash(VALIDATORS),
+            validators_hash(VALIDATORS),
             bytes(20),
         ).encode()
         block_hash = Header.decode(header).hash(CHAIN)

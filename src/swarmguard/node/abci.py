@@ -93,6 +93,10 @@ class BlockRequest:
     failed_proposers: tuple[bytes, ...] = ()
     """Consensus keys that led views of the previous height before the one that decided it
     (from ``last_commit``), other than its proposer: they failed to get a block decided."""
+    last_validators: tuple[bytes, ...] = ()
+    """Consensus keys of the previous height's set: who could have signed ``signers``' commit
+    (the set an application chose takes effect two heights later, so this is not always the
+    application's current one). Empty at height 1."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,8 +21,11 @@ Messages on the transport's SYNC channel, each ``version u8 | kind u8 | body``::
     OFFER      count u8 | (manifest blob)*     their manifests (at most 4, newest first)
     CHUNK?     height u64 | index u32          one chunk of a snapshot, please
     CHUNK      height u64 | index u32 | blob   that chunk (empty: not held)
+    HANDOVERS? after u64                        your validator-set hand-overs above this height
+    HANDOVERS  count u16 | (hand-over blob)*    the next ones in order (at most 64, as fit a
+                                                frame; none: there are no more)
 
-State sync (``node.statesync``) uses the last four.
+State sync (``node.statesync``) uses the last six.
 
 Decoding is strict (``CodecError`` only). A peer's blocks are trusted for nothing: a block that
 does not verify ends that reply, the peer is skipped for a while, and another is asked.
@@ -51,6 +54,7 @@ __all__ = [
     "BLOCKSYNC_VERSION",
     "BLOCKS_PER_REQUEST",
     "CAUGHT_UP",
+    "HANDOVERS_PER_REPLY",
     "OFFERED_MAX",
     "REPLY_BYTES_MAX",
     "SYNC_LAG",
@@ -58,6 +62,8 @@ __all__ = [
     "BlocksRequest",
     "Chunk",
     "ChunkRequest",
+    "Handovers",
+    "HandoversRequest",
     "SnapshotOffer",
     "SnapshotsRequest",
     "Status",
@@ -84,6 +90,7 @@ faster in one thread than the round trips to the workers cost)."""
 AVOID_SECONDS = 10.0
 """How long a peer that sent nothing useful is not asked again."""
 OFFERED_MAX = 4
+HANDOVERS_PER_REPLY = 64
 """Snapshots one peer offers at most (its newest)."""
 REPLY_BYTES_MAX = MESSAGE_BYTES_MAX - 16
 """A reply's blocks fit one transport frame."""
@@ -98,6 +105,8 @@ class _Kind(IntEnum):
     OFFER = 5
     CHUNK_REQUEST = 6
     CHUNK = 7
+    HANDOVERS_REQUEST = 8
+    HANDOVERS = 9
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,8 +178,36 @@ class Chunk:
             raise CodecError(f"chunk: more than {REPLY_BYTES_MAX} bytes")
 
 
+@dataclass(frozen=True, slots=True)
+class HandoversRequest:
+    after: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.after < _U64:
+            raise CodecError("hand-overs request: after < 2^64")
+
+
+@dataclass(frozen=True, slots=True)
+class Handovers:
+    items: tuple[bytes, ...]  # encoded node.handover.Handover, by height
+
+    def __post_init__(self) -> None:
+        if len(self.items) > HANDOVERS_PER_REPLY:
+            raise CodecError(f"hand-overs: more than {HANDOVERS_PER_REPLY}")
+        if sum(4 + len(item) for item in self.items) > REPLY_BYTES_MAX:
+            raise CodecError(f"hand-overs: more than {REPLY_BYTES_MAX} bytes")
+
+
 SyncMessage = (
-    Status | BlocksRequest | BlocksReply | SnapshotsRequest | SnapshotOffer | ChunkRequest | Chunk
+    Status
+    | BlocksRequest
+    | BlocksReply
+    | SnapshotsRequest
+    | SnapshotOffer
+    | ChunkRequest
+    | Chunk
+    | HandoversRequest
+    | Handovers
 )
 
 
@@ -197,6 +234,14 @@ def encode(message: SyncMessage) -> bytes:
         out.uint(len(message.manifests), 1)
         for manifest in message.manifests:
             out.blob(manifest, REPLY_BYTES_MAX)
+    elif isinstance(message, HandoversRequest):
+        out.uint(_Kind.HANDOVERS_REQUEST, 1)
+        out.uint(message.after, 8)
+    elif isinstance(message, Handovers):
+        out.uint(_Kind.HANDOVERS, 1)
+        out.uint(len(message.items), 2)
+        for item in message.items:
+            out.blob(item, REPLY_BYTES_MAX)
     else:
         out.uint(_Kind.CHUNK_REQUEST if isinstance(message, ChunkRequest) else _Kind.CHUNK, 1)
         out.uint(message.height, 8)
@@ -236,6 +281,13 @@ def decode(payload: bytes) -> SyncMessage:
             message = ChunkRequest(height, index)
         else:
             message = Chunk(height, index, reader.blob(REPLY_BYTES_MAX, "chunk"))
+    elif tag == _Kind.HANDOVERS_REQUEST:
+        message = HandoversRequest(reader.uint(8, "after"))
+    elif tag == _Kind.HANDOVERS:
+        count = reader.uint(2, "count")
+        if count > HANDOVERS_PER_REPLY:
+            raise CodecError(f"hand-overs: {count} exceed {HANDOVERS_PER_REPLY}")
+        message = Handovers(tuple(reader.blob(REPLY_BYTES_MAX, "hand-over") for _ in range(count)))
     else:
         raise CodecError(f"block sync message: unknown kind {tag}")
     reader.finish()
@@ -298,6 +350,18 @@ class Syncer:
             blocks.append(encoded)
             size += 4 + len(encoded)
         return BlocksReply(tuple(blocks))
+
+    def answer_handovers(self, request: HandoversRequest) -> Handovers:
+        """Our validator-set hand-overs above ``request.after``, as many as fit a reply."""
+        items: list[bytes] = []
+        size = 0
+        for handover in self.chain.handovers(request.after)[:HANDOVERS_PER_REPLY]:
+            encoded = handover.encode()
+            if size + 4 + len(encoded) > REPLY_BYTES_MAX:
+                break
+            items.append(encoded)
+            size += 4 + len(encoded)
+        return Handovers(tuple(items))
 
     def behind(self, lag: int = SYNC_LAG) -> bool:
         """Whether the best peer we hear of is more than ``lag`` heights ahead."""

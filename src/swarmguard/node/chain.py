@@ -3,13 +3,15 @@ the ABCI application, and committed with the application's writes, in one place.
 
 A block (``storage.Block``, hashed by its header) as proposed::
 
-    header (v2): height, time, previous_hash, transactions_root, state_root (the app hash after
-                 the previous height), validators_hash (this height's set), proposer (the
-                 address of the proposer's consensus key), last_commit_hash
+    header (v3): height, time, previous_hash, transactions_root, state_root (the app hash after
+                 the previous height), validators_hash (this height's set),
+                 next_validators_hash (the next height's), proposer (the address of the
+                 proposer's consensus key), last_commit_hash
     body:        transactions, last_commit (the proposer's certificate for the previous height)
 
 ``validate`` accepts a proposal only if every field is what this node computes for the height:
-the previous block's hash, the app hash, the validator set, a last commit that verifies against
+the previous block's hash, the app hash, this height's and the next height's validator sets,
+a last commit that verifies against
 the previous height's set for the previous block, a time not before the previous block's and not
 more than ``time_drift`` ahead of this node's clock, an empty certificate field, a proposer in
 the set, and the application's ``process_proposal``. The app's view of who signed the previous
@@ -19,31 +21,36 @@ is one of many valid ones and is stored with the block but never shown to the ap
 ``commit`` runs ``finalize_block``, stores the block (with this node's certificate and the
 application's writes; at height 1 the genesis writes too) in one atomic transaction, then calls
 the application's ``commit`` and updates the mempool. The block store's state tree is therefore
-the application's state, and a restart hands it back (``load_state``). Validator-set changes are
-kept in ``sets_path`` and reconciled with the application's current set on a restart.
+the application's state, and a restart hands it back (``load_state``).
+
+Validator updates from height h's ``finalize_block`` take effect at h + 2
+(``handover.SET_CHANGE_DELAY``), so that header h + 1 can name the set after it. The set history
+lives in the block store as records committed with the block that made them: ``vset:<h>`` (the
+set from height h on, written at h - 2) and ``vhand:<h>`` (the hand-over, written at h - 1 when
+the set really changes: that header and this node's certificate for it), which other nodes'
+state sync follows from genesis (``node.handover``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
+import bisect
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from swarmguard.codec import CodecError, Writer
+from swarmguard.codec import CodecError
 from swarmguard.crypto.hashing import address_of
 from swarmguard.node.abci import Application, BlockRequest, FinalizedBlock, ValidatorUpdate
+from swarmguard.node.handover import SET_CHANGE_DELAY, Handover
 from swarmguard.node.mempool import Mempool
 from swarmguard.storage.blockstore import Block, BlockStore
 from swarmguard.storage.catchup import Header, commit_hash
 from swarmguard.storage.merkle import merkle_root
 from swarmguard.validators.certificate import CertificateError, CommitCertificate
 from swarmguard.validators.election import LeaderSchedule, ScheduledValidator
+from swarmguard.validators.sets import decode_validators, encode_validators, validators_hash
 
-__all__ = ["Chain", "ChainLimits", "mempool_check", "validators_hash"]
+__all__ = ["Chain", "ChainLimits", "handover_records", "mempool_check"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,14 +61,18 @@ class ChainLimits:
     """Seconds a proposal's time may be ahead of this node's clock."""
 
 
-def validators_hash(validators: Sequence[tuple[bytes, int]]) -> bytes:
-    """The hash a header commits to for a height's set: (key, power) in order."""
-    out = Writer()
-    out.uint(len(validators), 4)
-    for key, power in validators:
-        out.fixed(key, 32)
-        out.uint(power, 8)
-    return hashlib.sha256(out.getvalue()).digest()
+SET_PREFIX = b"vset:"
+HANDOVER_PREFIX = b"vhand:"
+
+
+def handover_records(handovers: Iterable[Handover]) -> dict[bytes, bytes]:
+    """The store records that hold verified hand-overs (for a store restored by state sync)."""
+    records = {}
+    for handover in handovers:
+        height = handover.height.to_bytes(8, "big")
+        records[SET_PREFIX + height] = encode_validators(handover.validators)
+        records[HANDOVER_PREFIX + height] = handover.encode()
+    return records
 
 
 class Chain:
@@ -79,16 +90,15 @@ class Chain:
         proposer_key: bytes,
         clock: Callable[[], float],
         limits: ChainLimits | None = None,
-        sets_path: Path | None = None,
     ) -> None:
         self.chain_id = chain_id
         self.app, self.store, self.mempool = app, store, mempool
         self.limits = limits or ChainLimits()
         self._clock = clock
         self._proposer = address_of(proposer_key)
-        self._sets_path = sets_path
         self._genesis_writes: Mapping[bytes, bytes | None] = genesis.writes
         self._sets: dict[int, list[tuple[bytes, int]]] = {}
+        self._heights: list[int] = []  # sorted(self._sets), rebuilt when a change is added
         self._schedules: dict[int, tuple[LeaderSchedule, bytes]] = {}
         initial = _validator_list(genesis.validator_updates or ())
         if not initial:
@@ -108,7 +118,10 @@ class Chain:
             block = store.block(height)
             if block is None:
                 raise ValueError(f"the store lost block {height}")
-            header = Header.decode(block.header)
+            try:
+                header = Header.decode(block.header)
+            except CodecError as error:
+                raise ValueError(f"stored block {height}: {error}") from None
             self.app_hash = app.info().app_hash
             self.last_hash = store.block_hash(block)
             self.last_time = header.time
@@ -125,37 +138,35 @@ class Chain:
 
     # -- validator sets across restarts ----------------------------------------------------
 
-    def _save_sets(self) -> None:
-        """Write the set history (after the block that changed it is stored): temporary file,
-        fsync, rename. A crash before this write loses only the newest change, which
-        ``_load_sets`` recovers from the application."""
-        if self._sets_path is None:
-            return
-        temporary = self._sets_path.with_suffix(".tmp")
-        with temporary.open("wb") as out:
-            out.write(_encode_sets(self._sets))
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, self._sets_path)
-
     def _load_sets(self, height: int) -> None:
-        """The set history from the file, reconciled with the application's current set: sets
-        change only when a block is committed, so if the app's set for ``height + 1`` is not
-        the file's newest, the change came with the last stored block."""
-        if self._sets_path is not None and self._sets_path.exists():
+        """The set history from the store's records. After a state sync they reach the
+        snapshot's height + 1 only (the hand-overs it verified); the set from ``height + 2``
+        on, chosen by the application while it executed ``height``, is its current set, which
+        is then recorded too."""
+        for key, value in self.store.records(SET_PREFIX):
             try:
-                self._sets.update(_decode_sets(self._sets_path.read_bytes()))
-            except (ValueError, KeyError, TypeError) as error:
-                raise ValueError(f"{self._sets_path}: {error}") from None
+                self._sets[int.from_bytes(key[len(SET_PREFIX) :], "big")] = decode_validators(value)
+            except CodecError as error:
+                raise ValueError(f"validator-set record {key!r}: {error}") from None
         answer = self.app.query("validators", b"")
         value = answer.value
         current = [
             (value[i : i + 32], int.from_bytes(value[i + 32 : i + 40], "big"))
             for i in range(0, len(value), 40)
         ]
-        if answer.code == 0 and current and current != self.validators(height + 1):
-            self._sets[height + 1] = current
-            self._save_sets()
+        later = height + SET_CHANGE_DELAY
+        if answer.code == 0 and current and current != self.validators(later):
+            self._sets[later] = current
+            self.store.put_records({_set_key(later): encode_validators(current)})
+
+    def handovers(self, after: int) -> list[Handover]:
+        """The hand-overs this node holds to heights above ``after``, in order."""
+        start = HANDOVER_PREFIX + (after + 1).to_bytes(8, "big")
+        return [
+            Handover.decode(value)
+            for key, value in self.store.records(HANDOVER_PREFIX)
+            if key >= start
+        ]
 
     # -- what the replica asks ------------------------------------------------------------
 
@@ -208,8 +219,12 @@ class Chain:
         return LeaderSchedule(self.chain_id, members, reputation_threshold=threshold)
 
     def validators(self, height: int) -> list[tuple[bytes, int]]:
-        known = [h for h in self._sets if h <= height]
-        return self._sets[max(known)] if known else self._sets[1]
+        """The set of ``height``: the newest change at or below it."""
+        heights = self._heights
+        if len(heights) != len(self._sets):
+            heights[:] = sorted(self._sets)
+        index = bisect.bisect_right(heights, height)
+        return self._sets[heights[index - 1] if index else 1]
 
     def propose(self, height: int, transactions: Sequence[bytes]) -> tuple[bytes, bytes]:
         """The block's transactions are the mempool's oldest: the replica's batch only says
@@ -224,6 +239,7 @@ class Chain:
             merkle_root(chosen),
             self.app_hash,
             validators_hash(self.validators(height)),
+            validators_hash(self.validators(height + 1)),
             self._proposer,
             commit_hash(self.chain_id, self.last_certificate),
         )
@@ -247,6 +263,7 @@ class Chain:
             header.previous_hash == self.last_hash,
             header.state_root == self.app_hash,
             header.validators_hash == validators_hash(validators),
+            header.next_validators_hash == validators_hash(self.validators(height + 1)),
             header.transactions_root == merkle_root(list(block.transactions)),
             header.last_commit_hash == commit_hash(self.chain_id, block.last_commit),
             self.last_time <= header.time <= self._clock() + self.limits.time_drift,
@@ -276,6 +293,7 @@ class Chain:
         by_address = {address_of(key): key for key, _ in validators}
         signers: tuple[bytes, ...] = ()
         failed: tuple[bytes, ...] = ()
+        previous: list[tuple[bytes, int]] = []
         if block.last_commit:
             previous = self.validators(height - 1)
             last = CommitCertificate.decode(block.last_commit)
@@ -290,6 +308,7 @@ class Chain:
                 by_address.get(header.proposer, b""),
                 signers,
                 failed,
+                tuple(key for key, _ in previous),
             )
         )
         writes = dict(self._genesis_writes) if height == 1 else {}
@@ -302,7 +321,17 @@ class Chain:
             last_commit=block.last_commit,
         )
         hashes = [self.mempool.hash(transaction) for transaction in block.transactions]
-        block_hash = self.store.commit(stored, writes, transaction_hashes=hashes)
+        records: dict[bytes, bytes] = {}
+        later = height + SET_CHANGE_DELAY
+        if result.validator_updates is not None:
+            chosen = _validator_list(result.validator_updates)
+            if chosen != self.validators(later):
+                records[_set_key(later)] = encode_validators(chosen)
+        if header.next_validators_hash != header.validators_hash:
+            following = tuple(self.validators(height + 1))
+            handover = Handover(height + 1, following, block.header, certificate.encode())
+            records[HANDOVER_PREFIX + (height + 1).to_bytes(8, "big")] = handover.encode()
+        block_hash = self.store.commit(stored, writes, transaction_hashes=hashes, records=records)
         self.app.commit()
         self.mempool.update(block.transactions, mempool_check(self.app))
         self.app_hash, self.last_hash, self.last_time = result.app_hash, block_hash, header.time
@@ -313,11 +342,8 @@ class Chain:
             self.results[key] = (height, outcome.code, outcome.log)
         while len(self.results) > RESULTS_KEPT:
             self.results.popitem(last=False)
-        if result.validator_updates is not None:
-            self._sets[height + 1] = _validator_list(result.validator_updates)
-            for old in sorted(self._sets)[:-SETS_KEPT]:
-                del self._sets[old]
-            self._save_sets()
+        if records.get(_set_key(later)):
+            self._sets[later] = decode_validators(records[_set_key(later)])
         for listener in self.listeners:
             listener(height)
 
@@ -328,18 +354,10 @@ SCHEDULES_KEPT = 4
 FAILED_VIEWS_MAX = 64
 """Views of one height whose leaders are named as failed (a long outage names a few, not all
 its views' worth of draws)."""
-SETS_KEPT = 8
-"""Validator-set changes remembered (each holds from its height until the next one)."""
 
 
-def _encode_sets(sets: Mapping[int, list[tuple[bytes, int]]]) -> bytes:
-    document = {str(h): [[k.hex(), p] for k, p in members] for h, members in sets.items()}
-    return json.dumps(document, sort_keys=True).encode()
-
-
-def _decode_sets(data: bytes) -> dict[int, list[tuple[bytes, int]]]:
-    document = json.loads(data)
-    return {int(h): [(bytes.fromhex(k), int(p)) for k, p in m] for h, m in document.items()}
+def _set_key(height: int) -> bytes:
+    return SET_PREFIX + height.to_bytes(8, "big")
 
 
 def mempool_check(app: Application) -> Callable[[bytes], str | None]:

@@ -260,6 +260,7 @@ class LedgerApp:
             operators.get(request.proposer, b""),
             [operators[key] for key in request.signers if key in operators],
             failed_leaders=[operators[k] for k in request.failed_proposers if k in operators],
+            eligible=[operators[k] for k in request.last_validators if k in operators],
         )
         active = manager.end_block()
         accounts = self._accounts()

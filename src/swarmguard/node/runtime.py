@@ -55,7 +55,7 @@ from swarmguard.crypto.hashing import address_of
 from swarmguard.node import blocksync
 from swarmguard.node.abci import Application
 from swarmguard.node.blocksync import Syncer, SyncError
-from swarmguard.node.chain import Chain, ChainLimits, mempool_check
+from swarmguard.node.chain import Chain, ChainLimits, handover_records, mempool_check
 from swarmguard.node.guardfile import GuardFile
 from swarmguard.node.identity import NodeIdentity
 from swarmguard.node.ledger import LedgerApp
@@ -209,7 +209,6 @@ class Node:
             proposer_key=config.consensus_key.public_key.raw,
             clock=time.time,
             limits=config.limits,
-            sets_path=config.home / "validator_sets.json",
         )
 
     def _make_replica(self) -> Replica:
@@ -314,7 +313,8 @@ class Node:
         if restored is None:
             log.info("state sync: no usable snapshot; block sync from genesis")
         else:
-            self.store.restore(restored.block, restored.state)
+            records = handover_records(restored.handovers)
+            self.store.restore(restored.block, restored.state, records)
             listeners = self.chain.listeners  # the API's, registered on the chain it replaces
             self.chain = self._make_chain()  # the restart path: the app loads the store's state
             self.chain.listeners.extend(listeners)
@@ -443,7 +443,9 @@ class Node:
             self._send_sync(peer, self.syncer.answer(message))
         elif isinstance(message, blocksync.SnapshotsRequest | blocksync.ChunkRequest):
             self._send_sync(peer, self._snapshot_answer(message))
-        elif isinstance(message, blocksync.SnapshotOffer | blocksync.Chunk):
+        elif isinstance(message, blocksync.HandoversRequest):
+            self._send_sync(peer, self.syncer.answer_handovers(message))
+        elif isinstance(message, blocksync.SnapshotOffer | blocksync.Chunk | blocksync.Handovers):
             self.statesyncer.on_message(peer, message)
         else:
             self.syncer.on_message(peer, message)

@@ -2,23 +2,24 @@
 
 The node asks its peers which snapshots they hold (``SnapshotsRequest``; nodes take them every
 ``[statesync] snapshot_interval`` heights), picks the newest height H, and fetches blocks H and
-H + 1 with their certificates. What it may trust:
+H + 1 with their certificates from a holder (or a peer ahead), then that peer's validator-set
+hand-overs (``node.handover``). What it may trust:
 
-- Block H + 1's commit certificate, checked against the genesis validator set, whose hash its
-  header must carry: the set of H + 1 is the genesis set, and at least two thirds of it signed.
-  (Without a trusted header this is the only set a new node knows. After the set has changed,
-  state sync needs a trust anchor the node does not have yet: it gives up and block-syncs from
-  genesis instead, which verifies every change on the way.)
-- Block H: its header hash is H + 1's ``previous_hash``, its transactions its root, and its own
-  certificate checks against the same set.
+- The sets of H and H + 1: the genesis set, followed through every hand-over (each certified
+  by the set before it). A peer that withholds one is found out: H's header then names a set
+  the node does not trust, and the next peer is tried.
+- Block H: its header names H's set and H + 1's, its certificate checks against H's set, its
+  transactions match their root.
+- Block H + 1: its header names H + 1's set and links to H; its certificate checks against
+  H + 1's set, and the commit it carries for H against H's.
 - The state after H: H + 1's header ``state_root``. The snapshot's chunks are fetched from the
   peers that offered it, each checked against the manifest's hash before it is decompressed
   (``storage.snapshots.Restorer``), and the rebuilt tree's root must be that state root.
 
-Then the store is restored at block H with that state (``BlockStore.restore``), the application
-loads it as after a restart, and block sync brings the node the rest. A peer that sends anything
-that does not check out is skipped; after ``ATTEMPTS`` failed snapshots the node falls back to
-block sync from genesis.
+Then the store is restored at block H with that state and the hand-overs up to H + 1
+(``BlockStore.restore``), the application loads it as after a restart, and block sync brings
+the node the rest. A peer that sends anything that does not check out is skipped; after
+``ATTEMPTS`` failed snapshots the node falls back to block sync from genesis.
 """
 
 from __future__ import annotations
@@ -33,17 +34,20 @@ from swarmguard.node.blocksync import (
     BlocksRequest,
     Chunk,
     ChunkRequest,
+    Handovers,
+    HandoversRequest,
     SnapshotOffer,
     SnapshotsRequest,
     Syncer,
     SyncMessage,
 )
-from swarmguard.node.chain import validators_hash
+from swarmguard.node.handover import Handover, HandoverError, follow
 from swarmguard.storage.blockstore import Block
 from swarmguard.storage.catchup import CatchUpError, Header, verify_range
 from swarmguard.storage.snapshots import Manifest, Restorer, SnapshotError
 from swarmguard.storage.state_tree import StateTree
 from swarmguard.validators.certificate import CertificateError, CommitCertificate
+from swarmguard.validators.sets import validators_hash
 
 __all__ = ["ATTEMPTS", "Restored", "StateSyncer"]
 
@@ -52,20 +56,26 @@ log = logging.getLogger(__name__)
 ATTEMPTS = 3
 """Snapshots tried before falling back to block sync from genesis."""
 OFFER_WAIT = 2.0
-"""Seconds to collect snapshot offers."""
+"""Seconds to wait for a first snapshot offer."""
+OFFER_SETTLE = 0.3
+"""Seconds to wait for more offers once the first has come."""
 OFFER_ROUNDS = 3
 """Times the peers are asked before the node gives up on snapshots."""
 CHUNK_TRIES = 5
 """Times each chunk is asked for (from the offering peers in turn) before the snapshot is
 abandoned."""
+HANDOVER_PAGES_MAX = 1024
+"""Replies of hand-overs read from one peer (64 each): set changes a new node can follow."""
 
 
 @dataclass(frozen=True, slots=True)
 class Restored:
-    """A verified snapshot: the block at its height (with its certificate) and the state."""
+    """A verified snapshot: the block at its height (with its certificate), the state, and
+    the verified hand-overs to heights up to the block's + 1."""
 
     block: Block
     state: StateTree
+    handovers: tuple[Handover, ...] = ()
 
 
 class StateSyncer:
@@ -87,6 +97,7 @@ class StateSyncer:
         self.timeout = timeout
         self.offers: dict[int, list[Manifest]] = {}
         self._chunks: dict[tuple[int, int, int], asyncio.Future[bytes]] = {}
+        self._handovers: dict[int, asyncio.Future[Handovers]] = {}
 
     def on_message(self, peer: int, message: SyncMessage) -> None:
         if isinstance(message, SnapshotOffer):
@@ -103,14 +114,18 @@ class StateSyncer:
             future = self._chunks.pop((peer, message.height, message.index), None)
             if future is not None and not future.done():
                 future.set_result(message.data)
+        elif isinstance(message, Handovers):
+            waiting = self._handovers.pop(peer, None)
+            if waiting is not None and not waiting.done():
+                waiting.set_result(message)
 
     async def run(self) -> Restored | None:
         """A verified snapshot, or None when none could be had (block sync instead)."""
         self.offers.clear()
         for _ in range(OFFER_ROUNDS):  # the first requests may go out before peers connect
             self._broadcast(SnapshotsRequest())
-            await asyncio.sleep(OFFER_WAIT)
-            if any(self.offers.values()):
+            if await self._offers_within(OFFER_WAIT):
+                await asyncio.sleep(OFFER_SETTLE)  # the others answer about as fast
                 break
         heights = sorted({m.height for ms in self.offers.values() for m in ms}, reverse=True)
         for height in heights[:ATTEMPTS]:
@@ -120,10 +135,19 @@ class StateSyncer:
                 log.warning("state sync: snapshot at height %d refused: %s", height, error)
         return None
 
+    async def _offers_within(self, seconds: float) -> bool:
+        """Whether an offer came within ``seconds`` (checked every tenth of a second: offers
+        go stale as peers take newer snapshots and delete old ones)."""
+        for _ in range(max(1, round(seconds / 0.1))):
+            await asyncio.sleep(0.1)
+            if any(self.offers.values()):
+                return True
+        return False
+
     async def _restore(self, height: int) -> Restored:
         holders = [p for p, ms in self.offers.items() if any(m.height == height for m in ms)]
         manifest = next(m for m in self.offers[holders[0]] if m.height == height)
-        block, state_root = await self._trusted_block(height, holders)
+        block, state_root, handovers = await self._trusted_block(height, holders)
         restorer = Restorer(manifest, state_root)  # SnapshotAbandoned unless the roots agree
         for index in restorer.missing():
             for attempt in range(CHUNK_TRIES):
@@ -138,33 +162,74 @@ class StateSyncer:
                     log.warning("state sync: peer %d, chunk %d: %s", peer, index, error)
             else:
                 raise SnapshotError(f"chunk {index} of height {height}: no good copy")
-        return Restored(block, restorer.finish())
+        return Restored(block, restorer.finish(), handovers)
 
-    async def _trusted_block(self, height: int, holders: list[int]) -> tuple[Block, bytes]:
-        """Block ``height`` and the state root after it, checked against the trusted set."""
+    async def _trusted_block(
+        self, height: int, holders: list[int]
+    ) -> tuple[Block, bytes, tuple[Handover, ...]]:
+        """Block ``height``, the state root after it, and the hand-overs that make its set
+        trusted, from the first peer whose answers check out."""
         peers = holders + [p for p, h in self.syncer.peer_heights.items() if h > height]
         for peer in dict.fromkeys(peers):
             reply = await self.syncer.fetch(peer, BlocksRequest(height, 2))
             if reply is None or len(reply.blocks) != 2:
                 continue
-            block, after = (Block.decode(encoded) for encoded in reply.blocks)
-            if (block.height, after.height) != (height, height + 1):
-                continue
-            return block, self._check(block, after)
-        raise SnapshotError(f"no peer sent blocks {height} and {height + 1}")
+            try:
+                block, after = (Block.decode(encoded) for encoded in reply.blocks)
+                if (block.height, after.height) != (height, height + 1):
+                    continue
+                handovers = await self._fetch_handovers(peer)
+                if handovers is None:
+                    continue
+                kept = tuple(h for h in handovers if h.height <= height + 1)
+                return block, self._check(block, after, kept), kept
+            except (CatchUpError, CertificateError, CodecError, HandoverError) as error:
+                log.warning("state sync: peer %d: %s", peer, error)
+        raise SnapshotError(f"no peer sent blocks {height} and {height + 1} that verify")
 
-    def _check(self, block: Block, after: Block) -> bytes:
+    async def _fetch_handovers(self, peer: int) -> list[Handover] | None:
+        """All of ``peer``'s hand-overs, page by page (None: it stopped answering)."""
+        collected: list[Handover] = []
+        for _ in range(HANDOVER_PAGES_MAX):
+            after = collected[-1].height if collected else 0
+            future: asyncio.Future[Handovers] = asyncio.get_running_loop().create_future()
+            self._handovers[peer] = future
+            self._send(peer, HandoversRequest(after))
+            try:
+                reply = await asyncio.wait_for(future, self.timeout)
+            except TimeoutError:
+                return None
+            finally:
+                self._handovers.pop(peer, None)
+            if not reply.items:
+                break
+            page = [Handover.decode(item) for item in reply.items]
+            if page[0].height <= after:
+                raise HandoverError("hand-overs out of order")
+            collected.extend(page)
+        return collected
+
+    def _check(self, block: Block, after: Block, handovers: Sequence[Handover]) -> bytes:
+        """The state root after ``block``, once both blocks check against the sets the
+        hand-overs lead to from genesis (``follow`` verifies them)."""
+        sets = follow(self.chain_id, self.trusted, handovers)
+
+        def set_of(height: int) -> list[tuple[bytes, int]]:
+            return [members for since, members in sets if since <= height][-1]
+
         header, next_header = Header.decode(block.header), Header.decode(after.header)
-        trusted_hash = validators_hash(self.trusted)
-        if header.validators_hash != trusted_hash or next_header.validators_hash != trusted_hash:
-            raise SnapshotError(
-                "the validator set changed since genesis: state sync needs a trusted header"
-            )
-        verify_range(self.chain_id, [block, after], header.previous_hash, self.trusted)
+        current, following = set_of(block.height), set_of(after.height)
+        if header.next_validators_hash != validators_hash(following):
+            raise SnapshotError(f"header {block.height} names a set the hand-overs do not")
+        verify_range(self.chain_id, [block], header.previous_hash, current)
+        verify_range(self.chain_id, [after], header.hash(self.chain_id), following)
         certificate = CommitCertificate.decode(after.last_commit)  # block's, carried by after
-        certificate.verify(self.chain_id, self.trusted, 0)
-        if certificate.height != block.height:
-            raise SnapshotError("the next block's last commit is for another height")
+        certificate.verify(self.chain_id, current, 0)
+        if (certificate.height, certificate.block_hash) != (
+            block.height,
+            header.hash(self.chain_id),
+        ):
+            raise SnapshotError("the next block's last commit is for another block")
         return next_header.state_root
 
     async def _chunk(self, peer: int, height: int, index: int) -> bytes:

@@ -18,6 +18,12 @@ Keys (schema version 3, keep in sync with docs/storage.md):
     a:<level u8><position u64>   a node of the history accumulator (32 bytes)
     m:state_root    root of the application state tree after the last committed block
     s:<path 32>     application state value of the key whose SHA-256 is ``path``
+    x:<key>         a record of the chain's own (the node's validator-set history), written
+                    with the block that made it; never pruned
+
+Records (``x:``) are for what the node keeps about the chain beside blocks and application
+state and must not lose or half-write in a crash: committed in the block's transaction, they
+are exactly as current as the block. Keys are at most ``RECORD_KEY_BYTES_MAX`` bytes.
 
 The transaction index is written in batches, not with every block: its keys are hashes, so in
 a B-tree each transaction dirties a page of its own, and writing them block by block cost about
@@ -71,6 +77,7 @@ BLOCK_VERSION = 2
 HEADER_BYTES_MAX = 64 * 1024
 TRANSACTION_BYTES_MAX = 1024 * 1024
 TRANSACTIONS_MAX = 100_000
+RECORD_KEY_BYTES_MAX = 64
 CERTIFICATE_BYTES_MAX = 1024 * 1024
 EVIDENCE_MAX = 1_000
 MAP_SIZE_DEFAULT = 64 * 2**30
@@ -131,6 +138,12 @@ class Block:
     def transactions_root(self) -> bytes:
         """RFC 9162 root over the transactions (what a header commits to)."""
         return merkle_root(list(self.transactions))
+
+
+def _check_records(records: Mapping[bytes, bytes]) -> None:
+    for key in records:
+        if not 0 < len(key) <= RECORD_KEY_BYTES_MAX:
+            raise StoreError(f"a record key of {len(key)} bytes (1-{RECORD_KEY_BYTES_MAX})")
 
 
 def _u64(value: int) -> bytes:
@@ -282,12 +295,13 @@ class BlockStore:
             )
         return accumulator
 
-    def restore(self, block: Block, state: StateTree) -> bytes:
+    def restore(self, block: Block, state: StateTree, records: Mapping[bytes, bytes] = {}) -> bytes:
         """Start an empty store at ``block`` (state sync): the block with its certificate, the
-        application state after it, and a history accumulator from its height on
-        (``history_base``: leaf i is the block at ``history_base + i``). Lower heights are never
-        stored here (``base`` is the block's height). The caller has verified the block and the
-        state against certified headers; returns the block's hash."""
+        application state after it, the chain's records up to it (``records``), and a history
+        accumulator from its height on (``history_base``: leaf i is the block at
+        ``history_base + i``). Lower heights are never stored here (``base`` is the block's
+        height). The caller has verified the block, the state and the records against certified
+        headers; returns the block's hash."""
         if self.height != 0:
             raise StoreError("only an empty store can be restored")
         if block.height < 1:
@@ -296,7 +310,10 @@ class BlockStore:
         accumulator = MerkleAccumulator()
         accumulator.append(block_hash)
         encoded = block.encode()
+        _check_records(records)
         with self.engine.write() as txn:
+            for key, value in records.items():
+                txn.put(b"x:" + key, value)
             txn.put(b"b:" + _u64(block.height), zlib.crc32(encoded).to_bytes(4, "big") + encoded)
             txn.put(b"h:" + block_hash, _u64(block.height))
             for key, location in self._locations(block, None):
@@ -327,6 +344,20 @@ class BlockStore:
         """The lowest height still stored."""
         with self.engine.read() as txn:
             return _meta_u64(txn, b"m:base")
+
+    def put_records(self, records: Mapping[bytes, bytes]) -> None:
+        """Write records outside a block's commit: only for what follows from committed data
+        (a restored store's set derived from its state), since they are not atomic with a
+        block."""
+        _check_records(records)
+        with self.engine.write() as txn:
+            for key, value in records.items():
+                txn.put(b"x:" + key, value)
+
+    def records(self, prefix: bytes = b"") -> list[tuple[bytes, bytes]]:
+        """The chain's records whose keys start with ``prefix``, in key order (prefix kept)."""
+        with self.engine.read() as txn:
+            return [(key[2:], value) for key, value in txn.scan(b"x:" + prefix)]
 
     def block_hash(self, block: Block) -> bytes:
         """The block's identity: the domain-separated hash of its header."""
@@ -388,14 +419,16 @@ class BlockStore:
         state_writes: Mapping[bytes, bytes | None] = {},
         *,
         transaction_hashes: Sequence[bytes] | None = None,
+        records: Mapping[bytes, bytes] = {},
     ) -> bytes:
-        """Store ``block`` (the next height), its indexes, its leaf in the history accumulator
-        and the application's state changes (None deletes), atomically; returns its hash.
-        ``transaction_hashes``: ``transaction_hash`` of each of its transactions, when the
-        caller has them already (a node's mempool does)."""
+        """Store ``block`` (the next height), its indexes, its leaf in the history accumulator,
+        the application's state changes (None deletes) and the chain's ``records``, atomically;
+        returns its hash. ``transaction_hashes``: ``transaction_hash`` of each of its
+        transactions, when the caller has them already (a node's mempool does)."""
         if transaction_hashes is not None and len(transaction_hashes) != len(block.transactions):
             raise StoreError("one transaction hash per transaction")
-        return self._commit([(block, state_writes)], transaction_hashes)[0]
+        _check_records(records)
+        return self._commit([(block, state_writes)], transaction_hashes, records)[0]
 
     def commit_many(
         self, entries: Sequence[tuple[Block, Mapping[bytes, bytes | None]]]
@@ -408,6 +441,7 @@ class BlockStore:
         self,
         entries: Sequence[tuple[Block, Mapping[bytes, bytes | None]]],
         known: Sequence[bytes] | None,
+        records: Mapping[bytes, bytes] = {},
     ) -> list[bytes]:
         """``known``: the transaction hashes of a single block, if the caller has them."""
         expected = self.height + 1
@@ -420,7 +454,7 @@ class BlockStore:
             state = state.apply(writes)  # new versions; the committed one stays as it was
             staged.append((block, block.encode(), self.block_hash(block), writes, state))
         try:
-            self._write(staged, known)
+            self._write(staged, known, records)
         except BaseException:
             # The transaction was aborted: the in-memory accumulator and index may hold entries
             # of blocks that were not stored.
@@ -464,9 +498,12 @@ class BlockStore:
         self,
         staged: Sequence[tuple[Block, bytes, bytes, Mapping[bytes, bytes | None], StateTree]],
         known: Sequence[bytes] | None = None,
+        records: Mapping[bytes, bytes] = {},
     ) -> None:
         pending = self._pending
         with self.engine.write() as txn:
+            for name, content in records.items():
+                txn.put(b"x:" + name, content)
             for block, encoded, block_hash, writes, _version in staged:
                 record = zlib.crc32(encoded).to_bytes(4, "big") + encoded
                 txn.put(b"b:" + _u64(block.height), record)

@@ -1,18 +1,25 @@
 """Block headers, and verification of a range of blocks for catch-up, sequential or parallel.
 
-Header, version 2 (keep in sync with docs/storage.md, "Headers")::
+Header, version 3 (keep in sync with docs/storage.md, "Headers")::
 
     version u8 | height u64 | time u64 | previous_hash (32) | transactions_root (32)
-    | state_root (32) | validators_hash (32) | proposer (20) | last_commit_hash (32)
+    | state_root (32) | validators_hash (32) | next_validators_hash (32) | proposer (20)
+    | last_commit_hash (32)
+
+``next_validators_hash`` names the set of the next height, so a header certified by its own set
+vouches for its successor set: that chain of certified hand-overs is what a node with only the
+genesis set can follow to trust a later height (state sync). Version 2 lacked it; chains made
+with version 2 headers are not readable by this version.
 
 ``last_commit_hash`` binds the previous height's commit certificate the block carries
 (``Block.last_commit``; ``commit_hash``), so every node reads the same signers for it.
 
 A block's hash is ``digest(BLOCK_HEADER, header bytes, chain_id)``. Verifying a block checks that
-its header decodes and names the block's height, that ``transactions_root`` is the RFC 9162 root
-of its transactions, and that its commit certificate is for this height and hash and carries
-enough voting power of valid signatures. Verifying a range also checks that each header's
-``previous_hash`` is the hash of the block before it.
+its header decodes and names the block's height and the set it is verified against, that
+``transactions_root`` is the RFC 9162 root of its transactions, and that its commit
+certificate is for this height and hash and carries enough voting power of valid signatures.
+Verifying a range also checks that each header's ``previous_hash`` is the hash of the block
+before it.
 
 The per-block checks are independent, and the expensive one (Ed25519, about 55 us a signature) does
 not speed up with threads in CPython, so ``verify_range(..., processes=N)`` spreads contiguous
@@ -29,13 +36,14 @@ from dataclasses import dataclass
 from swarmguard.codec import CodecError, Reader, Writer
 from swarmguard.crypto import Domain, digest
 from swarmguard.validators.certificate import CertificateError, CommitCertificate
+from swarmguard.validators.sets import validators_hash
 
 from .blockstore import Block
 from .merkle import merkle_root
 
 __all__ = ["HEADER_VERSION", "CatchUpError", "Header", "commit_hash", "verify_range"]
 
-HEADER_VERSION = 2
+HEADER_VERSION = 3
 
 
 def commit_hash(chain_id: str, certificate: bytes) -> bytes:
@@ -59,7 +67,8 @@ class Header:
     previous_hash: bytes
     transactions_root: bytes
     state_root: bytes
-    validators_hash: bytes
+    validators_hash: bytes  # this height's set (chain.validators_hash)
+    next_validators_hash: bytes  # the next height's set
     proposer: bytes
     last_commit_hash: bytes = bytes(32)  # commit_hash of the previous height's certificate
 
@@ -73,6 +82,7 @@ class Header:
             self.transactions_root,
             self.state_root,
             self.validators_hash,
+            self.next_validators_hash,
         ):
             out.fixed(value, 32)
         out.fixed(self.proposer, 20)
@@ -90,6 +100,7 @@ class Header:
             reader.fixed(32, "transactions_root"),
             reader.fixed(32, "state_root"),
             reader.fixed(32, "validators_hash"),
+            reader.fixed(32, "next_validators_hash"),
             reader.fixed(20, "proposer"),
             reader.fixed(32, "last_commit_hash"),
         )
@@ -108,6 +119,7 @@ def _verify_slice(
 ) -> list[tuple[bytes, bytes]]:
     """Check each block on its own; returns (previous_hash, hash) per block for the link check."""
     links = []
+    set_hash = validators_hash(validators)
     for encoded in encoded_blocks:
         try:
             block = Block.decode(encoded)
@@ -117,6 +129,8 @@ def _verify_slice(
         height = block.height
         if header.height != height:
             raise CatchUpError(f"block {height}: its header says height {header.height}")
+        if header.validators_hash != set_hash:
+            raise CatchUpError(f"block {height}: its header names another validator set")
         if merkle_root(list(block.transactions)) != header.transactions_root:
             raise CatchUpError(f"block {height}: transactions do not match the header's root")
         if commit_hash(chain_id, block.last_commit) != header.last_commit_hash:

@@ -112,10 +112,14 @@ class ValidatorManager:
         *,
         proposal_on_time: bool = True,
         failed_leaders: Iterable[bytes] = (),
+        eligible: Iterable[bytes] | None = None,
     ) -> list[bytes]:
         """Account one committed block: downtime windows and reputation of the active set.
         ``failed_leaders`` led the views of this height before the deciding one (read from the
         commit certificate's view): their reputation drops to 0 (``Reputation.penalise``).
+        ``eligible``: the operators who were in the set whose commit ``signers`` come from
+        (None: the whole active set); only they are observed, since a validator that joined
+        the active set after that height could not have signed.
 
         Returns the validators jailed for downtime by this block.
         """
@@ -124,7 +128,11 @@ class ValidatorManager:
             if operator in self.staking.validators:
                 self.reputation.penalise(operator)
         jailed = []
-        for operator in self.staking.active:
+        observed = self.staking.active
+        if eligible is not None:
+            members = set(eligible)
+            observed = tuple(operator for operator in observed if operator in members)
+        for operator in observed:
             did_sign = operator in signed
             on_time = did_sign and (operator != proposer or proposal_on_time)
             self.reputation.observe(operator, on_time)
