@@ -9,7 +9,12 @@ Formats built on it (state snapshots, later blocks and messages) start with thei
 
 from __future__ import annotations
 
+from enum import IntEnum
+from typing import TypeVar
+
 __all__ = ["CodecError", "Reader", "Writer"]
+
+_Kind = TypeVar("_Kind", bound=IntEnum)
 
 
 class CodecError(ValueError):
@@ -81,6 +86,15 @@ class Reader:
         found = self.uint(width, "version")
         if found != expected:
             raise CodecError(f"{self.what}: unknown version {found}")
+
+    def kind(self, kinds: type[_Kind], field: str = "kind") -> _Kind:
+        """A u8 naming a member of ``kinds`` (a format's message or body kinds); any other
+        value is refused, so dispatch on the result needs no fallback."""
+        tag = self.uint(1, field)
+        try:
+            return kinds(tag)
+        except ValueError:
+            raise CodecError(f"{self.what}: unknown {field} {tag}") from None
 
     def boolean(self, field: str) -> bool:
         byte = self._take(1, field)[0]

@@ -83,11 +83,7 @@ def decode(data: bytes) -> Message:
         raise CodecError(f"message of {len(data)} bytes exceeds {MESSAGE_BYTES_MAX}")
     reader = Reader(data, "consensus message")
     reader.version(WIRE_VERSION)
-    tag = reader.uint(1, "kind")
-    try:
-        kind = Kind(tag)
-    except ValueError:
-        raise CodecError(f"consensus message: unknown kind {tag}") from None
+    kind = reader.kind(Kind)
     body = data[2:]
     try:
         if kind is Kind.VOTE:

@@ -255,20 +255,20 @@ def decode(payload: bytes) -> SyncMessage:
     """One SYNC channel message; raises CodecError for anything malformed."""
     reader = Reader(payload, "block sync message")
     reader.version(BLOCKSYNC_VERSION)
-    tag = reader.uint(1, "kind")
+    tag = reader.kind(_Kind)
     message: SyncMessage
-    if tag == _Kind.STATUS:
+    if tag is _Kind.STATUS:
         message = Status(reader.uint(8, "height"), reader.uint(8, "base"))
-    elif tag == _Kind.REQUEST:
+    elif tag is _Kind.REQUEST:
         message = BlocksRequest(reader.uint(8, "start"), reader.uint(2, "count"))
-    elif tag == _Kind.REPLY:
+    elif tag is _Kind.REPLY:
         count = reader.uint(2, "count")
         if count > BLOCKS_PER_REQUEST:
             raise CodecError(f"reply: {count} blocks exceed {BLOCKS_PER_REQUEST}")
         message = BlocksReply(tuple(reader.blob(REPLY_BYTES_MAX, "block") for _ in range(count)))
-    elif tag == _Kind.SNAPSHOTS:
+    elif tag is _Kind.SNAPSHOTS:
         message = SnapshotsRequest()
-    elif tag == _Kind.OFFER:
+    elif tag is _Kind.OFFER:
         count = reader.uint(1, "count")
         if count > OFFERED_MAX:
             raise CodecError(f"offer: {count} snapshots exceed {OFFERED_MAX}")
@@ -277,19 +277,17 @@ def decode(payload: bytes) -> SyncMessage:
         )
     elif tag in (_Kind.CHUNK_REQUEST, _Kind.CHUNK):
         height, index = reader.uint(8, "height"), reader.uint(4, "index")
-        if tag == _Kind.CHUNK_REQUEST:
+        if tag is _Kind.CHUNK_REQUEST:
             message = ChunkRequest(height, index)
         else:
             message = Chunk(height, index, reader.blob(REPLY_BYTES_MAX, "chunk"))
-    elif tag == _Kind.HANDOVERS_REQUEST:
+    elif tag is _Kind.HANDOVERS_REQUEST:
         message = HandoversRequest(reader.uint(8, "after"))
-    elif tag == _Kind.HANDOVERS:
+    else:  # HANDOVERS
         count = reader.uint(2, "count")
         if count > HANDOVERS_PER_REPLY:
             raise CodecError(f"hand-overs: {count} exceed {HANDOVERS_PER_REPLY}")
         message = Handovers(tuple(reader.blob(REPLY_BYTES_MAX, "hand-over") for _ in range(count)))
-    else:
-        raise CodecError(f"block sync message: unknown kind {tag}")
     reader.finish()
     return message
 

@@ -290,11 +290,7 @@ class Transaction:
         """Any kind, field by field (and the error that names what is wrong)."""
         reader = Reader(data, "transaction")
         reader.version(TRANSACTION_VERSION)
-        tag = reader.uint(1, "kind")
-        try:
-            kind = TxKind(tag)
-        except ValueError:
-            raise CodecError(f"transaction: unknown kind {tag}") from None
+        kind = reader.kind(TxKind)
         sender = reader.fixed(32, "sender")
         nonce = reader.uint(8, "nonce")
         body = _read_body(reader, kind)
