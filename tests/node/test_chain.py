@@ -4,6 +4,7 @@ the previous commit, and survive a restart."""
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import json
 from collections import deque
@@ -25,13 +26,13 @@ from swarmguard.consensus.replica import (
 from swarmguard.crypto import SigningKey
 from swarmguard.crypto.hashing import address_of
 from swarmguard.node.abci import BlockRequest
-from swarmguard.node.blocksync import Syncer
+from swarmguard.node.blocksync import HANDOVERS_PER_REPLY, HandoversRequest, Syncer
 from swarmguard.node.chain import Chain
 from swarmguard.node.handover import Handover, HandoverError, follow
 from swarmguard.node.ledger import Code, LedgerApp
 from swarmguard.node.mempool import Admission, Mempool
 from swarmguard.node.statesync import StateSyncer
-from swarmguard.node.transactions import CreateValidator, Transaction, Transfer
+from swarmguard.node.transactions import CreateValidator, Delegate, Transaction, Transfer
 from swarmguard.storage.blockstore import BlockStore
 from swarmguard.storage.catchup import CatchUpError, Header, commit_hash, verify_range
 from swarmguard.storage.snapshots import SnapshotError
@@ -370,3 +371,42 @@ def test_the_ledger_penalises_failed_proposers(tmp_path: Path) -> None:
     app.commit()
     assert score() == 0
     assert app.query("leader_reputation", b"").value[4:] != app.query("reputation", b"").value[4:]
+
+
+def test_hand_overs_are_served_and_fetched_page_by_page(tmp_path: Path) -> None:
+    """An operator adds to its stake every epoch (2 blocks), so the set changes at every
+    boundary: more hand-overs than one reply holds. A new node's state syncer reads them all
+    from a peer's block-sync answers, page by page, in order, and ``follow`` accepts the lot."""
+    cluster = Cluster(tmp_path, epoch_length=2)
+    operator = OPERATORS[0]
+    changes = HANDOVERS_PER_REPLY + 6
+    for nonce in range(changes):
+        more = Delegate(address_of(operator.public_key.raw), 1)
+        cluster.submit(Transaction.sign(operator, CHAIN, nonce, more).encode())
+        cluster.run(heights=2 * nonce + 2)
+    cluster.run(heights=2 * changes + 3)
+    chain = cluster.chains[2]
+    held = chain.handovers(0)
+    assert len(held) >= changes > HANDOVERS_PER_REPLY
+    syncer = Syncer(chain, chain.store, lambda peer, message: None)
+    first = syncer.answer_handovers(HandoversRequest(0))
+    assert len(first.items) == HANDOVERS_PER_REPLY
+
+    async def fetch() -> list[Handover] | None:
+        loop = asyncio.get_running_loop()
+
+        def peer_answers(peer: int, message: object) -> None:
+            assert isinstance(message, HandoversRequest)
+            reply = syncer.answer_handovers(message)
+            loop.call_soon(state_syncer.on_message, peer, reply)
+
+        state_syncer = StateSyncer(
+            CHAIN, chain.validators(1), syncer, peer_answers, lambda message: None
+        )
+        return await state_syncer._fetch_handovers(7)
+
+    fetched = asyncio.run(fetch())
+    assert fetched == held
+    sets = follow(CHAIN, chain.validators(1), held)
+    assert [since for since, _ in sets[1:]] == [h.height for h in held]
+    assert sets[-1][1] == chain.validators(chain.store.height + 1)
