@@ -26,7 +26,12 @@ from swarmguard.consensus.replica import (
 from swarmguard.crypto import SigningKey
 from swarmguard.crypto.hashing import address_of
 from swarmguard.node.abci import BlockRequest
-from swarmguard.node.blocksync import HANDOVERS_PER_REPLY, HandoversRequest, Syncer
+from swarmguard.node.blocksync import (
+    HANDOVERS_PER_REPLY,
+    BlocksRequest,
+    HandoversRequest,
+    Syncer,
+)
 from swarmguard.node.chain import Chain
 from swarmguard.node.handover import Handover, HandoverError, follow
 from swarmguard.node.ledger import Code, LedgerApp
@@ -410,3 +415,51 @@ def test_hand_overs_are_served_and_fetched_page_by_page(tmp_path: Path) -> None:
     sets = follow(CHAIN, chain.validators(1), held)
     assert [since for since, _ in sets[1:]] == [h.height for h in held]
     assert sets[-1][1] == chain.validators(chain.store.height + 1)
+
+
+def test_a_trusted_header_anchors_state_sync(tmp_path: Path) -> None:
+    """With ``trust`` set, a peer's answers count only if its block at the trusted height is
+    the trusted header, signed by the set the hand-overs give for that height (after a set
+    change here): the right hash passes, any other is refused, as is a height the peer lacks."""
+    cluster = Cluster(tmp_path, epoch_length=2)
+    newcomer = SigningKey(b"n" * 32)
+    cluster.submit(
+        Transaction.sign(
+            ALICE, CHAIN, 0, CreateValidator(newcomer.public_key.raw, b"v" * 32, 0, 1_000)
+        ).encode()
+    )
+    cluster.run(heights=10)
+    chain = cluster.chains[1]
+    server = Syncer(chain, chain.store, lambda peer, message: None)
+
+    def snapshot_check(trust: tuple[int, bytes]) -> bytes:
+        async def run() -> bytes:
+            loop = asyncio.get_running_loop()
+
+            def answer(peer: int, message: object) -> None:
+                assert isinstance(message, BlocksRequest | HandoversRequest)
+                reply = (
+                    server.answer(message)
+                    if isinstance(message, BlocksRequest)
+                    else server.answer_handovers(message)
+                )
+                target = fetcher if isinstance(message, BlocksRequest) else states
+                loop.call_soon(target.on_message, peer, reply)
+
+            fetcher = Syncer(chain, chain.store, answer, timeout=1.0)
+            states = StateSyncer(
+                CHAIN, chain.validators(1), fetcher, answer, lambda m: None, trust=trust
+            )
+            block, root, _ = await states._trusted_block(6, [3])
+            assert block.height == 6
+            return root
+
+        return asyncio.run(run())
+
+    trusted = chain.store.block_hash(chain.store.block(5))  # type: ignore[arg-type]
+    assert chain.validators(5) != chain.validators(1)  # the anchor sits after the change
+    expected = Header.decode(chain.store.block(7).header).state_root  # type: ignore[union-attr]
+    assert snapshot_check((5, trusted)) == expected
+    for trust in ((5, bytes(32)), (4, trusted), (500, trusted)):
+        with pytest.raises(SnapshotError):
+            snapshot_check(trust)

@@ -31,6 +31,19 @@ def test_environment_overrides(home: Path) -> None:
     assert config.batch.timeout == 0.2
 
 
+def test_a_trusted_header_is_read(home: Path) -> None:
+    path = home / "config.toml"
+    block_hash = "ab" * 32
+    path.write_text(
+        path.read_text() + f"\n[statesync]\ntrust_height = 7\ntrust_hash = '{block_hash}'\n"
+    )
+    assert load_home(home, environ={}).statesync.trust == (7, bytes.fromhex(block_hash))
+    assert load_home(home, environ={"SWARMGUARD_STATESYNC_TRUST_HEIGHT": "9"}).statesync.trust == (
+        9,
+        bytes.fromhex(block_hash),
+    )
+
+
 @pytest.mark.parametrize(
     ("append", "field"),
     [
@@ -38,6 +51,10 @@ def test_environment_overrides(home: Path) -> None:
         ("[batch]\ntimeout = 'soon'\n", "batch.timeout"),
         ("[mempool]\nmax_sizes = 3\n", "mempool.max_sizes"),
         ("[gossip]\nfanout = 3\n", "gossip"),
+        ("[statesync]\ntrust_height = 5\n", "statesync"),  # no hash
+        ("[statesync]\ntrust_hash = '" + "ab" * 32 + "'\n", "statesync"),  # no height
+        ("[statesync]\ntrust_height = 5\ntrust_hash = 'xyz'\n", "statesync"),
+        ("[statesync]\ntrust_height = -1\n", "statesync"),
     ],
 )
 def test_mistakes_name_the_field(home: Path, append: str, field: str) -> None:

@@ -24,7 +24,8 @@ Layout::
     consensus_key = "<64 hex>"      # the validator key the peer runs
     certificate = "peers/1.pem"
     [consensus]  # node.runtime.ConsensusOptions fields (fast_path)
-    [statesync]  # node.runtime.StateSyncOptions fields (enabled, snapshot_interval)
+    [statesync]  # node.runtime.StateSyncOptions fields (enabled, snapshot_interval,
+                 # snapshots_kept, trust_height, trust_hash)
     [batch]      # consensus.batching.BatchConfig fields
     [mempool]    # node.mempool.MempoolConfig fields
     [transport]  # node.transport.TransportConfig fields

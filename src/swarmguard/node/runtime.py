@@ -93,6 +93,13 @@ class ConsensusOptions:
     another block, signed with its key past the guard, so the others must catch it."""
 
 
+def _is_hex(text: str, size: int) -> bool:
+    try:
+        return len(bytes.fromhex(text)) == size
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True, slots=True)
 class StateSyncOptions:
     enabled: bool = False
@@ -101,10 +108,26 @@ class StateSyncOptions:
     snapshot_interval: int = 0
     """Take a snapshot of the application state every this many heights, to offer (0: none)."""
     snapshots_kept: int = 2
+    trust_height: int = 0
+    """A height whose header the operator trusts (0: none), with ``trust_hash``: state sync
+    then refuses any history that does not hold that header (a weak-subjectivity anchor
+    against long-range attacks; docs/node.md)."""
+    trust_hash: str = ""
+    """The trusted header's hash, 64 hex digits (block hashes as the API shows them)."""
 
     def __post_init__(self) -> None:
         if self.snapshot_interval < 0 or self.snapshots_kept < 1:
             raise ValueError("snapshot_interval must be >= 0 and snapshots_kept >= 1")
+        if self.trust_height < 0 or (self.trust_height > 0) != bool(self.trust_hash):
+            raise ValueError("trust_height (>= 1) and trust_hash go together")
+        if self.trust_hash and not _is_hex(self.trust_hash, 32):
+            raise ValueError("trust_hash: expected 64 hex digits")
+
+    @property
+    def trust(self) -> tuple[int, bytes] | None:
+        if not self.trust_height:
+            return None
+        return self.trust_height, bytes.fromhex(self.trust_hash)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +209,7 @@ class Node:
             self.syncer,
             self._send_sync,
             lambda message: self.transport.broadcast(Channel.SYNC, blocksync.encode(message)),
+            trust=config.statesync.trust,
         )
         self._sync_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -7,7 +7,10 @@ hand-overs (``node.handover``). What it may trust:
 
 - The sets of H and H + 1: the genesis set, followed through every hand-over (each certified
   by the set before it). A peer that withholds one is found out: H's header then names a set
-  the node does not trust, and the next peer is tried.
+  the node does not trust, and the next peer is tried. With ``[statesync] trust_height`` and
+  ``trust_hash`` set (as CometBFT's state sync takes), the peer's block at that height must be
+  that header, signed by the set the hand-overs give for it: a history forged from an earlier
+  height by keys of sets long gone (a long-range attack) does not pass.
 - Block H: its header names H's set and H + 1's, its certificate checks against H's set, its
   transactions match their root.
 - Block H + 1: its header names H + 1's set and links to H; its certificate checks against
@@ -90,9 +93,13 @@ class StateSyncer:
         broadcast: Callable[[SyncMessage], None],
         *,
         timeout: float = 5.0,
+        trust: tuple[int, bytes] | None = None,
     ) -> None:
         self.chain_id = chain_id
         self.trusted = list(trusted)  # the genesis set: (consensus key, power) by index
+        self.trust = trust
+        """(height, header hash) the operator trusts (``[statesync] trust_height``,
+        ``trust_hash``), or None: trust follows from the genesis set alone."""
         self.syncer, self._send, self._broadcast = syncer, send, broadcast
         self.timeout = timeout
         self.offers: dict[int, list[Manifest]] = {}
@@ -181,9 +188,16 @@ class StateSyncer:
                 handovers = await self._fetch_handovers(peer)
                 if handovers is None:
                     continue
+                await self._check_anchor(peer, handovers)
                 kept = tuple(h for h in handovers if h.height <= height + 1)
                 return block, self._check(block, after, kept), kept
-            except (CatchUpError, CertificateError, CodecError, HandoverError) as error:
+            except (
+                CatchUpError,
+                CertificateError,
+                CodecError,
+                HandoverError,
+                SnapshotError,
+            ) as error:
                 log.warning("state sync: peer %d: %s", peer, error)
         raise SnapshotError(f"no peer sent blocks {height} and {height + 1} that verify")
 
@@ -208,6 +222,24 @@ class StateSyncer:
                 raise HandoverError("hand-overs out of order")
             collected.extend(page)
         return collected
+
+    async def _check_anchor(self, peer: int, handovers: Sequence[Handover]) -> None:
+        """With a trusted header configured: ``peer``'s block at its height must be that
+        header, signed by the set the hand-overs give for it. A history forged from some
+        earlier height by keys of sets long gone (a long-range attack) cannot pass this."""
+        if self.trust is None:
+            return
+        height, expected = self.trust
+        reply = await self.syncer.fetch(peer, BlocksRequest(height, 1))
+        if reply is None or len(reply.blocks) != 1:
+            raise SnapshotError(f"no block at the trusted height {height}")
+        block = Block.decode(reply.blocks[0])
+        header = Header.decode(block.header)
+        if block.height != height or header.hash(self.chain_id) != expected:
+            raise SnapshotError(f"its block {height} is not the trusted one")
+        sets = follow(self.chain_id, self.trusted, handovers)
+        members = [members for since, members in sets if since <= height][-1]
+        verify_range(self.chain_id, [block], header.previous_hash, members)
 
     def _check(self, block: Block, after: Block, handovers: Sequence[Handover]) -> bytes:
         """The state root after ``block``, once both blocks check against the sets the
