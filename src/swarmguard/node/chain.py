@@ -99,6 +99,7 @@ class Chain:
         self._genesis_writes: Mapping[bytes, bytes | None] = genesis.writes
         self._sets: dict[int, list[tuple[bytes, int]]] = {}
         self._heights: list[int] = []  # sorted(self._sets), rebuilt when a change is added
+        self._handovers: list[Handover] | None = None  # loaded on the first ``handovers``
         self._schedules: dict[int, tuple[LeaderSchedule, bytes]] = {}
         initial = _validator_list(genesis.validator_updates or ())
         if not initial:
@@ -160,13 +161,15 @@ class Chain:
             self.store.put_records({_set_key(later): encode_validators(current)})
 
     def handovers(self, after: int) -> list[Handover]:
-        """The hand-overs this node holds to heights above ``after``, in order."""
-        start = HANDOVER_PREFIX + (after + 1).to_bytes(8, "big")
-        return [
-            Handover.decode(value)
-            for key, value in self.store.records(HANDOVER_PREFIX)
-            if key >= start
-        ]
+        """The hand-overs this node holds to heights above ``after``, in order (read from the
+        store once, then kept up to date by ``commit``: peers ask for them)."""
+        held = self._handovers
+        if held is None:
+            held = self._handovers = [
+                Handover.decode(value) for _, value in self.store.records(HANDOVER_PREFIX)
+            ]
+        start = bisect.bisect_right([handover.height for handover in held], after)
+        return held[start:]
 
     # -- what the replica asks ------------------------------------------------------------
 
@@ -327,11 +330,14 @@ class Chain:
             chosen = _validator_list(result.validator_updates)
             if chosen != self.validators(later):
                 records[_set_key(later)] = encode_validators(chosen)
+        handover = None
         if header.next_validators_hash != header.validators_hash:
             following = tuple(self.validators(height + 1))
             handover = Handover(height + 1, following, block.header, certificate.encode())
             records[HANDOVER_PREFIX + (height + 1).to_bytes(8, "big")] = handover.encode()
         block_hash = self.store.commit(stored, writes, transaction_hashes=hashes, records=records)
+        if handover is not None and self._handovers is not None:
+            self._handovers.append(handover)
         self.app.commit()
         self.mempool.update(block.transactions, mempool_check(self.app))
         self.app_hash, self.last_hash, self.last_time = result.app_hash, block_hash, header.time
