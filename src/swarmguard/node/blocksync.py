@@ -462,10 +462,20 @@ class Syncer:
 
     async def _verify_and_execute(self, blocks: list[Block]) -> int:
         """Verify the range against the current validator set, off the event loop (in the
-        worker processes when it is long enough to pay for them); where it does not verify
-        (the set changed inside it, or a bad block), go block by block with the set each
-        height has. Returns how many blocks were executed."""
+        worker processes when it is long enough to pay for them), up to the first block whose
+        header names another set for the next height (the rest waits for the next round, when
+        executing these has told the chain that set); where it does not verify (a bad block),
+        go block by block with the set each height has. Returns how many blocks were
+        executed."""
         chain = self.chain
+        for index, block in enumerate(blocks):
+            try:
+                header = Header.decode(block.header)
+            except CodecError:
+                break  # verification names it
+            if header.next_validators_hash != header.validators_hash:
+                blocks = blocks[: index + 1]
+                break
         validators = list(chain.validators(blocks[0].height))
         loop = asyncio.get_running_loop()
         try:
