@@ -301,7 +301,9 @@ def test_clients_talk_to_real_processes_over_grpc_and_http(tmp_path: Path) -> No
         assert queried.returncode == 0, queried.stderr
         assert json.loads(queried.stdout)["balance"] == 5
         status = cli("status", "--node", f"127.0.0.1:{api_ports[3]}")
-        assert json.loads(status.stdout)["chainId"] == "swarmguard-testnet"
+        shown = json.loads(status.stdout)
+        assert shown["chainId"] == "swarmguard-testnet"
+        assert len(bytes.fromhex(shown["lastBlockHash"])) == 32  # hex, as trust_hash takes it
         with urllib.request.urlopen(f"http://127.0.0.1:{http_ports[0]}/openapi.json") as answer:
             assert "/v1/SubmitTransaction" in json.loads(answer.read())["paths"]
         request = urllib.request.Request(

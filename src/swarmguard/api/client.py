@@ -19,7 +19,13 @@ __all__ = ["run_client"]
 
 
 def _print(message: object) -> None:
-    print(json.dumps(json_format.MessageToDict(message), indent=2))  # type: ignore[arg-type]
+    """The message as JSON, byte fields in hex (how keys and hashes are written everywhere
+    else here, e.g. a config's ``trust_hash``) rather than protobuf JSON's base64."""
+    document = json_format.MessageToDict(message)  # type: ignore[arg-type]
+    for field in message.DESCRIPTOR.fields:  # type: ignore[attr-defined]
+        if field.type == field.TYPE_BYTES and field.json_name in document:
+            document[field.json_name] = getattr(message, field.name).hex()
+    print(json.dumps(document, indent=2))
 
 
 def run_client(args: argparse.Namespace) -> int:
