@@ -38,7 +38,7 @@ from swarmguard.node.ledger import Code, LedgerApp
 from swarmguard.node.mempool import Admission, Mempool
 from swarmguard.node.statesync import StateSyncer
 from swarmguard.node.transactions import CreateValidator, Delegate, Transaction, Transfer
-from swarmguard.storage.blockstore import BlockStore
+from swarmguard.storage.blockstore import Block, BlockStore
 from swarmguard.storage.catchup import CatchUpError, Header, commit_hash, verify_range
 from swarmguard.storage.snapshots import SnapshotError
 from swarmguard.validators.certificate import CommitCertificate
@@ -250,17 +250,21 @@ def test_validator_set_changes_take_effect_two_heights_later_and_survive_a_resta
     assert chain.handovers(4) == []
 
 
+def _with_a_newcomer(tmp_path: Path, heights: int) -> Cluster:
+    """Four nodes, epochs of 2 blocks; Alice registers a validator with a little stake at
+    height 1 (chosen at the boundary at 2, signing from 4); run to ``heights``."""
+    cluster = Cluster(tmp_path, epoch_length=2)
+    newcomer = SigningKey(b"n" * 32)
+    join = CreateValidator(newcomer.public_key.raw, b"v" * 32, 0, 1_000)
+    cluster.submit(Transaction.sign(ALICE, CHAIN, 0, join).encode())
+    cluster.run(heights=heights)
+    return cluster
+
+
 def test_hand_overs_that_do_not_follow_are_refused(tmp_path: Path) -> None:
     """``follow`` believes a hand-over only with the trusted set's certificate over a header
     naming the trusted set and the new one: each forgery below is refused."""
-    cluster = Cluster(tmp_path, epoch_length=2)
-    newcomer = SigningKey(b"n" * 32)
-    cluster.submit(
-        Transaction.sign(
-            ALICE, CHAIN, 0, CreateValidator(newcomer.public_key.raw, b"v" * 32, 0, 1_000)
-        ).encode()
-    )
-    cluster.run(heights=5)
+    cluster = _with_a_newcomer(tmp_path, heights=5)
     chain = cluster.chains[0]
     genesis = chain.validators(1)
     (real,) = chain.handovers(0)
@@ -290,14 +294,7 @@ def test_hand_overs_that_do_not_follow_are_refused(tmp_path: Path) -> None:
 def test_state_sync_trusts_a_later_height_only_through_the_hand_overs(tmp_path: Path) -> None:
     """The snapshot check of a new node that knows only the genesis set: blocks at and around
     the change verify with the hand-over, and are refused without it (a peer withholding it)."""
-    cluster = Cluster(tmp_path, epoch_length=2)
-    newcomer = SigningKey(b"n" * 32)
-    cluster.submit(
-        Transaction.sign(
-            ALICE, CHAIN, 0, CreateValidator(newcomer.public_key.raw, b"v" * 32, 0, 1_000)
-        ).encode()
-    )
-    cluster.run(heights=8)
+    cluster = _with_a_newcomer(tmp_path, heights=8)
     chain = cluster.chains[1]
     syncer = StateSyncer(
         CHAIN,
@@ -424,16 +421,14 @@ def test_a_trusted_header_anchors_state_sync(tmp_path: Path) -> None:
     """With ``trust`` set, a peer's answers count only if its block at the trusted height is
     the trusted header, signed by the set the hand-overs give for that height (after a set
     change here): the right hash passes, any other is refused, as is a height the peer lacks."""
-    cluster = Cluster(tmp_path, epoch_length=2)
-    newcomer = SigningKey(b"n" * 32)
-    cluster.submit(
-        Transaction.sign(
-            ALICE, CHAIN, 0, CreateValidator(newcomer.public_key.raw, b"v" * 32, 0, 1_000)
-        ).encode()
-    )
-    cluster.run(heights=10)
+    cluster = _with_a_newcomer(tmp_path, heights=10)
     chain = cluster.chains[1]
     server = Syncer(chain, chain.store, lambda peer, message: None)
+    answered = [
+        Block.decode(encoded).height for encoded in server.answer(BlocksRequest(3, 64)).blocks
+    ]
+    assert answered == list(range(3, chain.store.height + 1))  # consecutive, as far as held
+    assert server.answer(BlocksRequest(chain.store.height + 1, 5)).blocks == ()
 
     def snapshot_check(trust: tuple[int, bytes]) -> bytes:
         async def run() -> bytes:

@@ -38,7 +38,7 @@ import functools
 import logging
 import multiprocessing
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from enum import IntEnum
@@ -109,6 +109,14 @@ class _Kind(IntEnum):
     HANDOVERS = 9
 
 
+def _check_blobs(what: str, items: tuple[bytes, ...], count_max: int) -> None:
+    """A reply's list of blobs: at most ``count_max`` of them, all in one frame."""
+    if len(items) > count_max:
+        raise CodecError(f"{what}: more than {count_max}")
+    if sum(4 + len(item) for item in items) > REPLY_BYTES_MAX:
+        raise CodecError(f"{what}: more than {REPLY_BYTES_MAX} bytes")
+
+
 @dataclass(frozen=True, slots=True)
 class Status:
     height: int
@@ -134,10 +142,7 @@ class BlocksReply:
     blocks: tuple[bytes, ...]  # stored block encodings
 
     def __post_init__(self) -> None:
-        if len(self.blocks) > BLOCKS_PER_REQUEST:
-            raise CodecError(f"reply: more than {BLOCKS_PER_REQUEST} blocks")
-        if sum(4 + len(block) for block in self.blocks) > REPLY_BYTES_MAX:
-            raise CodecError(f"reply: more than {REPLY_BYTES_MAX} bytes")
+        _check_blobs("reply (blocks)", self.blocks, BLOCKS_PER_REQUEST)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,10 +155,7 @@ class SnapshotOffer:
     manifests: tuple[bytes, ...]  # encoded storage.snapshots.Manifest, newest first
 
     def __post_init__(self) -> None:
-        if len(self.manifests) > OFFERED_MAX:
-            raise CodecError(f"offer: more than {OFFERED_MAX} snapshots")
-        if sum(4 + len(m) for m in self.manifests) > REPLY_BYTES_MAX:
-            raise CodecError(f"offer: more than {REPLY_BYTES_MAX} bytes")
+        _check_blobs("offer (snapshots)", self.manifests, OFFERED_MAX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,10 +194,7 @@ class Handovers:
     items: tuple[bytes, ...]  # encoded node.handover.Handover, by height
 
     def __post_init__(self) -> None:
-        if len(self.items) > HANDOVERS_PER_REPLY:
-            raise CodecError(f"hand-overs: more than {HANDOVERS_PER_REPLY}")
-        if sum(4 + len(item) for item in self.items) > REPLY_BYTES_MAX:
-            raise CodecError(f"hand-overs: more than {REPLY_BYTES_MAX} bytes")
+        _check_blobs("hand-overs", self.items, HANDOVERS_PER_REPLY)
 
 
 SyncMessage = (
@@ -211,6 +210,20 @@ SyncMessage = (
 )
 
 
+def _write_blobs(out: Writer, items: tuple[bytes, ...], width: int) -> None:
+    out.uint(len(items), width)
+    for item in items:
+        out.blob(item, REPLY_BYTES_MAX)
+
+
+def _read_blobs(reader: Reader, width: int, count_max: int, field: str) -> tuple[bytes, ...]:
+    """A count (``width`` bytes, at most ``count_max``) and that many blobs."""
+    count = reader.uint(width, f"{field} count")
+    if count > count_max:
+        raise CodecError(f"{reader.what}: {count} of {field} exceed {count_max}")
+    return tuple(reader.blob(REPLY_BYTES_MAX, field) for _ in range(count))
+
+
 def encode(message: SyncMessage) -> bytes:
     out = Writer()
     out.uint(BLOCKSYNC_VERSION, 1)
@@ -224,24 +237,18 @@ def encode(message: SyncMessage) -> bytes:
         out.uint(message.count, 2)
     elif isinstance(message, BlocksReply):
         out.uint(_Kind.REPLY, 1)
-        out.uint(len(message.blocks), 2)
-        for block in message.blocks:
-            out.blob(block, REPLY_BYTES_MAX)
+        _write_blobs(out, message.blocks, 2)
     elif isinstance(message, SnapshotsRequest):
         out.uint(_Kind.SNAPSHOTS, 1)
     elif isinstance(message, SnapshotOffer):
         out.uint(_Kind.OFFER, 1)
-        out.uint(len(message.manifests), 1)
-        for manifest in message.manifests:
-            out.blob(manifest, REPLY_BYTES_MAX)
+        _write_blobs(out, message.manifests, 1)
     elif isinstance(message, HandoversRequest):
         out.uint(_Kind.HANDOVERS_REQUEST, 1)
         out.uint(message.after, 8)
     elif isinstance(message, Handovers):
         out.uint(_Kind.HANDOVERS, 1)
-        out.uint(len(message.items), 2)
-        for item in message.items:
-            out.blob(item, REPLY_BYTES_MAX)
+        _write_blobs(out, message.items, 2)
     else:
         out.uint(_Kind.CHUNK_REQUEST if isinstance(message, ChunkRequest) else _Kind.CHUNK, 1)
         out.uint(message.height, 8)
@@ -262,19 +269,11 @@ def decode(payload: bytes) -> SyncMessage:
     elif tag is _Kind.REQUEST:
         message = BlocksRequest(reader.uint(8, "start"), reader.uint(2, "count"))
     elif tag is _Kind.REPLY:
-        count = reader.uint(2, "count")
-        if count > BLOCKS_PER_REQUEST:
-            raise CodecError(f"reply: {count} blocks exceed {BLOCKS_PER_REQUEST}")
-        message = BlocksReply(tuple(reader.blob(REPLY_BYTES_MAX, "block") for _ in range(count)))
+        message = BlocksReply(_read_blobs(reader, 2, BLOCKS_PER_REQUEST, "block"))
     elif tag is _Kind.SNAPSHOTS:
         message = SnapshotsRequest()
     elif tag is _Kind.OFFER:
-        count = reader.uint(1, "count")
-        if count > OFFERED_MAX:
-            raise CodecError(f"offer: {count} snapshots exceed {OFFERED_MAX}")
-        message = SnapshotOffer(
-            tuple(reader.blob(REPLY_BYTES_MAX, "manifest") for _ in range(count))
-        )
+        message = SnapshotOffer(_read_blobs(reader, 1, OFFERED_MAX, "manifest"))
     elif tag in (_Kind.CHUNK_REQUEST, _Kind.CHUNK):
         height, index = reader.uint(8, "height"), reader.uint(4, "index")
         if tag is _Kind.CHUNK_REQUEST:
@@ -284,12 +283,21 @@ def decode(payload: bytes) -> SyncMessage:
     elif tag is _Kind.HANDOVERS_REQUEST:
         message = HandoversRequest(reader.uint(8, "after"))
     else:  # HANDOVERS
-        count = reader.uint(2, "count")
-        if count > HANDOVERS_PER_REPLY:
-            raise CodecError(f"hand-overs: {count} exceed {HANDOVERS_PER_REPLY}")
-        message = Handovers(tuple(reader.blob(REPLY_BYTES_MAX, "hand-over") for _ in range(count)))
+        message = Handovers(_read_blobs(reader, 2, HANDOVERS_PER_REPLY, "hand-over"))
     reader.finish()
     return message
+
+
+def _fitting(encodings: Iterable[bytes]) -> tuple[bytes, ...]:
+    """The leading ``encodings`` that fit one reply together."""
+    taken: list[bytes] = []
+    size = 0
+    for encoded in encodings:
+        size += 4 + len(encoded)
+        if size > REPLY_BYTES_MAX:
+            break
+        taken.append(encoded)
+    return tuple(taken)
 
 
 class SyncError(RuntimeError):
@@ -335,31 +343,23 @@ class Syncer:
 
     def answer(self, request: BlocksRequest) -> BlocksReply:
         """Our stored blocks from ``request.start`` on, as many as were asked and fit."""
-        blocks: list[bytes] = []
-        size = 0
         store = self.store
-        for height in range(request.start, min(request.start + request.count, store.height + 1)):
-            block = store.block(height)
-            if block is None:
-                break  # pruned (below our base): the asker finds another peer
-            encoded = block.encode()
-            if size + 4 + len(encoded) > REPLY_BYTES_MAX:
-                break
-            blocks.append(encoded)
-            size += 4 + len(encoded)
-        return BlocksReply(tuple(blocks))
+
+        def stored() -> Iterator[bytes]:
+            for height in range(
+                request.start, min(request.start + request.count, store.height + 1)
+            ):
+                block = store.block(height)
+                if block is None:
+                    return  # pruned (below our base): the asker finds another peer
+                yield block.encode()
+
+        return BlocksReply(_fitting(stored()))
 
     def answer_handovers(self, request: HandoversRequest) -> Handovers:
         """Our validator-set hand-overs above ``request.after``, as many as fit a reply."""
-        items: list[bytes] = []
-        size = 0
-        for handover in self.chain.handovers(request.after)[:HANDOVERS_PER_REPLY]:
-            encoded = handover.encode()
-            if size + 4 + len(encoded) > REPLY_BYTES_MAX:
-                break
-            items.append(encoded)
-            size += 4 + len(encoded)
-        return Handovers(tuple(items))
+        held = self.chain.handovers(request.after)[:HANDOVERS_PER_REPLY]
+        return Handovers(_fitting(handover.encode() for handover in held))
 
     def behind(self, lag: int = SYNC_LAG) -> bool:
         """Whether the best peer we hear of is more than ``lag`` heights ahead."""

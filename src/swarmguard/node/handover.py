@@ -20,7 +20,8 @@ threshold of a set the node already trusts.
 
 The trust argument is the light client's: it holds while no set the node trusts on the way
 has ever had a third or more of its power Byzantine, including sets that have since left, which
-could sign a different history (a long-range attack). Nodes keep every hand-over they commit
+could sign a different history (a long-range attack; a trusted header, ``[statesync]
+trust_height`` and ``trust_hash``, bounds it). Nodes keep every hand-over they commit
 (block-store records, never pruned) and serve them on the SYNC channel.
 """
 
@@ -55,8 +56,9 @@ CometBFT), so that header h + 1 can name the set after it."""
 HEADER_BYTES_MAX = 4096
 CERTIFICATE_BYTES_MAX = 8 + VALIDATORS_MAX * 66 + 64
 HANDOVER_BYTES_MAX = (
-    1 + 8 + 4 + VALIDATORS_MAX * 40 + 4 + HEADER_BYTES_MAX + 4 + (CERTIFICATE_BYTES_MAX)
+    1 + 8 + 4 + VALIDATORS_MAX * 40 + 4 + HEADER_BYTES_MAX + 4 + CERTIFICATE_BYTES_MAX
 )
+"""A hand-over decodes only up to this size (the largest set with a full certificate)."""
 
 Validators = Sequence[tuple[bytes, int]]
 
