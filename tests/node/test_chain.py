@@ -25,7 +25,7 @@ from swarmguard.consensus.replica import (
 )
 from swarmguard.crypto import SigningKey
 from swarmguard.crypto.hashing import address_of
-from swarmguard.node.abci import BlockRequest
+from swarmguard.node.abci import BlockRequest, FinalizedBlock, ValidatorUpdate
 from swarmguard.node.blocksync import (
     HANDOVERS_PER_REPLY,
     BlocksRequest,
@@ -461,3 +461,20 @@ def test_a_trusted_header_anchors_state_sync(tmp_path: Path) -> None:
     for trust in ((5, bytes(32)), (4, trusted), (500, trusted)):
         with pytest.raises(SnapshotError):
             snapshot_check(trust)
+
+
+def test_an_application_naming_a_key_twice_is_refused(tmp_path: Path) -> None:
+    key = CONSENSUS[0].public_key.raw
+    twice = (ValidatorUpdate(key, b"v" * 32, 10), ValidatorUpdate(key, b"v" * 32, 20))
+    app = LedgerApp(CHAIN)
+    with pytest.raises(ValueError, match="at most once"):
+        Chain(
+            CHAIN,
+            app,
+            BlockStore(tmp_path / "store", CHAIN),
+            Mempool(CHAIN, lambda tx: None),
+            genesis=FinalizedBlock((), bytes(32), {}, twice),
+            genesis_time=1_000,
+            proposer_key=key,
+            clock=lambda: 1_000.0,
+        )

@@ -377,5 +377,11 @@ def mempool_check(app: Application) -> Callable[[bytes], str | None]:
 
 
 def _validator_list(updates: Sequence[ValidatorUpdate]) -> list[tuple[bytes, int]]:
-    """The consensus set: (key, power) by key, powers above zero."""
-    return sorted((u.consensus_key, u.power) for u in updates if u.power > 0)
+    """The consensus set: (key, power) by key, powers above zero. An application that names a
+    key twice is refused here, as CometBFT refuses it, rather than stored as a set no header
+    could name canonically."""
+    members = sorted((u.consensus_key, u.power) for u in updates if u.power > 0)
+    keys = [key for key, _ in members]
+    if len(set(keys)) != len(keys) or any(len(key) != 32 for key in keys):
+        raise ValueError("validator updates: each consensus key (32 bytes) at most once")
+    return members
