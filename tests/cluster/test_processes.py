@@ -137,6 +137,39 @@ def test_a_validator_killed_at_random_instants_never_double_signs(tmp_path: Path
     assert_identical_chains(homes, target)
 
 
+def _three_of_four(where: Path, slack_ppm: int) -> dict[str, int]:
+    """Four validators in genesis, three started: their counters once all are at height 12."""
+    homes = write_testnet(
+        where, 4, ports=free_ports(4), genesis_time=int(time.time()), fast_path_slack_ppm=slack_ppm
+    )
+    for home in homes:
+        with (home / "config.toml").open("a") as config:
+            config.write("\n[batch]\nempty_block_after = 0.05\n")
+    nodes = [Process(home) for home in homes[:3]]  # the fourth never starts
+    try:
+        for node in nodes:
+            node.start()
+        wait_for(lambda: all(n.height() >= 12 for n in nodes), "height 12 on three nodes")
+    finally:
+        for node in nodes:
+            node.stop()
+    lines = [json.loads(line) for line in nodes[0].log.read_text().splitlines()]
+    counts: dict[str, int] = [line for line in lines if line.get("message") == "height"][-1]
+    return counts
+
+
+def test_a_fast_path_slack_in_genesis_lets_three_of_four_commit_fast(tmp_path: Path) -> None:
+    """With ``consensus_params.fast_path_slack_ppm`` = 250,000 (P = one of four equal
+    validators, so F = 0: the trade the parameter makes) three running validators decide on
+    the fast path (N - P of the power voted); without it the fast path needs all four, so the
+    same three decide only on the slow path."""
+    counts = _three_of_four(tmp_path / "slack", 250_000)
+    assert counts["fast"] >= counts["decided"] - 2, counts
+    counts = _three_of_four(tmp_path / "none", 0)
+    assert counts["fast"] == 0, counts
+    assert counts["slow"] >= 10, counts
+
+
 def assert_identical_chains(homes: list[Path], at_least: int) -> None:
     """Every height all stores hold is the same block on every node, up to at least
     ``at_least``."""

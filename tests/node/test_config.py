@@ -3,6 +3,7 @@ refused with the field named."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,24 @@ def test_environment_overrides(home: Path) -> None:
     config = load_home(home, environ=environ)
     assert (config.host, config.port) == ("0.0.0.0", 40000)
     assert config.batch.timeout == 0.2
+
+
+def test_the_fast_path_slack_comes_from_genesis(home: Path) -> None:
+    assert load_home(home, environ={}).slack_ppm == 0
+    path = home / "genesis.json"
+    genesis = json.loads(path.read_text())
+    genesis["consensus_params"] = {"fast_path_slack_ppm": 142_858}
+    path.write_text(json.dumps(genesis))
+    assert load_home(home, environ={}).slack_ppm == 142_858
+    del genesis["consensus_params"]  # optional: a genesis without it has no slack
+    path.write_text(json.dumps(genesis))
+    assert load_home(home, environ={}).slack_ppm == 0
+    for params in ({"fast_path_slack_ppm": 500_000}, {"fast_path_slack_ppm": "1"}, {"p": 1}):
+        genesis["consensus_params"] = params
+        path.write_text(json.dumps(genesis))
+        with pytest.raises(ConfigError) as raised:
+            load_home(home, environ={})
+        assert raised.value.field == "genesis.json"
 
 
 def test_a_trusted_header_is_read(home: Path) -> None:

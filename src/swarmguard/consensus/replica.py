@@ -48,6 +48,7 @@ from swarmguard.validators.evidence import (
     DoubleVoteEvidence,
     SignedVote,
 )
+from swarmguard.validators.sets import fast_path_slack
 
 __all__ = [
     "VIEWS_AHEAD_MAX",
@@ -225,6 +226,9 @@ class Replica:
     _future: FutureBuffer[Message] | None = None
     batcher: Batcher | None = None  # a leader's batch of transactions (None: blocks as proposed)
     fast_path: bool = True  # False: decide on Finals only (benchmarks measure the fast path's gain)
+    slack_ppm: int = 0
+    """The chain's fast-path slack P as millionths of each height's total power
+    (``validators.sets.fast_path_slack``): every validator must use the same."""
     _decisions: dict[int, Decision] = field(default_factory=dict)
     _answered: dict[int, tuple[int, float]] = field(default_factory=dict)  # who -> (height, when)
     _asked: dict[int, tuple[int, float]] = field(default_factory=dict)  # who -> (height, when)
@@ -831,7 +835,8 @@ class Replica:
         # Sets change at epoch boundaries, and with them this replica's place (or membership:
         # -1 signs nothing at this height).
         self.index = indexes.get(self.key.public_key.raw, -1)
-        return _Height(Thresholds.for_powers(powers), now, indexes=indexes)
+        slack = fast_path_slack(validators, self.slack_ppm)
+        return _Height(Thresholds.for_powers(powers, slack), now, indexes=indexes)
 
     def _height(self) -> _Height:
         if self._state is None:

@@ -487,6 +487,7 @@ class Syncer:
                     blocks,
                     chain.last_hash,
                     validators,
+                    slack=chain.slack(validators),
                     processes=self.processes,
                     executor=self._executor() if len(blocks) >= PARALLEL_MIN else None,
                 ),
@@ -494,9 +495,14 @@ class Syncer:
         except CatchUpError:
             executed = 0
             for block in blocks:
+                members = chain.validators(block.height)
                 try:
                     verify_range(
-                        chain.chain_id, [block], chain.last_hash, chain.validators(block.height)
+                        chain.chain_id,
+                        [block],
+                        chain.last_hash,
+                        members,
+                        slack=chain.slack(members),
                     )
                 except CatchUpError as error:
                     log.warning("block sync: %s", error)

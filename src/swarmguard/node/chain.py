@@ -48,7 +48,12 @@ from swarmguard.storage.catchup import Header, commit_hash
 from swarmguard.storage.merkle import merkle_root
 from swarmguard.validators.certificate import CertificateError, CommitCertificate
 from swarmguard.validators.election import LeaderSchedule, ScheduledValidator
-from swarmguard.validators.sets import decode_validators, encode_validators, validators_hash
+from swarmguard.validators.sets import (
+    decode_validators,
+    encode_validators,
+    fast_path_slack,
+    validators_hash,
+)
 
 __all__ = ["Chain", "ChainLimits", "handover_records", "mempool_check"]
 
@@ -90,12 +95,16 @@ class Chain:
         proposer_key: bytes,
         clock: Callable[[], float],
         limits: ChainLimits | None = None,
+        slack_ppm: int = 0,
     ) -> None:
         self.chain_id = chain_id
         self.app, self.store, self.mempool = app, store, mempool
         self.limits = limits or ChainLimits()
         self._clock = clock
         self._proposer = address_of(proposer_key)
+        self.slack_ppm = slack_ppm
+        """The chain's fast-path slack (genesis ``consensus_params``), for every certificate
+        check: ``slack(validators)`` is its P for a set."""
         self._genesis_writes: Mapping[bytes, bytes | None] = genesis.writes
         self._sets: dict[int, list[tuple[bytes, int]]] = {}
         self._heights: list[int] = []  # sorted(self._sets), rebuilt when a change is added
@@ -221,6 +230,10 @@ class Chain:
         ]
         return LeaderSchedule(self.chain_id, members, reputation_threshold=threshold)
 
+    def slack(self, validators: Sequence[tuple[bytes, int]]) -> int:
+        """The fast-path slack P of ``validators`` on this chain."""
+        return fast_path_slack(validators, self.slack_ppm)
+
     def validators(self, height: int) -> list[tuple[bytes, int]]:
         """The set of ``height``: the newest change at or below it."""
         heights = self._heights
@@ -282,7 +295,8 @@ class Chain:
             return not last_commit
         try:
             certificate = CommitCertificate.decode(last_commit)
-            certificate.verify(self.chain_id, self.validators(height - 1), 0)
+            previous = self.validators(height - 1)
+            certificate.verify(self.chain_id, previous, self.slack(previous))
         except (CodecError, CertificateError):
             return False
         return certificate.height == height - 1 and certificate.block_hash == self.last_hash

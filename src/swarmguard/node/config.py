@@ -3,7 +3,9 @@
 Layout::
 
     <home>/config.toml          this node's settings (below)
-    <home>/genesis.json         {"chain_id", "genesis_time", "app_state"}: the same on every node
+    <home>/genesis.json         {"chain_id", "genesis_time", "consensus_params", "app_state"}:
+                                the same on every node; consensus_params (optional) holds
+                                "fast_path_slack_ppm" (validators.sets.fast_path_slack, 0)
     <home>/consensus_key.json   Ed25519 key file (crypto.keys format, mode 0600)
     <home>/node_key.json        Ed25519 key file: the transport identity
     <home>/operator_key.json    Ed25519 key file: the validator's account (optional; signs the
@@ -55,6 +57,7 @@ from swarmguard.node.identity import NodeIdentity
 from swarmguard.node.mempool import MempoolConfig
 from swarmguard.node.runtime import ConsensusOptions, NodeConfig, StateSyncOptions
 from swarmguard.node.transport import Peer, TransportConfig
+from swarmguard.validators.sets import SLACK_PPM_LIMIT
 
 __all__ = ["ConfigError", "load_home", "write_testnet"]
 
@@ -137,6 +140,12 @@ def load_home(home: Path, environ: Mapping[str, str] | None = None) -> NodeConfi
         genesis = json.loads((home / "genesis.json").read_text())
         chain_id, genesis_time = str(genesis["chain_id"]), int(genesis["genesis_time"])
         app_state = json.dumps(genesis["app_state"], sort_keys=True).encode()
+        params = dict(genesis.get("consensus_params", {}))
+        slack_ppm = params.pop("fast_path_slack_ppm", 0)
+        if params:
+            raise ValueError(f"unknown consensus_params {sorted(params)}")
+        if type(slack_ppm) is not int or not 0 <= slack_ppm < SLACK_PPM_LIMIT:
+            raise ValueError(f"fast_path_slack_ppm must be an integer in 0..{SLACK_PPM_LIMIT - 1}")
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ConfigError("genesis.json", str(error)) from None
     unknown = set(document) - {"node", "peers", *_SECTIONS}
@@ -183,6 +192,7 @@ def load_home(home: Path, environ: Mapping[str, str] | None = None) -> NodeConfi
         node_identity=NodeIdentity(_key_seed(home, "node_key.json")),
         app_state=app_state,
         genesis_time=genesis_time,
+        slack_ppm=slack_ppm,
         host=host,
         port=port,
         peers=peers,
@@ -224,6 +234,7 @@ def write_testnet(
     balance: int = 1_000_000_000,
     self_bond: int = 1_000_000,
     full_nodes: int = 0,
+    fast_path_slack_ppm: int = 0,
 ) -> list[Path]:
     """Write ``validators`` home directories under ``output``: fresh keys, one genesis (each
     validator's operator account funded and bonded), full-mesh peers on 127.0.0.1 at ``ports``
@@ -264,7 +275,12 @@ def write_testnet(
     }
     if staking:
         app_state["staking"] = dict(staking)
-    genesis = {"chain_id": chain_id, "genesis_time": genesis_time, "app_state": app_state}
+    genesis = {
+        "chain_id": chain_id,
+        "genesis_time": genesis_time,
+        "consensus_params": {"fast_path_slack_ppm": fast_path_slack_ppm},
+        "app_state": app_state,
+    }
     for i, home in enumerate(homes):
         (home / "genesis.json").write_text(json.dumps(genesis, indent=2) + "\n")
         lines = [

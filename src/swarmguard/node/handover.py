@@ -35,6 +35,7 @@ from swarmguard.storage.catchup import Header
 from swarmguard.validators.certificate import CertificateError, CommitCertificate
 from swarmguard.validators.sets import (
     VALIDATORS_MAX,
+    fast_path_slack,
     read_validators,
     validators_hash,
     write_validators,
@@ -106,10 +107,11 @@ class Handover:
 
 
 def follow(
-    chain_id: str, genesis: Validators, handovers: Sequence[Handover]
+    chain_id: str, genesis: Validators, handovers: Sequence[Handover], slack_ppm: int = 0
 ) -> list[tuple[int, list[tuple[bytes, int]]]]:
     """The sets by first height, from the genesis set (height 1) through ``handovers`` in
-    order; raises HandoverError at the first that does not follow."""
+    order; raises HandoverError at the first that does not follow. ``slack_ppm``: the chain's
+    fast-path slack (``validators.sets.fast_path_slack``)."""
     sets = [(1, list(genesis))]
     for handover in handovers:
         since, trusted = sets[-1]
@@ -119,7 +121,7 @@ def follow(
         try:
             header = Header.decode(handover.header)
             certificate = CommitCertificate.decode(handover.certificate)
-            certificate.verify(chain_id, trusted, 0)
+            certificate.verify(chain_id, trusted, fast_path_slack(trusted, slack_ppm))
         except (CodecError, CertificateError) as error:
             raise HandoverError(f"{where}: {error}") from None
         if header.height != handover.height - 1 or certificate.height != header.height:

@@ -156,6 +156,8 @@ class NodeConfig:
     """Where ``swarmguard node`` serves the gRPC API (None: not served)."""
     http: tuple[str, int] | None = None
     """Where it serves the same calls over HTTP/JSON (None: not served)."""
+    slack_ppm: int = 0
+    """The chain's fast-path slack (genesis ``consensus_params.fast_path_slack_ppm``)."""
 
 
 @dataclass(slots=True)
@@ -210,6 +212,7 @@ class Node:
             self._send_sync,
             lambda message: self.transport.broadcast(Channel.SYNC, blocksync.encode(message)),
             trust=config.statesync.trust,
+            slack_ppm=config.slack_ppm,
         )
         self._sync_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -233,6 +236,7 @@ class Node:
             proposer_key=config.consensus_key.public_key.raw,
             clock=time.time,
             limits=config.limits,
+            slack_ppm=config.slack_ppm,
         )
 
     def _make_replica(self) -> Replica:
@@ -257,6 +261,7 @@ class Node:
             guard=guard,
             batcher=Batcher(config.batch, live=self.mempool.holds),
             fast_path=config.consensus.fast_path,
+            slack_ppm=config.slack_ppm,
         )
         replica.load_decisions(self._stored_decisions())
         return replica

@@ -50,7 +50,7 @@ from swarmguard.storage.catchup import CatchUpError, Header, verify_range
 from swarmguard.storage.snapshots import Manifest, Restorer, SnapshotError
 from swarmguard.storage.state_tree import StateTree
 from swarmguard.validators.certificate import CertificateError, CommitCertificate
-from swarmguard.validators.sets import validators_hash
+from swarmguard.validators.sets import fast_path_slack, validators_hash
 
 __all__ = ["ATTEMPTS", "Restored", "StateSyncer"]
 
@@ -94,10 +94,12 @@ class StateSyncer:
         *,
         timeout: float = 5.0,
         trust: tuple[int, bytes] | None = None,
+        slack_ppm: int = 0,
     ) -> None:
         self.chain_id = chain_id
         self.trusted = list(trusted)  # the genesis set: (consensus key, power) by index
         self.trust = trust
+        self.slack_ppm = slack_ppm  # the chain's fast-path slack (genesis consensus_params)
         """(height, header hash) the operator trusts (``[statesync] trust_height``,
         ``trust_hash``), or None: trust follows from the genesis set alone."""
         self.syncer, self._send, self._broadcast = syncer, send, broadcast
@@ -223,6 +225,9 @@ class StateSyncer:
             collected.extend(page)
         return collected
 
+    def _slack(self, validators: Sequence[tuple[bytes, int]]) -> int:
+        return fast_path_slack(validators, self.slack_ppm)
+
     async def _check_anchor(self, peer: int, handovers: Sequence[Handover]) -> None:
         """With a trusted header configured: ``peer``'s block at its height must be that
         header, signed by the set the hand-overs give for it. A history forged from some
@@ -237,14 +242,16 @@ class StateSyncer:
         header = Header.decode(block.header)
         if block.height != height or header.hash(self.chain_id) != expected:
             raise SnapshotError(f"its block {height} is not the trusted one")
-        sets = follow(self.chain_id, self.trusted, handovers)
+        sets = follow(self.chain_id, self.trusted, handovers, self.slack_ppm)
         members = [members for since, members in sets if since <= height][-1]
-        verify_range(self.chain_id, [block], header.previous_hash, members)
+        verify_range(
+            self.chain_id, [block], header.previous_hash, members, slack=self._slack(members)
+        )
 
     def _check(self, block: Block, after: Block, handovers: Sequence[Handover]) -> bytes:
         """The state root after ``block``, once both blocks check against the sets the
         hand-overs lead to from genesis (``follow`` verifies them)."""
-        sets = follow(self.chain_id, self.trusted, handovers)
+        sets = follow(self.chain_id, self.trusted, handovers, self.slack_ppm)
 
         def set_of(height: int) -> list[tuple[bytes, int]]:
             return [members for since, members in sets if since <= height][-1]
@@ -253,10 +260,13 @@ class StateSyncer:
         current, following = set_of(block.height), set_of(after.height)
         if header.next_validators_hash != validators_hash(following):
             raise SnapshotError(f"header {block.height} names a set the hand-overs do not")
-        verify_range(self.chain_id, [block], header.previous_hash, current)
-        verify_range(self.chain_id, [after], header.hash(self.chain_id), following)
+        slack, next_slack = self._slack(current), self._slack(following)
+        verify_range(self.chain_id, [block], header.previous_hash, current, slack=slack)
+        verify_range(
+            self.chain_id, [after], header.hash(self.chain_id), following, slack=next_slack
+        )
         certificate = CommitCertificate.decode(after.last_commit)  # block's, carried by after
-        certificate.verify(self.chain_id, current, 0)
+        certificate.verify(self.chain_id, current, slack)
         if (certificate.height, certificate.block_hash) != (
             block.height,
             header.hash(self.chain_id),

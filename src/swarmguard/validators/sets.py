@@ -16,9 +16,11 @@ from collections.abc import Sequence
 from swarmguard.codec import CodecError, Reader, Writer
 
 __all__ = [
+    "SLACK_PPM_LIMIT",
     "VALIDATORS_MAX",
     "decode_validators",
     "encode_validators",
+    "fast_path_slack",
     "read_validators",
     "validators_hash",
     "write_validators",
@@ -28,6 +30,19 @@ VALIDATORS_MAX = 10_000
 """Members a decoded set may have (a bound for decoders, far above any real set)."""
 
 Validators = Sequence[tuple[bytes, int]]
+
+SLACK_PPM_LIMIT = 500_000
+"""The fast-path slack is a share of the set's power below one half (N >= 2P + 1)."""
+
+
+def fast_path_slack(validators: Validators, slack_ppm: int) -> int:
+    """The fast-path slack P of a set, in power: ``slack_ppm`` millionths of its total, rounded
+    down (a chain parameter, the same on every node). P lets the fast path commit without the
+    slowest P of power, at the price of tolerating less: F = (N - 2P - 1) // 3. With seven equal
+    validators, 142,858 ppm is one of them (F drops from two to one)."""
+    if not 0 <= slack_ppm < SLACK_PPM_LIMIT:
+        raise ValueError(f"fast-path slack {slack_ppm} ppm: 0 <= ppm < {SLACK_PPM_LIMIT}")
+    return sum(power for _, power in validators) * slack_ppm // 1_000_000
 
 
 def write_validators(out: Writer, validators: Validators) -> None:
