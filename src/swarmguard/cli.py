@@ -112,6 +112,12 @@ def _node_commands(commands: Any) -> None:
         default=2200.0,
         help="offered tx/s of the latency cases (at most 60%% of the measured capacity)",
     )
+    bench.add_argument(
+        "--slack-ppm",
+        type=int,
+        default=0,
+        help="the chain's fast-path slack in millionths of the power (142858: one of seven)",
+    )
     for client in (status, query, transfer):
         client.add_argument("--node", default="127.0.0.1:50051", help="gRPC address")
 
@@ -374,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         counts = [4] if args.quick else [int(n) for n in args.validators.split(",")]
         seconds = 5.0 if args.quick else args.seconds
-        print(run_bench(counts, args.rtt, seconds, args.rate))
+        print(run_bench(counts, args.rtt, seconds, args.rate, args.slack_ppm))
         return 0
     if args.command == "demo" and args.demo == "resilience":
         from swarmguard.demos import resilience_demo  # noqa: PLC0415 - load only what runs

@@ -45,6 +45,7 @@ class BenchCase:
     validators: int
     rtt: float  # seconds, injected by the transport (this machine has no netem)
     fast_path: bool = True
+    slack_ppm: int = 0  # the chain's fast-path slack (genesis consensus_params)
 
 
 def verify_seconds() -> float:
@@ -78,7 +79,14 @@ def _run_case(case: BenchCase, seconds: float, root: Path, rate: float) -> dict[
     n = case.validators
     free = free_ports(2 * n)
     ports, api_ports = free[:n], free[n:]
-    homes = write_testnet(home, n, ports=ports, api_ports=api_ports, genesis_time=int(time.time()))
+    homes = write_testnet(
+        home,
+        n,
+        ports=ports,
+        api_ports=api_ports,
+        genesis_time=int(time.time()),
+        fast_path_slack_ppm=case.slack_ppm,
+    )
     for node_home in homes:
         extra = f"\n[transport]\ndelay = {case.rtt / 2}\n"
         extra += "\n[mempool]\nclient_rate = 1000000.0\nclient_burst = 1000000.0\n"
@@ -142,7 +150,11 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def run_bench(
-    validator_counts: Sequence[int], rtt: float, seconds: float, rate: float = 2_200.0
+    validator_counts: Sequence[int],
+    rtt: float,
+    seconds: float,
+    rate: float = 2_200.0,
+    slack_ppm: int = 0,
 ) -> str:
     """For each validator count: capacity (closed loop) with no injected latency, then at
     ``rtt`` with the fast path on and off; then commit latency at ``rtt`` under an offered load
@@ -162,18 +174,23 @@ def run_bench(
         root = Path(directory)
         for n in validator_counts:
             capacity = {}
-            for case in (BenchCase(n, 0.0), BenchCase(n, rtt), BenchCase(n, rtt, False)):
+            cases = (
+                BenchCase(n, 0.0, True, slack_ppm),
+                BenchCase(n, rtt, True, slack_ppm),
+                BenchCase(n, rtt, False, slack_ppm),
+            )
+            for case in cases:
                 result = run(case, root / "closed", 0.0)
                 capacity[case] = result["throughput"]
                 rows.append((case, 0.0, result))
             for fast in (True, False):
-                case = BenchCase(n, rtt, fast)
+                case = BenchCase(n, rtt, fast, slack_ppm)
                 offered = min(rate, 0.6 * capacity[case])
                 rows.append((case, offered, run(case, root / "open", offered)))
     lines = [
         f"## swarmguard bench: {seconds:.0f} s of load per case, {cores} cores, one Ed25519 "
         f"verify {min(verifies) * 1e6:.1f}-{max(verifies) * 1e6:.1f} us ({len(verifies)} "
-        "measurements: before and after every case)",
+        f"measurements: before and after every case), fast-path slack {slack_ppm} ppm",
         "",
         "Bound: cores / (validators x one verify), with the faster of the verify measurements "
         "just before and just after the case; strict: with the fastest verify of the whole run "
