@@ -42,6 +42,7 @@ from swarmguard.storage.blockstore import Block, BlockStore
 from swarmguard.storage.catchup import CatchUpError, Header, commit_hash, verify_range
 from swarmguard.storage.snapshots import SnapshotError
 from swarmguard.validators.certificate import CommitCertificate
+from swarmguard.validators.evidence import PHASE_VOTE
 from swarmguard.validators.sets import validators_hash
 
 CHAIN = "swarm-chain"
@@ -289,6 +290,21 @@ def test_hand_overs_that_do_not_follow_are_refused(tmp_path: Path) -> None:
         follow(CHAIN, list(real.validators), [real])
     with pytest.raises(HandoverError):
         follow(CHAIN, genesis, [real, real])
+
+
+def test_hand_overs_are_checked_with_the_chains_fast_path_slack(tmp_path: Path) -> None:
+    """A fast commit with one vote short: not a commit on a chain without slack, a commit on
+    one whose slack is one of the four validators (``follow``'s ``slack_ppm``)."""
+    cluster = _with_a_newcomer(tmp_path, heights=5)
+    chain = cluster.chains[0]
+    (real,) = chain.handovers(0)
+    certificate = CommitCertificate.decode(real.certificate)
+    assert certificate.phase == PHASE_VOTE  # every vote arrived: a fast commit
+    short = replace(certificate, signatures=certificate.signatures[:3])
+    handover = replace(real, certificate=short.encode())
+    assert follow(CHAIN, chain.validators(1), [handover], slack_ppm=250_000)[-1][0] == 4
+    with pytest.raises(HandoverError):
+        follow(CHAIN, chain.validators(1), [handover])
 
 
 def test_state_sync_trusts_a_later_height_only_through_the_hand_overs(tmp_path: Path) -> None:
