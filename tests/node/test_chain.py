@@ -319,18 +319,18 @@ def test_state_sync_trusts_a_later_height_only_through_the_hand_overs(tmp_path: 
         lambda peer, message: None,
         lambda message: None,
     )
-    handovers = chain.handovers(0)
+    sets = follow(CHAIN, chain.validators(1), chain.handovers(0))
     for height in (2, 3, 4, 6):
         block, after = chain.store.block(height), chain.store.block(height + 1)
         assert block is not None
         assert after is not None
         root = Header.decode(after.header).state_root
-        assert syncer._check(block, after, handovers) == root
+        assert syncer._check(block, after, sets) == root
         if height >= 3:  # from here the blocks involve the new set
             with pytest.raises((SnapshotError, CatchUpError)):
-                syncer._check(block, after, ())
+                syncer._check(block, after, follow(CHAIN, chain.validators(1), []))
         with pytest.raises((SnapshotError, CatchUpError)):
-            syncer._check(block, chain.store.block(height + 2), handovers)  # type: ignore[arg-type]
+            syncer._check(block, chain.store.block(height + 2), sets)  # type: ignore[arg-type]
 
 
 def test_leaders_are_the_managers_draw_and_skip_low_reputation(tmp_path: Path) -> None:

@@ -340,9 +340,12 @@ class Chain:
         hashes = [self.mempool.hash(transaction) for transaction in block.transactions]
         records: dict[bytes, bytes] = {}
         later = height + SET_CHANGE_DELAY
+        chosen = None
         if result.validator_updates is not None:
             chosen = _validator_list(result.validator_updates)
-            if chosen != self.validators(later):
+            if chosen == self.validators(later):
+                chosen = None  # no change
+            else:
                 records[_set_key(later)] = encode_validators(chosen)
         handover = None
         if header.next_validators_hash != header.validators_hash:
@@ -362,8 +365,8 @@ class Chain:
             self.results[key] = (height, outcome.code, outcome.log)
         while len(self.results) > RESULTS_KEPT:
             self.results.popitem(last=False)
-        if records.get(_set_key(later)):
-            self._sets[later] = decode_validators(records[_set_key(later)])
+        if chosen is not None:
+            self._sets[later] = chosen
         for listener in self.listeners:
             listener(height)
 

@@ -71,6 +71,14 @@ HANDOVER_PAGES_MAX = 1024
 """Replies of hand-overs read from one peer (64 each): set changes a new node can follow."""
 
 
+Sets = Sequence[tuple[int, list[tuple[bytes, int]]]]
+"""Validator sets by first height, as ``handover.follow`` gives them."""
+
+
+def _set_of(sets: Sets, height: int) -> list[tuple[bytes, int]]:
+    return [members for since, members in sets if since <= height][-1]
+
+
 @dataclass(frozen=True, slots=True)
 class Restored:
     """A verified snapshot: the block at its height (with its certificate), the state, and
@@ -190,9 +198,10 @@ class StateSyncer:
                 handovers = await self._fetch_handovers(peer)
                 if handovers is None:
                     continue
-                await self._check_anchor(peer, handovers)
+                sets = follow(self.chain_id, self.trusted, handovers, self.slack_ppm)
+                await self._check_anchor(peer, sets)
                 kept = tuple(h for h in handovers if h.height <= height + 1)
-                return block, self._check(block, after, kept), kept
+                return block, self._check(block, after, sets), kept
             except (
                 CatchUpError,
                 CertificateError,
@@ -228,7 +237,7 @@ class StateSyncer:
     def _slack(self, validators: Sequence[tuple[bytes, int]]) -> int:
         return fast_path_slack(validators, self.slack_ppm)
 
-    async def _check_anchor(self, peer: int, handovers: Sequence[Handover]) -> None:
+    async def _check_anchor(self, peer: int, sets: Sets) -> None:
         """With a trusted header configured: ``peer``'s block at its height must be that
         header, signed by the set the hand-overs give for it. A history forged from some
         earlier height by keys of sets long gone (a long-range attack) cannot pass this."""
@@ -242,22 +251,16 @@ class StateSyncer:
         header = Header.decode(block.header)
         if block.height != height or header.hash(self.chain_id) != expected:
             raise SnapshotError(f"its block {height} is not the trusted one")
-        sets = follow(self.chain_id, self.trusted, handovers, self.slack_ppm)
-        members = [members for since, members in sets if since <= height][-1]
+        members = _set_of(sets, height)
         verify_range(
             self.chain_id, [block], header.previous_hash, members, slack=self._slack(members)
         )
 
-    def _check(self, block: Block, after: Block, handovers: Sequence[Handover]) -> bytes:
-        """The state root after ``block``, once both blocks check against the sets the
-        hand-overs lead to from genesis (``follow`` verifies them)."""
-        sets = follow(self.chain_id, self.trusted, handovers, self.slack_ppm)
-
-        def set_of(height: int) -> list[tuple[bytes, int]]:
-            return [members for since, members in sets if since <= height][-1]
-
+    def _check(self, block: Block, after: Block, sets: Sets) -> bytes:
+        """The state root after ``block``, once both blocks check against ``sets`` (what the
+        hand-overs lead to from genesis: ``follow``)."""
         header, next_header = Header.decode(block.header), Header.decode(after.header)
-        current, following = set_of(block.height), set_of(after.height)
+        current, following = _set_of(sets, block.height), _set_of(sets, after.height)
         if header.next_validators_hash != validators_hash(following):
             raise SnapshotError(f"header {block.height} names a set the hand-overs do not")
         slack, next_slack = self._slack(current), self._slack(following)
