@@ -10,6 +10,7 @@ import json
 from collections import deque
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -36,7 +37,7 @@ from swarmguard.node.chain import Chain
 from swarmguard.node.handover import Handover, HandoverError, follow
 from swarmguard.node.ledger import Code, LedgerApp
 from swarmguard.node.mempool import Admission, Mempool
-from swarmguard.node.statesync import StateSyncer
+from swarmguard.node.statesync import StateSyncer, TrustExpired
 from swarmguard.node.transactions import CreateValidator, Delegate, Transaction, Transfer
 from swarmguard.storage.blockstore import Block, BlockStore
 from swarmguard.storage.catchup import CatchUpError, Header, commit_hash, verify_range
@@ -46,6 +47,7 @@ from swarmguard.validators.evidence import PHASE_VOTE
 from swarmguard.validators.sets import validators_hash
 
 CHAIN = "swarm-chain"
+PERIOD = 14 * 86400  # a trust period (seconds)
 OPERATORS = [SigningKey(bytes([40 + i]) * 32) for i in range(4)]
 CONSENSUS = [SigningKey(bytes([50 + i]) * 32) for i in range(4)]
 ALICE, BOB = SigningKey(b"a" * 32), SigningKey(b"b" * 32)
@@ -446,7 +448,7 @@ def test_a_trusted_header_anchors_state_sync(tmp_path: Path) -> None:
     assert answered == list(range(3, chain.store.height + 1))  # consecutive, as far as held
     assert server.answer(BlocksRequest(chain.store.height + 1, 5)).blocks == ()
 
-    def snapshot_check(trust: tuple[int, bytes]) -> bytes:
+    def snapshot_check(trust: tuple[int, bytes], *, now: float = 0.0) -> bytes:
         async def run() -> bytes:
             loop = asyncio.get_running_loop()
 
@@ -462,7 +464,14 @@ def test_a_trusted_header_anchors_state_sync(tmp_path: Path) -> None:
 
             fetcher = Syncer(chain, chain.store, answer, timeout=1.0)
             states = StateSyncer(
-                CHAIN, chain.validators(1), fetcher, answer, lambda m: None, trust=trust
+                CHAIN,
+                chain.validators(1),
+                fetcher,
+                answer,
+                lambda m: None,
+                trust=trust,
+                trust_period=PERIOD if now else 0,
+                clock=lambda: now,
             )
             block, root, _ = await states._trusted_block(6, [3])
             assert block.height == 6
@@ -477,6 +486,32 @@ def test_a_trusted_header_anchors_state_sync(tmp_path: Path) -> None:
     for trust in ((5, bytes(32)), (4, trusted), (500, trusted)):
         with pytest.raises(SnapshotError):
             snapshot_check(trust)
+    # The trusted header's block time starts its trust period: within it, the same answers
+    # pass; past it, no peer can help (not a per-peer refusal: TrustExpired ends state sync).
+    anchor_time = Header.decode(chain.store.block(5).header).time  # type: ignore[union-attr]
+    assert snapshot_check((5, trusted), now=anchor_time + PERIOD - 1) == expected
+    with pytest.raises(TrustExpired, match="trusted header 5 is .* beyond"):
+        snapshot_check((5, trusted), now=anchor_time + PERIOD)
+
+
+def test_genesis_is_a_trust_point_only_within_the_trust_period() -> None:
+    """Without a trusted header, state sync follows from genesis only while genesis is younger
+    than the trust period (its sets may have unbonded since); a trusted header, or no period
+    (chains without stake), lifts that."""
+
+    def syncer(**options: Any) -> StateSyncer:
+        unused = cast(Syncer, object())  # never asked: the check comes before any fetch
+        return StateSyncer(
+            CHAIN, [], unused, lambda p, m: None, lambda m: None, clock=lambda: 10**9, **options
+        )
+
+    with pytest.raises(TrustExpired, match=r"genesis is 1\.2 days old, beyond .* \(1\.0 days\)"):
+        syncer(trust_period=86400, genesis_time=10**9 - 100_000).check_genesis()
+    syncer(trust_period=86400, genesis_time=10**9 - 80_000).check_genesis()
+    syncer(trust_period=0, genesis_time=0).check_genesis()
+    syncer(trust_period=86400, genesis_time=0, trust=(5, bytes(32))).check_genesis()
+    with pytest.raises(TrustExpired):  # run() checks it too, before asking anyone
+        asyncio.run(syncer(trust_period=86400, genesis_time=0).run())
 
 
 def test_an_application_naming_a_key_twice_is_refused(tmp_path: Path) -> None:

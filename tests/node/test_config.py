@@ -61,6 +61,9 @@ def test_a_trusted_header_is_read(home: Path) -> None:
         9,
         bytes.fromhex(block_hash),
     )
+    assert load_home(home, environ={}).statesync.trust_period == 14 * 86400  # the default
+    period = {"SWARMGUARD_STATESYNC_TRUST_PERIOD": "3600"}
+    assert load_home(home, environ=period).statesync.trust_period == 3600
 
 
 @pytest.mark.parametrize(
@@ -74,6 +77,7 @@ def test_a_trusted_header_is_read(home: Path) -> None:
         ("[statesync]\ntrust_hash = '" + "ab" * 32 + "'\n", "statesync"),  # no height
         ("[statesync]\ntrust_height = 5\ntrust_hash = 'xyz'\n", "statesync"),
         ("[statesync]\ntrust_height = -1\n", "statesync"),
+        ("[statesync]\ntrust_period = -1\n", "statesync"),
     ],
 )
 def test_mistakes_name_the_field(home: Path, append: str, field: str) -> None:

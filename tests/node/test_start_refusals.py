@@ -1,5 +1,6 @@
-"""A node whose stored data it cannot use says why and exits with code 2 (no traceback, no
-half-started process): here a block store written for another chain."""
+"""A node that cannot start safely says why and exits with code 2 (no traceback, no
+half-started process): a block store written for another chain, or state sync from a genesis
+older than the trust period."""
 
 from __future__ import annotations
 
@@ -26,4 +27,25 @@ def test_a_store_of_another_chain_is_refused_with_a_clear_error(tmp_path: Path) 
     assert done.returncode == 2, done.stderr
     assert "error: cannot start on" in done.stderr
     assert "some-other-chain" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_state_sync_from_an_old_genesis_is_refused_naming_the_fix(tmp_path: Path) -> None:
+    """Genesis 30 days ago, trust period 14 days (the default), no trusted header: the sets
+    since genesis may have unbonded, so the node refuses to follow them and says what to set."""
+    (home,) = write_testnet(
+        tmp_path, 1, ports=free_ports(1), genesis_time=int(time.time()) - 30 * 86400
+    )
+    with (home / "config.toml").open("a") as config:
+        config.write("\n[statesync]\nenabled = true\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "swarmguard.cli", "node", "--home", str(home)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "genesis is 30.0 days old, beyond [statesync] trust_period (14.0 days)" in done.stderr
+    assert "trust_height and trust_hash" in done.stderr
     assert "Traceback" not in done.stderr

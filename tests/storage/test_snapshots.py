@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 
 from swarmguard.codec import CodecError
 from swarmguard.storage.snapshots import (
+    HELD_MAX,
+    HOLD_SECONDS,
     Manifest,
     Restorer,
     SnapshotAbandoned,
@@ -137,6 +139,39 @@ def test_snapshot_store_saves_reads_and_prunes(tmp_path: Path) -> None:
     manifest = store.manifest(300)
     restored = restore(manifest, tree.root, lambda i: store.chunk(300, i))
     assert restored.root == tree.root
+
+
+def test_snapshots_peers_are_fetching_outlive_pruning(tmp_path: Path) -> None:
+    """A snapshot a peer fetched a chunk of stays past its turn to be pruned for HOLD_SECONDS
+    from the last chunk, at most HELD_MAX of them (the newest held), then goes."""
+    now = [0.0]
+    store = SnapshotStore(tmp_path / "snapshots", keep=1, clock=lambda: now[0])
+    tree = state(50)
+    manifest, chunks = create_snapshot(tree, CHAIN, 10, chunk_size=2048)
+
+    def save(height: int) -> None:
+        store.save(replace(manifest, height=height), chunks)
+
+    save(10)
+    store.hold(10)
+    save(20)
+    assert store.heights() == [10, 20]  # 10 is being fetched
+    now[0] = HOLD_SECONDS - 1
+    store.hold(10)  # another chunk served: the hold runs from here
+    store.hold(20)
+    save(30)
+    store.hold(30)
+    save(40)
+    save(50)
+    # held: 10, 20, 30 (all older than the newest one kept); only the newest HELD_MAX stay
+    assert HELD_MAX == 2
+    assert store.heights() == [20, 30, 50]
+    assert store.chunk(20, 0) == chunks[0]
+    now[0] += HOLD_SECONDS + 1  # no chunk served for a while: holds lapse
+    store.prune()
+    assert store.heights() == [50]
+    with pytest.raises(OSError):
+        store.chunk(20, 0)
 
 
 def test_bad_chunk_size_is_refused() -> None:

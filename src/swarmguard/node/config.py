@@ -27,7 +27,7 @@ Layout::
     certificate = "peers/1.pem"
     [consensus]  # node.runtime.ConsensusOptions fields (fast_path)
     [statesync]  # node.runtime.StateSyncOptions fields (enabled, snapshot_interval,
-                 # snapshots_kept, trust_height, trust_hash)
+                 # snapshots_kept, trust_height, trust_hash, trust_period)
     [batch]      # consensus.batching.BatchConfig fields
     [mempool]    # node.mempool.MempoolConfig fields
     [transport]  # node.transport.TransportConfig fields

@@ -68,7 +68,7 @@ from swarmguard.node.mempool import (
     encode_gossip,
 )
 from swarmguard.node.metrics import NodeMetrics
-from swarmguard.node.statesync import StateSyncer
+from swarmguard.node.statesync import StateSyncer, TrustExpired
 from swarmguard.node.transactions import SubmitEvidence, Transaction
 from swarmguard.node.transport import FRAME_BYTES_MAX, Channel, Peer, Transport, TransportConfig
 from swarmguard.storage.blockstore import Block, BlockStore
@@ -100,6 +100,11 @@ def _is_hex(text: str, size: int) -> bool:
         return False
 
 
+TRUST_PERIOD_DEFAULT = 14 * 24 * 3600
+"""Two thirds of the default unbonding time (21 days), as CometBFT advises for its light
+client's trusting period."""
+
+
 @dataclass(frozen=True, slots=True)
 class StateSyncOptions:
     enabled: bool = False
@@ -114,6 +119,10 @@ class StateSyncOptions:
     against long-range attacks; docs/node.md)."""
     trust_hash: str = ""
     """The trusted header's hash, 64 hex digits (block hashes as the API shows them)."""
+    trust_period: int = TRUST_PERIOD_DEFAULT
+    """Seconds a trust point (the trusted header, or genesis without one) stays good for state
+    sync, by its block time: keep it below the chain's unbonding time, so every set from the
+    trust point on is still bonded and slashable (0: no limit, for chains without stake)."""
 
     def __post_init__(self) -> None:
         if self.snapshot_interval < 0 or self.snapshots_kept < 1:
@@ -122,6 +131,8 @@ class StateSyncOptions:
             raise ValueError("trust_height (>= 1) and trust_hash go together")
         if self.trust_hash and not _is_hex(self.trust_hash, 32):
             raise ValueError("trust_hash: expected 64 hex digits")
+        if self.trust_period < 0:
+            raise ValueError("trust_period must be >= 0 (0: no limit)")
 
     @property
     def trust(self) -> tuple[int, bytes] | None:
@@ -212,8 +223,12 @@ class Node:
             self._send_sync,
             lambda message: self.transport.broadcast(Channel.SYNC, blocksync.encode(message)),
             trust=config.statesync.trust,
+            trust_period=config.statesync.trust_period,
+            genesis_time=config.genesis_time,
             slack_ppm=config.slack_ppm,
         )
+        if config.statesync.enabled and self.store.height == 0:
+            self.statesyncer.check_genesis()  # TrustExpired: refused at start, naming the fix
         self._sync_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._outgoing: list[bytes] = []  # admitted, not yet gossiped
@@ -335,10 +350,17 @@ class Node:
     async def _state_sync(self) -> None:
         """Restore the newest snapshot the peers offer (``node.statesync``), then rejoin as
         after a restart; block sync brings the rest. Without one: from genesis."""
+        expired: TrustExpired | None = None
         try:
             restored = await self.statesyncer.run()
+        except TrustExpired as error:
+            expired, restored = error, None
         finally:
             self.syncer.running = False
+        if expired is not None:  # nothing a peer sends is safe to follow: an operator must act
+            log.error("%s", expired)
+            self.syncer.running = True  # out of consensus and of block sync, not ready
+            return
         if restored is None:
             log.info("state sync: no usable snapshot; block sync from genesis")
         else:
@@ -493,6 +515,7 @@ class Node:
         if snapshots is not None:
             with contextlib.suppress(OSError):
                 data = snapshots.chunk(request.height, request.index)
+                snapshots.hold(request.height)  # a peer is restoring it: not pruned meanwhile
         if len(data) > blocksync.REPLY_BYTES_MAX:
             data = b""
         return blocksync.Chunk(request.height, request.index, data)

@@ -10,7 +10,10 @@ hand-overs (``node.handover``). What it may trust:
   the node does not trust, and the next peer is tried. With ``[statesync] trust_height`` and
   ``trust_hash`` set (as CometBFT's state sync takes), the peer's block at that height must be
   that header, signed by the set the hand-overs give for it: a history forged from an earlier
-  height by keys of sets long gone (a long-range attack) does not pass.
+  height by keys of sets long gone (a long-range attack) does not pass. The trust point (that
+  header, or genesis without one) must be younger than ``[statesync] trust_period`` by its
+  block time, so every set from it on is still bonded; an older one is refused
+  (``TrustExpired``): the operator must name a recent header.
 - Block H: its header names H's set and H + 1's, its certificate checks against H's set, its
   transactions match their root.
 - Block H + 1: its header names H + 1's set and links to H; its certificate checks against
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -52,7 +56,7 @@ from swarmguard.storage.state_tree import StateTree
 from swarmguard.validators.certificate import CertificateError, CommitCertificate
 from swarmguard.validators.sets import fast_path_slack, validators_hash
 
-__all__ = ["ATTEMPTS", "Restored", "StateSyncer"]
+__all__ = ["ATTEMPTS", "Restored", "StateSyncer", "TrustExpired"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +73,11 @@ CHUNK_TRIES = 5
 abandoned."""
 HANDOVER_PAGES_MAX = 1024
 """Replies of hand-overs read from one peer (64 each): set changes a new node can follow."""
+
+
+class TrustExpired(ValueError):
+    """The trust point is older than the trust period: sets from it on may have unbonded, so
+    their keys could sign another history unpunished. Not a peer's fault: no peer can help."""
 
 
 Sets = Sequence[tuple[int, list[tuple[bytes, int]]]]
@@ -102,19 +111,42 @@ class StateSyncer:
         *,
         timeout: float = 5.0,
         trust: tuple[int, bytes] | None = None,
+        trust_period: int = 0,
+        genesis_time: int = 0,
+        clock: Callable[[], float] = time.time,
         slack_ppm: int = 0,
     ) -> None:
         self.chain_id = chain_id
         self.trusted = list(trusted)  # the genesis set: (consensus key, power) by index
         self.trust = trust
-        self.slack_ppm = slack_ppm  # the chain's fast-path slack (genesis consensus_params)
         """(height, header hash) the operator trusts (``[statesync] trust_height``,
         ``trust_hash``), or None: trust follows from the genesis set alone."""
+        self.trust_period = trust_period  # seconds of block time (0: no limit)
+        self.genesis_time = genesis_time
+        self._clock = clock
+        self.slack_ppm = slack_ppm  # the chain's fast-path slack (genesis consensus_params)
         self.syncer, self._send, self._broadcast = syncer, send, broadcast
         self.timeout = timeout
         self.offers: dict[int, list[Manifest]] = {}
         self._chunks: dict[tuple[int, int, int], asyncio.Future[bytes]] = {}
         self._handovers: dict[int, asyncio.Future[Handovers]] = {}
+
+    def check_genesis(self) -> None:
+        """Without a trusted header, genesis is the trust point: ``TrustExpired`` once it is
+        older than the trust period (checked before anything is fetched)."""
+        if self.trust is None:
+            self._check_age(self.genesis_time, "genesis")
+
+    def _check_age(self, point_time: int, what: str) -> None:
+        if not self.trust_period:
+            return
+        age = self._clock() - point_time
+        if age >= self.trust_period:
+            raise TrustExpired(
+                f"state sync: {what} is {age / 86400:.1f} days old, beyond [statesync] "
+                f"trust_period ({self.trust_period / 86400:.1f} days): set trust_height and "
+                "trust_hash to a recent block from a node you trust (swarmguard status)"
+            )
 
     def on_message(self, peer: int, message: SyncMessage) -> None:
         if isinstance(message, SnapshotOffer):
@@ -137,7 +169,9 @@ class StateSyncer:
                 waiting.set_result(message)
 
     async def run(self) -> Restored | None:
-        """A verified snapshot, or None when none could be had (block sync instead)."""
+        """A verified snapshot, or None when none could be had (block sync instead);
+        ``TrustExpired`` when the trust point is too old to follow from."""
+        self.check_genesis()
         self.offers.clear()
         for _ in range(OFFER_ROUNDS):  # the first requests may go out before peers connect
             self._broadcast(SnapshotsRequest())
@@ -251,6 +285,7 @@ class StateSyncer:
         header = Header.decode(block.header)
         if block.height != height or header.hash(self.chain_id) != expected:
             raise SnapshotError(f"its block {height} is not the trusted one")
+        self._check_age(header.time, f"the trusted header {height}")  # its time is certain now
         members = _set_of(sets, height)
         verify_range(
             self.chain_id, [block], header.previous_hash, members, slack=self._slack(members)

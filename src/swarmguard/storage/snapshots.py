@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -55,6 +57,12 @@ CHUNK_SIZE_MAX = 64 * 2**20
 CHUNKS_MAX = 1_000_000
 VALUE_BYTES_MAX = 16 * 2**20
 ZSTD_LEVEL = 1
+HOLD_SECONDS = 120.0
+"""How long a snapshot a peer is fetching outlives its turn to be pruned, from its last chunk
+served: a restore of a large state takes minutes, and new snapshots keep coming meanwhile."""
+HELD_MAX = 2
+"""Snapshots kept beyond ``keep`` for peers still fetching them (the newest held ones): what a
+node owes restoring peers is bounded, whatever they ask for."""
 
 
 class SnapshotError(ValueError):
@@ -238,14 +246,29 @@ def restore(
 
 
 class SnapshotStore:
-    """Snapshots on disk, one folder per height, keeping the newest ``keep`` of them."""
+    """Snapshots on disk, one folder per height, keeping the newest ``keep`` of them, plus up to
+    ``HELD_MAX`` older ones that peers are still fetching (``hold``).
 
-    def __init__(self, directory: str | Path, *, keep: int = 2) -> None:
+    ``save`` runs on the store's snapshot thread while ``hold`` and ``chunk`` serve peers from
+    the node's loop; a lock orders pruning against holds. A chunk read that races its folder's
+    removal raises ``OSError`` like any missing chunk.
+    """
+
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        keep: int = 2,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if keep < 1:
             raise SnapshotError("keep must be >= 1")
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.keep = keep
+        self._clock = clock
+        self._held: dict[int, float] = {}  # height -> until (clock seconds)
+        self._lock = threading.Lock()
 
     def heights(self) -> list[int]:
         return sorted(int(p.name) for p in self.directory.iterdir() if p.name.isdigit())
@@ -259,11 +282,28 @@ class SnapshotStore:
             _write(staging / f"chunk-{index:06d}.zst", chunk)
         _write(staging / "manifest.bin", manifest.encode())
         os.replace(staging, final)
-        for height in self.heights()[: -self.keep]:
-            folder = self.directory / f"{height:020d}"
-            for item in folder.iterdir():
-                item.unlink()
-            folder.rmdir()
+        self.prune()
+
+    def hold(self, height: int) -> None:
+        """Keep ``height`` for ``HOLD_SECONDS`` more (a peer just fetched a chunk of it)."""
+        with self._lock:
+            self._held[height] = self._clock() + HOLD_SECONDS
+
+    def prune(self) -> None:
+        """Remove all but the newest ``keep`` snapshots and the newest ``HELD_MAX`` held ones."""
+        with self._lock:
+            now = self._clock()
+            self._held = {h: until for h, until in self._held.items() if until > now}
+            older = self.heights()[: -self.keep]
+            spared = set([h for h in older if h in self._held][-HELD_MAX:])
+            for height in older:
+                if height in spared:
+                    continue
+                self._held.pop(height, None)
+                folder = self.directory / f"{height:020d}"
+                for item in folder.iterdir():
+                    item.unlink()
+                folder.rmdir()
 
     def manifest(self, height: int) -> Manifest:
         return Manifest.decode((self.directory / f"{height:020d}" / "manifest.bin").read_bytes())
