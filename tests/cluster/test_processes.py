@@ -187,7 +187,9 @@ def assert_identical_chains(homes: list[Path], at_least: int) -> None:
             store.close()
 
 
-def _fast_idle_testnet(tmp_path: Path, staking: dict[str, int] | None = None) -> list[Path]:
+def _fast_idle_testnet(
+    tmp_path: Path, staking: dict[str, int] | None = None, *, more: str = ""
+) -> list[Path]:
     homes = write_testnet(
         tmp_path,
         4,
@@ -197,7 +199,7 @@ def _fast_idle_testnet(tmp_path: Path, staking: dict[str, int] | None = None) ->
     )
     for home in homes:  # idle blocks every ~50 ms, so a gap opens in seconds
         with (home / "config.toml").open("a") as config:
-            config.write("\n[batch]\nempty_block_after = 0.05\n")
+            config.write("\n[batch]\nempty_block_after = 0.05\n" + more)
     return homes
 
 
@@ -246,6 +248,37 @@ def test_a_node_far_behind_catches_up_by_block_sync_and_rejoins(tmp_path: Path) 
     finally:
         for node in nodes:
             node.stop()
+    assert_identical_chains(homes, target)
+
+
+def test_pruning_nodes_keep_their_window_and_serve_a_node_behind_from_it(
+    tmp_path: Path,
+) -> None:
+    """With ``[storage] keep_recent = 256`` (the least allowed) every node deletes each block
+    that leaves its window as it commits: a validator restarted more than SYNC_LAG behind still
+    block-syncs from its pruning peers, and once the chain is past the window every store holds
+    exactly its last 256 blocks, the same blocks on every node."""
+    keep = 256
+    homes = _fast_idle_testnet(
+        tmp_path, {"signed_blocks_window": 100_000}, more=f"\n[storage]\nkeep_recent = {keep}\n"
+    )
+    nodes = [Process(home) for home in homes]
+    try:
+        _restart_far_behind(nodes)
+        target = keep + 40
+        wait_for(lambda: min(n.height() for n in nodes) >= target, f"height {target} everywhere")
+        assert "block sync: executed" in nodes[3].log.read_text()
+    finally:
+        for node in nodes:
+            node.stop()
+    for home in homes:
+        store = BlockStore(load_home(home).home / "blocks", load_home(home).chain_id)
+        try:
+            assert store.base == store.height - keep + 1, (home.name, store.base, store.height)
+            assert store.block(store.base - 1) is None
+            assert store.block(store.base) is not None
+        finally:
+            store.close()
     assert_identical_chains(homes, target)
 
 

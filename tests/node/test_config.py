@@ -78,6 +78,7 @@ def test_a_trusted_header_is_read(home: Path) -> None:
         ("[statesync]\ntrust_height = 5\ntrust_hash = 'xyz'\n", "statesync"),
         ("[statesync]\ntrust_height = -1\n", "statesync"),
         ("[statesync]\ntrust_period = -1\n", "statesync"),
+        ("[storage]\nkeep_recent = 100\n", "storage"),  # under KEEP_RECENT_MIN
     ],
 )
 def test_mistakes_name_the_field(home: Path, append: str, field: str) -> None:
@@ -86,6 +87,15 @@ def test_mistakes_name_the_field(home: Path, append: str, field: str) -> None:
     with pytest.raises(ConfigError) as raised:
         load_home(home, environ={})
     assert raised.value.field == field
+
+
+def test_pruning_is_configured_in_storage(home: Path) -> None:
+    assert load_home(home, environ={}).storage.keep_recent == 0  # keep every block
+    path = home / "config.toml"
+    path.write_text(path.read_text() + "\n[storage]\nkeep_recent = 10000\n")
+    assert load_home(home, environ={}).storage.keep_recent == 10_000
+    environ = {"SWARMGUARD_STORAGE_KEEP_RECENT": "500"}
+    assert load_home(home, environ=environ).storage.keep_recent == 500
 
 
 def test_bad_listen_address_and_missing_key(home: Path) -> None:

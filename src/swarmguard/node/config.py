@@ -28,6 +28,7 @@ Layout::
     [consensus]  # node.runtime.ConsensusOptions fields (fast_path)
     [statesync]  # node.runtime.StateSyncOptions fields (enabled, snapshot_interval,
                  # snapshots_kept, trust_height, trust_hash, trust_period)
+    [storage]    # node.runtime.StorageOptions fields (keep_recent)
     [batch]      # consensus.batching.BatchConfig fields
     [mempool]    # node.mempool.MempoolConfig fields
     [transport]  # node.transport.TransportConfig fields
@@ -55,7 +56,12 @@ from swarmguard.crypto.hashing import address_of
 from swarmguard.node.chain import ChainLimits
 from swarmguard.node.identity import NodeIdentity
 from swarmguard.node.mempool import MempoolConfig
-from swarmguard.node.runtime import ConsensusOptions, NodeConfig, StateSyncOptions
+from swarmguard.node.runtime import (
+    ConsensusOptions,
+    NodeConfig,
+    StateSyncOptions,
+    StorageOptions,
+)
 from swarmguard.node.transport import Peer, TransportConfig
 from swarmguard.validators.sets import SLACK_PPM_LIMIT
 
@@ -64,6 +70,7 @@ __all__ = ["ConfigError", "load_home", "write_testnet"]
 _SECTIONS: dict[str, type] = {
     "consensus": ConsensusOptions,
     "statesync": StateSyncOptions,
+    "storage": StorageOptions,
     "batch": BatchConfig,
     "mempool": MempoolConfig,
     "transport": TransportConfig,
@@ -203,6 +210,7 @@ def load_home(home: Path, environ: Mapping[str, str] | None = None) -> NodeConfi
         limits=sections["limits"],
         consensus=sections["consensus"],
         statesync=sections["statesync"],
+        storage=sections["storage"],
         metrics=served["metrics"],
         api=served["api"],
         http=served["http"],

@@ -100,6 +100,24 @@ def _is_hex(text: str, size: int) -> bool:
         return False
 
 
+KEEP_RECENT_MIN = 256
+"""The fewest blocks a pruning node keeps: four times the lag at which a validator leaves
+consensus for block sync, so peers briefly behind still catch up from it."""
+
+
+@dataclass(frozen=True, slots=True)
+class StorageOptions:
+    keep_recent: int = 0
+    """Blocks to keep (0: all). Each commit deletes the block that falls out of the window with
+    its hash and transaction index entries; the state, the snapshots, the validator-set
+    hand-overs and the history accumulator (every block hash: proofs over the whole chain)
+    stay. A peer further behind than every peer's window needs state sync."""
+
+    def __post_init__(self) -> None:
+        if self.keep_recent != 0 and self.keep_recent < KEEP_RECENT_MIN:
+            raise ValueError(f"keep_recent must be 0 (keep all) or >= {KEEP_RECENT_MIN}")
+
+
 TRUST_PERIOD_DEFAULT = 14 * 24 * 3600
 """Two thirds of the default unbonding time (21 days), as CometBFT advises for its light
 client's trusting period."""
@@ -159,6 +177,7 @@ class NodeConfig:
     limits: ChainLimits = field(default_factory=ChainLimits)
     consensus: ConsensusOptions = field(default_factory=ConsensusOptions)
     statesync: StateSyncOptions = field(default_factory=StateSyncOptions)
+    storage: StorageOptions = field(default_factory=StorageOptions)
     operator_key: SigningKey | None = None
     """The validator's account key: signs the evidence transactions this node submits."""
     metrics: tuple[str, int] | None = None
@@ -200,6 +219,7 @@ class Node:
             config.chain_id,
             snapshots=snapshots,
             snapshot_interval=options.snapshot_interval or None,
+            keep_recent=config.storage.keep_recent or None,
         )
         self.mempool = Mempool(config.chain_id, mempool_check(self.app), config.mempool)
         self.chain = self._make_chain()
