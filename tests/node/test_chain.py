@@ -31,6 +31,7 @@ from swarmguard.node.blocksync import (
     HANDOVERS_PER_REPLY,
     BlocksRequest,
     HandoversRequest,
+    Status,
     Syncer,
 )
 from swarmguard.node.chain import Chain
@@ -262,6 +263,38 @@ def _with_a_newcomer(tmp_path: Path, heights: int) -> Cluster:
     cluster.submit(Transaction.sign(ALICE, CHAIN, 0, join).encode())
     cluster.run(heights=heights)
     return cluster
+
+
+def test_block_sync_asks_only_peers_that_still_hold_the_heights(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Peers announce their stored range (``Status`` height and base): block sync asks for
+    heights only peers that have not pruned them, and when every peer ahead has, it says once
+    that this node needs state sync instead of asking in vain."""
+    cluster = Cluster(tmp_path)
+    cluster.run(heights=2)
+    chain = cluster.chains[0]
+    sent: list[tuple[int, object]] = []
+    syncer = Syncer(chain, chain.store, lambda p, m: sent.append((p, m)), timeout=0.05)
+    syncer.on_message(1, Status(500, 100))  # pruned below 100
+    syncer.on_message(2, Status(90, 1))  # holds 1..90
+    asyncio.run(syncer._fetch_window())
+    assert sent == [(2, BlocksRequest(3, 64))]
+    sent.clear()
+    syncer.on_message(2, Status(90, 50))  # now pruned too
+
+    async def run_briefly() -> None:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(syncer.run(), 0.7)
+
+    with caplog.at_level("WARNING", logger="swarmguard.node.blocksync"):
+        asyncio.run(run_briefly())
+    assert sent == []
+    warnings = [r.getMessage() for r in caplog.records if "no peer holds" in r.getMessage()]
+    assert warnings == [
+        "block sync: no peer holds height 3 any more (they prune); restart this node with an "
+        "empty store and [statesync] enabled"
+    ]
 
 
 def test_hand_overs_that_do_not_follow_are_refused(tmp_path: Path) -> None:

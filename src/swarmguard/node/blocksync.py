@@ -324,6 +324,7 @@ class Syncer:
         self.processes = processes or os.cpu_count() or 1
         self.timeout = timeout
         self.peer_heights: dict[int, int] = {}
+        self.peer_bases: dict[int, int] = {}  # each peer's lowest stored block (pruning)
         self.synced_blocks = 0
         self.runs = 0
         self.running = False
@@ -336,6 +337,7 @@ class Syncer:
     def on_message(self, peer: int, message: SyncMessage) -> None:
         if isinstance(message, Status):
             self.peer_heights[peer] = message.height
+            self.peer_bases[peer] = message.base
         elif isinstance(message, BlocksReply):
             waiting = self._waiting.pop(peer, None)
             if waiting is not None and not waiting[1].done():
@@ -372,10 +374,18 @@ class Syncer:
         (consensus does the rest); returns the number of blocks executed. Raises SyncError."""
         self.running, self.runs = True, self.runs + 1
         executed = 0
+        warned = False
         try:
             while self.behind(caught_up):
                 blocks = await self._fetch_window()
                 if not blocks:
+                    if not warned and not self._holders(self.store.height + 1):
+                        warned = True
+                        log.warning(
+                            "block sync: no peer holds height %d any more (they prune); "
+                            "restart this node with an empty store and [statesync] enabled",
+                            self.store.height + 1,
+                        )
                     await asyncio.sleep(0.2)  # nobody answered: statuses will tell us more
                     continue
                 executed += await self._verify_and_execute(blocks)
@@ -406,11 +416,7 @@ class Syncer:
         now = loop.time()
         start = self.store.height + 1
         peers = sorted(
-            (
-                p
-                for p, h in self.peer_heights.items()
-                if h >= start and self._avoid.get(p, 0) <= now
-            ),
+            (p for p in self._holders(start) if self._avoid.get(p, 0) <= now),
             key=lambda p: -self.peer_heights[p],
         )
         requests = []
@@ -431,6 +437,12 @@ class Syncer:
             if len(decoded) < request.count:
                 break  # a short answer: what follows would not link
         return blocks
+
+    def _holders(self, height: int) -> list[int]:
+        """Peers whose stored range (their last status) includes ``height``."""
+        return [
+            p for p, top in self.peer_heights.items() if self.peer_bases.get(p, 1) <= height <= top
+        ]
 
     async def fetch(self, peer: int, request: BlocksRequest) -> BlocksReply | None:
         """Ask ``peer`` for blocks; its reply, or None if none came in time."""
