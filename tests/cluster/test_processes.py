@@ -188,12 +188,17 @@ def assert_identical_chains(homes: list[Path], at_least: int) -> None:
 
 
 def _fast_idle_testnet(
-    tmp_path: Path, staking: dict[str, int] | None = None, *, more: str = ""
+    tmp_path: Path,
+    staking: dict[str, int] | None = None,
+    *,
+    more: str = "",
+    api_ports: list[int] | None = None,
 ) -> list[Path]:
     homes = write_testnet(
         tmp_path,
         4,
         ports=free_ports(4),
+        api_ports=api_ports,
         genesis_time=int(time.time()),
         staking=staking,
     )
@@ -259,8 +264,12 @@ def test_pruning_nodes_keep_their_window_and_serve_a_node_behind_from_it(
     block-syncs from its pruning peers, and once the chain is past the window every store holds
     exactly its last 256 blocks, the same blocks on every node."""
     keep = 256
+    api_ports = free_ports(4)
     homes = _fast_idle_testnet(
-        tmp_path, {"signed_blocks_window": 100_000}, more=f"\n[storage]\nkeep_recent = {keep}\n"
+        tmp_path,
+        {"signed_blocks_window": 100_000},
+        more=f"\n[storage]\nkeep_recent = {keep}\n",
+        api_ports=api_ports,
     )
     nodes = [Process(home) for home in homes]
     try:
@@ -268,6 +277,13 @@ def test_pruning_nodes_keep_their_window_and_serve_a_node_behind_from_it(
         target = keep + 40
         wait_for(lambda: min(n.height() for n in nodes) >= target, f"height {target} everywhere")
         assert "block sync: executed" in nodes[3].log.read_text()
+        with grpc.insecure_channel(f"127.0.0.1:{api_ports[0]}") as channel:
+            stub = node_pb2_grpc.NodeStub(channel)
+            with pytest.raises(grpc.RpcError) as raised:
+                stub.GetBlock(node_pb2.GetBlockRequest(height=1), timeout=5)
+            assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+            assert "block 1 is pruned: this node keeps blocks from" in raised.value.details()
+            assert stub.GetBlock(node_pb2.GetBlockRequest(height=target), timeout=5).height
     finally:
         for node in nodes:
             node.stop()

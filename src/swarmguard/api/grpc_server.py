@@ -159,7 +159,13 @@ class Service(node_pb2_grpc.NodeServicer):
         else:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "give a height or a hash")
         if block is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, "no such block (or pruned)")
+            pruned = 0 < request.height < store.base
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"block {request.height} is pruned: this node keeps blocks from {store.base}"
+                if pruned
+                else "no such block (or pruned)",
+            )
         assert block is not None  # abort raised
         return self._block(block)
 

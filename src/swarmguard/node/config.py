@@ -45,6 +45,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -237,7 +238,7 @@ def write_testnet(
     metrics_ports: list[int] | None = None,
     api_ports: list[int] | None = None,
     http_ports: list[int] | None = None,
-    genesis_time: int = 0,
+    genesis_time: int | None = None,
     staking: dict[str, int] | None = None,
     balance: int = 1_000_000_000,
     self_bond: int = 1_000_000,
@@ -247,8 +248,8 @@ def write_testnet(
     """Write ``validators`` home directories under ``output``: fresh keys, one genesis (each
     validator's operator account funded and bonded), full-mesh peers on 127.0.0.1 at ``ports``
     (default: consecutive from ``base_port``). ``full_nodes`` more homes follow them: peers of
-    everyone, not in the genesis set (they follow the chain). Returns the homes. Keys are
-    written 0600 and never overwritten."""
+    everyone, not in the genesis set (they follow the chain). ``genesis_time`` (Unix seconds)
+    defaults to now. Returns the homes. Keys are written 0600 and never overwritten."""
     if not 1 <= validators <= 100 or not 0 <= full_nodes <= 100:
         raise ValueError("validators must be in 1..100, full_nodes in 0..100")
     total = validators + full_nodes
@@ -285,7 +286,7 @@ def write_testnet(
         app_state["staking"] = dict(staking)
     genesis = {
         "chain_id": chain_id,
-        "genesis_time": genesis_time,
+        "genesis_time": int(time.time()) if genesis_time is None else genesis_time,
         "consensus_params": {"fast_path_slack_ppm": fast_path_slack_ppm},
         "app_state": app_state,
     }
