@@ -250,8 +250,8 @@ class SnapshotStore:
     ``HELD_MAX`` older ones that peers are still fetching (``hold``).
 
     ``save`` runs on the store's snapshot thread while ``hold`` and ``chunk`` serve peers from
-    the node's loop; a lock orders pruning against holds. A chunk read that races its folder's
-    removal raises ``OSError`` like any missing chunk.
+    the node's loop; a lock orders pruning decisions against holds. A chunk read that races its
+    folder's removal raises ``OSError`` like any missing chunk.
     """
 
     def __init__(
@@ -291,19 +291,19 @@ class SnapshotStore:
 
     def prune(self) -> None:
         """Remove all but the newest ``keep`` snapshots and the newest ``HELD_MAX`` held ones."""
-        with self._lock:
+        with self._lock:  # decided under the lock, deleted outside it (hold never waits)
             now = self._clock()
             self._held = {h: until for h, until in self._held.items() if until > now}
             older = self.heights()[: -self.keep]
             spared = set([h for h in older if h in self._held][-HELD_MAX:])
-            for height in older:
-                if height in spared:
-                    continue
+            doomed = [h for h in older if h not in spared]
+            for height in doomed:
                 self._held.pop(height, None)
-                folder = self.directory / f"{height:020d}"
-                for item in folder.iterdir():
-                    item.unlink()
-                folder.rmdir()
+        for height in doomed:
+            folder = self.directory / f"{height:020d}"
+            for item in folder.iterdir():
+                item.unlink()
+            folder.rmdir()
 
     def manifest(self, height: int) -> Manifest:
         return Manifest.decode((self.directory / f"{height:020d}" / "manifest.bin").read_bytes())
