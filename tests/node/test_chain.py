@@ -297,6 +297,27 @@ def test_block_sync_asks_only_peers_that_still_hold_the_heights(
     ]
 
 
+def test_a_block_request_never_swallows_its_tasks_cancellation(tmp_path: Path) -> None:
+    """Cancelling the task that waits for a reply (the node stops) cancels it; a request whose
+    future the run cancelled (the run ended) is just unanswered; so is one that times out."""
+    chain = Cluster(tmp_path).chains[0]
+    syncer = Syncer(chain, chain.store, lambda p, m: None, timeout=0.2)
+
+    async def main() -> None:
+        waiting = asyncio.create_task(syncer.fetch(1, BlocksRequest(1, 1)))
+        await asyncio.sleep(0.01)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        answered = asyncio.create_task(syncer.fetch(1, BlocksRequest(1, 1)))
+        await asyncio.sleep(0.01)
+        syncer._waiting[1][1].cancel()  # what run() does to what is left when it ends
+        assert await answered is None
+        assert await syncer.fetch(1, BlocksRequest(1, 1)) is None  # no reply within 0.2 s
+
+    asyncio.run(main())
+
+
 def test_hand_overs_that_do_not_follow_are_refused(tmp_path: Path) -> None:
     """``follow`` believes a hand-over only with the trusted set's certificate over a header
     naming the trusted set and the new one: each forgery below is refused."""

@@ -289,3 +289,33 @@ def test_closing_ends_every_connection_quietly_and_quickly(
 
     asyncio.run(main())
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def test_a_dial_ending_as_the_transport_closes_does_not_outlive_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection attempt fails in the same turn as ``close()`` cancels the dial loop. On
+    Python 3.11 ``asyncio.wait_for`` hands the failure back instead of the cancellation, and
+    the dial loop retried for ever (an in-process cluster's stop once hung on it in CI); the
+    loop must end with ``close()``."""
+
+    async def main() -> None:
+        attempt: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+
+        async def connect(*args: object, **kwargs: object) -> object:
+            return await attempt
+
+        monkeypatch.setattr(asyncio, "open_connection", connect)
+        a, b = Node(0, tmp_path), Node(1, tmp_path)
+        dialer, other = (a, b) if a.identity.id < b.identity.id else (b, a)
+        transport = await dialer.start([other.peer()])
+        await asyncio.sleep(0.05)  # the dial loop now waits on the attempt
+        tasks = set(transport._tasks)
+        attempt.set_exception(ConnectionRefusedError("refused"))
+        started = asyncio.get_running_loop().time()
+        async with asyncio.timeout(5):  # (it hung here before)
+            await transport.close()  # cancels in this same turn, before the loop resumes
+        assert asyncio.get_running_loop().time() - started < 1.0
+        assert all(task.done() for task in tasks)
+
+    asyncio.run(main())

@@ -450,9 +450,18 @@ class Syncer:
         self._waiting[peer] = (request.start, future)
         self._send(peer, request)
         try:
-            return await asyncio.wait_for(future, self.timeout)
-        except (TimeoutError, asyncio.CancelledError):
+            # asyncio.timeout, not wait_for: on 3.11 wait_for returns a result that arrives in
+            # the same turn as a cancellation and loses the cancellation (the node's stop then
+            # waits for a task that goes on).
+            async with asyncio.timeout(self.timeout):
+                return await future
+        except TimeoutError:
             return None
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # our task is being cancelled (the node stops): never swallow that
+            return None  # the request's future was cancelled: the run ended
         finally:
             if self._waiting.get(peer, (0, None))[1] is future:
                 del self._waiting[peer]

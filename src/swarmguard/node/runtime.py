@@ -100,6 +100,9 @@ def _is_hex(text: str, size: int) -> bool:
         return False
 
 
+SYNC_STOP_SECONDS = 5.0
+"""How long stop() waits for a cancelled block or state sync to end."""
+
 KEEP_RECENT_MIN = 256
 """The fewest blocks a pruning node keeps: four times the lag at which a validator leaves
 consensus for block sync, so peers briefly behind still catch up from it."""
@@ -410,8 +413,13 @@ class Node:
             self._ticker.cancel()
         if self._sync_task is not None:
             self._sync_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._sync_task
+            # Bounded, and without swallowing a cancellation of stop() itself.
+            done, pending = await asyncio.wait({self._sync_task}, timeout=SYNC_STOP_SECONDS)
+            if pending:
+                log.warning("stop: the sync task did not end within %.0f s", SYNC_STOP_SECONDS)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    log.error("stop: the sync task had failed: %r", task.exception())
         self.syncer.close()
         self._guard.close()
         self.metrics.close()

@@ -255,7 +255,8 @@ class StateSyncer:
             self._handovers[peer] = future
             self._send(peer, HandoversRequest(after))
             try:
-                reply = await asyncio.wait_for(future, self.timeout)
+                async with asyncio.timeout(self.timeout):  # not wait_for: see Syncer.fetch
+                    reply = await future
             except TimeoutError:
                 return None
             finally:
@@ -318,7 +319,8 @@ class StateSyncer:
         self._chunks[key] = future
         self._send(peer, ChunkRequest(height, index))
         try:
-            return await asyncio.wait_for(future, self.timeout)
+            async with asyncio.timeout(self.timeout):
+                return await future
         except TimeoutError:
             return b""
         finally:

@@ -233,7 +233,10 @@ class Transport:
         handlers = list(self._accepted.values())
         for writer in list(self._accepted):
             writer.transport.abort()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:  # bounded: a task that lost its cancellation must not hang a stop
+            _, pending = await asyncio.wait(list(self._tasks), timeout=CLOSE_SECONDS)
+            if pending:
+                log.warning("transport: %d tasks still running after cancel", len(pending))
         if handlers:  # each sees its connection gone and returns
             await asyncio.wait(handlers, timeout=CLOSE_SECONDS)
         if self._server is not None:
@@ -342,16 +345,17 @@ class Transport:
 
     async def _dial(self, link: _Link) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         peer = link.peer
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(
+        # asyncio.timeout, not wait_for: on 3.11 wait_for lets a connection (or a refusal)
+        # that completes in the same turn as a cancellation win over it, and the dial loop
+        # then outlives close().
+        async with asyncio.timeout(self.config.connect_timeout):
+            reader, writer = await asyncio.open_connection(
                 peer.host,
                 peer.port,
                 ssl=self._client_context,
                 server_hostname=node_id(link.public_key),
                 ssl_handshake_timeout=self.config.connect_timeout,
-            ),
-            self.config.connect_timeout,
-        )
+            )
         if _peer_key(writer) != link.public_key:  # another trusted peer answered there
             writer.close()
             raise ConnectionError(f"{peer.host}:{peer.port} is not peer {peer.validator}")
