@@ -298,6 +298,58 @@ def test_pruning_nodes_keep_their_window_and_serve_a_node_behind_from_it(
     assert_identical_chains(homes, target)
 
 
+def test_a_validator_behind_every_peers_window_jumps_ahead_by_state_sync(
+    tmp_path: Path,
+) -> None:
+    """Four validators keep 256 blocks and snapshot every 50 heights; one is down while the
+    others go more than 256 heights on, so every block it lacks is pruned everywhere.
+    Restarted (state sync enabled), its block sync finds no peer holding its next height, so
+    it restores the newest snapshot above its height into its own store (``jump_to``),
+    block-syncs the rest and decides heights through consensus again; the chains agree."""
+    keep = 256
+    homes = _fast_idle_testnet(
+        tmp_path,
+        {"signed_blocks_window": 100_000},
+        more=f"\n[storage]\nkeep_recent = {keep}\n"
+        "\n[statesync]\nenabled = true\nsnapshot_interval = 50\nsnapshots_kept = 3\n",
+    )
+    nodes = [Process(home) for home in homes]
+    try:
+        for node in nodes:
+            node.start()
+        wait_for(lambda: all(n.height() >= 3 for n in nodes), "height 3 everywhere")
+        nodes[3].stop(signal.SIGKILL)
+        killed_at = nodes[3].height()
+        wait_for(lambda: nodes[0].height() >= killed_at + keep + 60, "its blocks pruned")
+        nodes[3].start()
+        target = nodes[0].height() + 20
+        wait_for(lambda: nodes[3].height() >= target, "the node to catch up")
+        log = nodes[3].log.read_text()
+        assert "state sync instead" in log
+        restored = [
+            json.loads(line)["message"]
+            for line in log.splitlines()
+            if "state sync: restored height" in line
+        ]
+        assert restored, "the node did not jump ahead by state sync"
+        was_at = int(restored[-1].rsplit("(was at ", 1)[1].rstrip(")"))
+        assert was_at >= killed_at  # its own store's height, not an empty store's 0
+        decided = _decided(nodes[3])
+        wait_for(lambda: _decided(nodes[3]) >= decided + 10, "consensus decisions after it")
+    finally:
+        for node in nodes:
+            node.stop()
+    store = BlockStore(load_home(homes[3]).home / "blocks", load_home(homes[3]).chain_id)
+    try:
+        jumped_to = int(restored[-1].split()[4])
+        assert jumped_to % 50 == 0
+        assert jumped_to > was_at
+        assert store.history_base == jumped_to
+    finally:
+        store.close()
+    assert_identical_chains(homes, target)
+
+
 def test_a_jailed_validator_follows_the_chain_by_block_sync(tmp_path: Path) -> None:
     """Down long enough to be jailed for downtime, it is no longer in the set, so consensus
     does not answer it: it follows by block sync, a second behind at most."""

@@ -29,6 +29,7 @@ from swarmguard.crypto.hashing import address_of
 from swarmguard.node.abci import BlockRequest, FinalizedBlock, ValidatorUpdate
 from swarmguard.node.blocksync import (
     HANDOVERS_PER_REPLY,
+    BlocksPruned,
     BlocksRequest,
     HandoversRequest,
     Status,
@@ -265,17 +266,17 @@ def _with_a_newcomer(tmp_path: Path, heights: int) -> Cluster:
     return cluster
 
 
-def test_block_sync_asks_only_peers_that_still_hold_the_heights(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_block_sync_asks_only_peers_that_still_hold_the_heights(tmp_path: Path) -> None:
     """Peers announce their stored range (``Status`` height and base): block sync asks for
-    heights only peers that have not pruned them, and when every peer ahead has, it says once
-    that this node needs state sync instead of asking in vain."""
+    heights only peers that have not pruned them, and when every peer ahead has, it stops with
+    ``BlocksPruned`` (the node then turns to state sync) instead of asking in vain."""
     cluster = Cluster(tmp_path)
     cluster.run(heights=2)
     chain = cluster.chains[0]
     sent: list[tuple[int, object]] = []
-    syncer = Syncer(chain, chain.store, lambda p, m: sent.append((p, m)), timeout=0.05)
+    syncer = Syncer(
+        chain, chain.store, lambda p, m: sent.append((p, m)), timeout=0.05, pruned_wait=0.5
+    )
     syncer.on_message(1, Status(500, 100))  # pruned below 100
     syncer.on_message(2, Status(90, 1))  # holds 1..90
     asyncio.run(syncer._fetch_window())
@@ -283,18 +284,15 @@ def test_block_sync_asks_only_peers_that_still_hold_the_heights(
     sent.clear()
     syncer.on_message(2, Status(90, 50))  # now pruned too
 
-    async def run_briefly() -> None:
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(syncer.run(), 0.7)
+    async def run() -> float:
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(BlocksPruned, match="no peer holds height 3 any more"):
+            await asyncio.wait_for(syncer.run(), 5)
+        return asyncio.get_running_loop().time() - started
 
-    with caplog.at_level("WARNING", logger="swarmguard.node.blocksync"):
-        asyncio.run(run_briefly())
+    assert 0.5 <= asyncio.run(run()) < 2.0  # after pruned_wait, not at once, not never
     assert sent == []
-    warnings = [r.getMessage() for r in caplog.records if "no peer holds" in r.getMessage()]
-    assert warnings == [
-        "block sync: no peer holds height 3 any more (they prune); restart this node with an "
-        "empty store and [statesync] enabled"
-    ]
+    assert not syncer.running
 
 
 def test_a_block_request_never_swallows_its_tasks_cancellation(tmp_path: Path) -> None:

@@ -199,6 +199,48 @@ def test_a_restored_store_starts_at_a_block_and_goes_on_like_the_original(
             assert len(reopened.accumulator) == 11
 
 
+def test_a_store_that_fell_behind_jumps_to_a_later_block_and_goes_on(
+    tmp_path: Path, kind: str
+) -> None:
+    """State sync on a store stuck at height 5 (its next blocks pruned everywhere): it jumps to
+    block 20 with the state after it, keeps its records, forgets its old blocks, indexes and
+    state keys, goes on like the original and reopens that way; a jump backwards is refused."""
+
+    def writes(height: int) -> dict[bytes, bytes | None]:
+        return {b"counter": b"%d" % height, b"only at %d" % height: b"x"}
+
+    def block(height: int) -> Block:
+        return Block(height, b"header %d" % height, (b"tx %d" % height,), b"cert %d" % height, ())
+
+    with open_store(tmp_path / "full", kind) as full:
+        for height in range(1, 31):
+            full.commit(block(height), writes(height))
+            if height == 20:
+                state_at_20 = full.state_tree
+        with open_store(tmp_path / "behind", kind) as behind:
+            for height in range(1, 6):
+                records = {b"mine:%d" % height: b"kept"}
+                behind.commit(block(height), {b"stale %d" % height: b"s"}, records=records)
+            old_tx = behind.transaction_hash(b"tx 3")
+            with pytest.raises(StoreError, match="not beyond"):
+                behind.jump_to(full.block(5), state_at_20)  # type: ignore[arg-type]
+            behind.jump_to(full.block(20), state_at_20, {b"theirs": b"new"})  # type: ignore[arg-type]
+            assert (behind.height, behind.base, behind.history_base) == (20, 20, 20)
+            assert behind.block(5) is None
+            assert behind.transaction(old_tx) is None
+            assert behind.state(b"stale 3") is None  # the old state's keys are gone
+            assert behind.records(b"mine:") == [(b"mine:%d" % h, b"kept") for h in range(1, 6)]
+            for height in range(21, 31):
+                behind.commit(block(height), writes(height))
+            assert behind.state_root == full.state_root
+        with open_store(tmp_path / "behind", kind) as reopened:
+            assert (reopened.height, reopened.base) == (30, 20)
+            assert reopened.state(b"counter") == b"30"
+            assert reopened.state(b"stale 4") is None
+            assert reopened.records(b"theirs") == [(b"theirs", b"new")]
+            assert reopened.transaction(reopened.transaction_hash(b"tx 25")) is not None
+
+
 def test_heights_must_follow_and_chains_must_match(tmp_path: Path, kind: str) -> None:
     """A skipped height is refused; a store of another chain does not open."""
     with open_store(tmp_path / "db", kind) as store:

@@ -56,8 +56,10 @@ __all__ = [
     "CAUGHT_UP",
     "HANDOVERS_PER_REPLY",
     "OFFERED_MAX",
+    "PRUNED_WAIT",
     "REPLY_BYTES_MAX",
     "SYNC_LAG",
+    "BlocksPruned",
     "BlocksReply",
     "BlocksRequest",
     "Chunk",
@@ -90,8 +92,11 @@ faster in one thread than the round trips to the workers cost)."""
 AVOID_SECONDS = 10.0
 """How long a peer that sent nothing useful is not asked again."""
 OFFERED_MAX = 4
-HANDOVERS_PER_REPLY = 64
 """Snapshots one peer offers at most (its newest)."""
+HANDOVERS_PER_REPLY = 64
+PRUNED_WAIT = 3.0
+"""Seconds a run goes on hearing of peers ahead while none holds the next height (statuses
+come every second) before it stops with ``BlocksPruned``."""
 REPLY_BYTES_MAX = MESSAGE_BYTES_MAX - 16
 """A reply's blocks fit one transport frame."""
 _U64 = 2**64
@@ -304,6 +309,11 @@ class SyncError(RuntimeError):
     """This node's state disagrees with a certified block: it cannot go on by itself."""
 
 
+class BlocksPruned(RuntimeError):
+    """Every peer ahead has pruned the next height this node needs: block sync cannot go on,
+    state sync can (``BlockStore.jump_to``)."""
+
+
 class Syncer:
     """The node's block sync: who is ahead, and one run at a time to catch up with them.
 
@@ -319,10 +329,12 @@ class Syncer:
         *,
         processes: int = 0,
         timeout: float = 5.0,
+        pruned_wait: float = PRUNED_WAIT,
     ) -> None:
         self.chain, self.store, self._send = chain, store, send
         self.processes = processes or os.cpu_count() or 1
         self.timeout = timeout
+        self.pruned_wait = pruned_wait
         self.peer_heights: dict[int, int] = {}
         self.peer_bases: dict[int, int] = {}  # each peer's lowest stored block (pruning)
         self.synced_blocks = 0
@@ -374,18 +386,19 @@ class Syncer:
         (consensus does the rest); returns the number of blocks executed. Raises SyncError."""
         self.running, self.runs = True, self.runs + 1
         executed = 0
-        warned = False
+        loop = asyncio.get_running_loop()
+        missing_since: float | None = None  # since when no peer holds the next height
         try:
             while self.behind(caught_up):
                 blocks = await self._fetch_window()
                 if not blocks:
-                    if not warned and not self._holders(self.store.height + 1):
-                        warned = True
-                        log.warning(
-                            "block sync: no peer holds height %d any more (they prune); "
-                            "restart this node with an empty store and [statesync] enabled",
-                            self.store.height + 1,
-                        )
+                    wanted = self.store.height + 1
+                    if self._holders(wanted):
+                        missing_since = None
+                    elif missing_since is None:
+                        missing_since = loop.time()
+                    elif loop.time() - missing_since >= self.pruned_wait:
+                        raise BlocksPruned(f"no peer holds height {wanted} any more (pruned)")
                     await asyncio.sleep(0.2)  # nobody answered: statuses will tell us more
                     continue
                 executed += await self._verify_and_execute(blocks)

@@ -54,7 +54,7 @@ from swarmguard.crypto import SigningKey
 from swarmguard.crypto.hashing import address_of
 from swarmguard.node import blocksync
 from swarmguard.node.abci import Application
-from swarmguard.node.blocksync import Syncer, SyncError
+from swarmguard.node.blocksync import BlocksPruned, Syncer, SyncError
 from swarmguard.node.chain import Chain, ChainLimits, handover_records, mempool_check
 from swarmguard.node.guardfile import GuardFile
 from swarmguard.node.identity import NodeIdentity
@@ -253,6 +253,7 @@ class Node:
         if config.statesync.enabled and self.store.height == 0:
             self.statesyncer.check_genesis()  # TrustExpired: refused at start, naming the fix
         self._sync_task: asyncio.Task[None] | None = None
+        self._told_pruned = False  # said once that only state sync would catch up
         self._loop: asyncio.AbstractEventLoop | None = None
         self._outgoing: list[bytes] = []  # admitted, not yet gossiped
         self._stopped = False
@@ -363,6 +364,19 @@ class Node:
             log.error("block sync stopped: %s", error)
             self.syncer.running = True  # stay out of consensus; an operator must look
             return
+        except BlocksPruned as error:  # behind every peer's window: only state sync helps
+            if self.config.statesync.enabled:
+                log.warning("block sync: %s; state sync instead", error)
+                self.syncer.running = True  # still out of consensus
+                await self._state_sync(above=self.store.height)
+            elif not self._told_pruned:
+                self._told_pruned = True
+                log.warning(
+                    "block sync: %s; with [statesync] enabled this node would jump ahead by "
+                    "state sync",
+                    error,
+                )
+            return
         if not executed:
             return
         report = log.info if member else log.debug  # a follower syncs every second
@@ -370,12 +384,13 @@ class Node:
         self.replica = self._make_replica()
         self._apply(self.replica.start(self._now()))
 
-    async def _state_sync(self) -> None:
+    async def _state_sync(self, above: int = 0) -> None:
         """Restore the newest snapshot the peers offer (``node.statesync``), then rejoin as
-        after a restart; block sync brings the rest. Without one: from genesis."""
+        after a restart; block sync brings the rest. Without one: from genesis (or, for a
+        store at height ``above`` that fell behind every peer's window, block sync again)."""
         expired: TrustExpired | None = None
         try:
-            restored = await self.statesyncer.run()
+            restored = await self.statesyncer.run(above)
         except TrustExpired as error:
             expired, restored = error, None
         finally:
@@ -385,18 +400,22 @@ class Node:
             self.syncer.running = True  # out of consensus and of block sync, not ready
             return
         if restored is None:
-            log.info("state sync: no usable snapshot; block sync from genesis")
+            log.info("state sync: no usable snapshot; block sync from height %d", above)
         else:
             records = handover_records(restored.handovers)
-            self.store.restore(restored.block, restored.state, records)
+            if above:  # a store that fell behind: replaced, in one transaction
+                self.store.jump_to(restored.block, restored.state, records)
+            else:
+                self.store.restore(restored.block, restored.state, records)
             listeners = self.chain.listeners  # the API's, registered on the chain it replaces
             self.chain = self._make_chain()  # the restart path: the app loads the store's state
             self.chain.listeners.extend(listeners)
             self.syncer.chain = self.chain
             log.info(
-                "state sync: restored height %d from a snapshot of %d entries",
+                "state sync: restored height %d from a snapshot of %d entries (was at %d)",
                 restored.block.height,
                 len(restored.state),
+                above,
             )
         self.replica = self._make_replica()
         self._apply(self.replica.start(self._now()))

@@ -168,9 +168,10 @@ class StateSyncer:
             if waiting is not None and not waiting.done():
                 waiting.set_result(message)
 
-    async def run(self) -> Restored | None:
-        """A verified snapshot, or None when none could be had (block sync instead);
-        ``TrustExpired`` when the trust point is too old to follow from."""
+    async def run(self, above: int = 0) -> Restored | None:
+        """A verified snapshot above height ``above`` (the node's own, when it fell behind
+        every peer's pruning window), or None when none could be had; ``TrustExpired`` when
+        the trust point is too old to follow from."""
         self.check_genesis()
         self.offers.clear()
         for _ in range(OFFER_ROUNDS):  # the first requests may go out before peers connect
@@ -178,7 +179,8 @@ class StateSyncer:
             if await self._offers_within(OFFER_WAIT):
                 await asyncio.sleep(OFFER_SETTLE)  # the others answer about as fast
                 break
-        heights = sorted({m.height for ms in self.offers.values() for m in ms}, reverse=True)
+        offered = {m.height for ms in self.offers.values() for m in ms if m.height > above}
+        heights = sorted(offered, reverse=True)
         for height in heights[:ATTEMPTS]:
             try:
                 return await self._restore(height)

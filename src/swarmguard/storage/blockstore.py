@@ -78,6 +78,9 @@ HEADER_BYTES_MAX = 64 * 1024
 TRANSACTION_BYTES_MAX = 1024 * 1024
 TRANSACTIONS_MAX = 100_000
 RECORD_KEY_BYTES_MAX = 64
+_CHAIN_PREFIXES = (b"b:", b"h:", b"t:", b"a:", b"s:")
+"""What ``jump_to`` clears: blocks, hash and transaction indexes, history, state (the meta
+keys are rewritten; records, ``x:``, stay)."""
 CERTIFICATE_BYTES_MAX = 1024 * 1024
 EVIDENCE_MAX = 1_000
 MAP_SIZE_DEFAULT = 64 * 2**30
@@ -303,15 +306,35 @@ class BlockStore:
         height). The caller has verified the block, the state and the records against certified
         headers; returns the block's hash."""
         if self.height != 0:
-            raise StoreError("only an empty store can be restored")
+            raise StoreError("only an empty store can be restored (jump_to: one that fell behind)")
         if block.height < 1:
             raise StoreError("restore at height 1 or more")
+        return self._start_at(block, state, records, clear=False)
+
+    def jump_to(self, block: Block, state: StateTree, records: Mapping[bytes, bytes] = {}) -> bytes:
+        """``restore`` for a store that fell behind (state sync on a node whose missing blocks
+        every peer has pruned): its blocks, indexes, state and history go, its records stay,
+        all in the one transaction that writes the new start, so a crash leaves either store
+        whole. The history accumulator restarts at ``block`` (no proofs over the skipped
+        heights from this store)."""
+        if block.height <= self.height:
+            raise StoreError(f"jump to {block.height}: not beyond height {self.height}")
+        self.wait_for_snapshots()
+        return self._start_at(block, state, records, clear=True)
+
+    def _start_at(
+        self, block: Block, state: StateTree, records: Mapping[bytes, bytes], *, clear: bool
+    ) -> bytes:
         block_hash = self.block_hash(block)
         accumulator = MerkleAccumulator()
         accumulator.append(block_hash)
         encoded = block.encode()
         _check_records(records)
         with self.engine.write() as txn:
+            if clear:
+                for prefix in _CHAIN_PREFIXES:
+                    for key in [key for key, _ in txn.scan(prefix)]:
+                        txn.delete(key)
             for key, value in records.items():
                 txn.put(b"x:" + key, value)
             txn.put(b"b:" + _u64(block.height), zlib.crc32(encoded).to_bytes(4, "big") + encoded)
@@ -328,6 +351,7 @@ class BlockStore:
             txn.put(b"m:height", _u64(block.height))
         self._height, self.history_base = block.height, block.height
         self._indexed = block.height
+        self._pending = {}
         self.accumulator, self.state_tree = accumulator, state
         return block_hash
 
