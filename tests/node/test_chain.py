@@ -39,7 +39,7 @@ from swarmguard.node.chain import Chain
 from swarmguard.node.handover import Handover, HandoverError, follow
 from swarmguard.node.ledger import Code, LedgerApp
 from swarmguard.node.mempool import Admission, Mempool
-from swarmguard.node.statesync import StateSyncer, TrustExpired
+from swarmguard.node.statesync import StateSyncer, TrustExpired, TrustPoint
 from swarmguard.node.transactions import CreateValidator, Delegate, Transaction, Transfer
 from swarmguard.storage.blockstore import Block, BlockStore
 from swarmguard.storage.catchup import CatchUpError, Header, commit_hash, verify_range
@@ -344,6 +344,11 @@ def test_hand_overs_that_do_not_follow_are_refused(tmp_path: Path) -> None:
         follow(CHAIN, list(real.validators), [real])
     with pytest.raises(HandoverError):
         follow(CHAIN, genesis, [real, real])
+    # From a set already trusted at a later height (a node's own chain): the same checks.
+    later = follow(CHAIN, genesis, [real], since=real.height - 1)
+    assert later == [(real.height - 1, genesis), (real.height, list(real.validators))]
+    with pytest.raises(HandoverError, match="not after"):
+        follow(CHAIN, genesis, [real], since=real.height)
 
 
 def test_hand_overs_are_checked_with_the_chains_fast_path_slack(tmp_path: Path) -> None:
@@ -564,6 +569,13 @@ def test_genesis_is_a_trust_point_only_within_the_trust_period() -> None:
     syncer(trust_period=86400, genesis_time=0, trust=(5, bytes(32))).check_genesis()
     with pytest.raises(TrustExpired):  # run() checks it too, before asking anyone
         asyncio.run(syncer(trust_period=86400, genesis_time=0).run())
+    # A node that fell behind trusts its own last block instead of genesis: its age counts,
+    # unless a trusted header newer than it is configured (that one is checked when fetched).
+    own = TrustPoint(501, [], 10**9 - 100_000)
+    with pytest.raises(TrustExpired, match="this node's block 500 is 1.2 days old"):
+        asyncio.run(syncer(trust_period=86400, genesis_time=10**9).run(own))
+    with pytest.raises(TrustExpired, match="this node's block 500"):  # an older anchor: ignored
+        asyncio.run(syncer(trust_period=86400, trust=(400, bytes(32))).run(own))
 
 
 def test_an_application_naming_a_key_twice_is_refused(tmp_path: Path) -> None:

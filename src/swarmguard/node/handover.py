@@ -107,12 +107,18 @@ class Handover:
 
 
 def follow(
-    chain_id: str, genesis: Validators, handovers: Sequence[Handover], slack_ppm: int = 0
+    chain_id: str,
+    genesis: Validators,
+    handovers: Sequence[Handover],
+    slack_ppm: int = 0,
+    *,
+    since: int = 1,
 ) -> list[tuple[int, list[tuple[bytes, int]]]]:
-    """The sets by first height, from the genesis set (height 1) through ``handovers`` in
-    order; raises HandoverError at the first that does not follow. ``slack_ppm``: the chain's
-    fast-path slack (``validators.sets.fast_path_slack``)."""
-    sets = [(1, list(genesis))]
+    """The sets by first height, from the genesis set (height 1; or a set the caller already
+    trusts from height ``since``) through ``handovers`` in order; raises HandoverError at the
+    first that does not follow. ``slack_ppm``: the chain's fast-path slack
+    (``validators.sets.fast_path_slack``)."""
+    sets = [(since, list(genesis))]
     for handover in handovers:
         since, trusted = sets[-1]
         where = f"hand-over to height {handover.height}"

@@ -68,7 +68,7 @@ from swarmguard.node.mempool import (
     encode_gossip,
 )
 from swarmguard.node.metrics import NodeMetrics
-from swarmguard.node.statesync import StateSyncer, TrustExpired
+from swarmguard.node.statesync import StateSyncer, TrustExpired, TrustPoint
 from swarmguard.node.transactions import SubmitEvidence, Transaction
 from swarmguard.node.transport import FRAME_BYTES_MAX, Channel, Peer, Transport, TransportConfig
 from swarmguard.storage.blockstore import Block, BlockStore
@@ -368,7 +368,11 @@ class Node:
             if self.config.statesync.enabled:
                 log.warning("block sync: %s; state sync instead", error)
                 self.syncer.running = True  # still out of consensus
-                await self._state_sync(above=self.store.height)
+                height = self.store.height
+                own = TrustPoint(
+                    height + 1, self.chain.validators(height + 1), self.chain.last_time
+                )
+                await self._state_sync(own)
             elif not self._told_pruned:
                 self._told_pruned = True
                 log.warning(
@@ -384,13 +388,15 @@ class Node:
         self.replica = self._make_replica()
         self._apply(self.replica.start(self._now()))
 
-    async def _state_sync(self, above: int = 0) -> None:
+    async def _state_sync(self, own: TrustPoint | None = None) -> None:
         """Restore the newest snapshot the peers offer (``node.statesync``), then rejoin as
-        after a restart; block sync brings the rest. Without one: from genesis (or, for a
-        store at height ``above`` that fell behind every peer's window, block sync again)."""
+        after a restart; block sync brings the rest. Without one: from genesis. ``own``: the
+        node's own chain, when it fell behind every peer's window (trusted from its last
+        block; the snapshot replaces its store)."""
+        above = 0 if own is None else own.since - 1
         expired: TrustExpired | None = None
         try:
-            restored = await self.statesyncer.run(above)
+            restored = await self.statesyncer.run(own)
         except TrustExpired as error:
             expired, restored = error, None
         finally:

@@ -56,7 +56,7 @@ from swarmguard.storage.state_tree import StateTree
 from swarmguard.validators.certificate import CertificateError, CommitCertificate
 from swarmguard.validators.sets import fast_path_slack, validators_hash
 
-__all__ = ["ATTEMPTS", "Restored", "StateSyncer", "TrustExpired"]
+__all__ = ["ATTEMPTS", "Restored", "StateSyncer", "TrustExpired", "TrustPoint"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,16 @@ HANDOVER_PAGES_MAX = 1024
 class TrustExpired(ValueError):
     """The trust point is older than the trust period: sets from it on may have unbonded, so
     their keys could sign another history unpunished. Not a peer's fault: no peer can help."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrustPoint:
+    """Where trust starts: the set from height ``since`` on, and the block time that vouches
+    for it (genesis, or the node's own last block when it fell behind every peer's window)."""
+
+    since: int
+    validators: list[tuple[bytes, int]]
+    time: int
 
 
 Sets = Sequence[tuple[int, list[tuple[bytes, int]]]]
@@ -130,6 +140,7 @@ class StateSyncer:
         self.offers: dict[int, list[Manifest]] = {}
         self._chunks: dict[tuple[int, int, int], asyncio.Future[bytes]] = {}
         self._handovers: dict[int, asyncio.Future[Handovers]] = {}
+        self._start = TrustPoint(1, self.trusted, genesis_time)  # run() sets it
 
     def check_genesis(self) -> None:
         """Without a trusted header, genesis is the trust point: ``TrustExpired`` once it is
@@ -168,11 +179,18 @@ class StateSyncer:
             if waiting is not None and not waiting.done():
                 waiting.set_result(message)
 
-    async def run(self, above: int = 0) -> Restored | None:
-        """A verified snapshot above height ``above`` (the node's own, when it fell behind
-        every peer's pruning window), or None when none could be had; ``TrustExpired`` when
-        the trust point is too old to follow from."""
-        self.check_genesis()
+    async def run(self, start: TrustPoint | None = None) -> Restored | None:
+        """A verified snapshot, or None when none could be had; ``TrustExpired`` when the
+        trust point is too old to follow from. ``start``: trust the node's own chain instead
+        of genesis (it fell behind every peer's pruning window): only snapshots above it, and
+        hand-overs followed from its set."""
+        if start is None:
+            self.check_genesis()
+            start = TrustPoint(1, self.trusted, self.genesis_time)
+        elif self.trust is None or self.trust[0] < start.since:  # else the anchor is newer
+            self._check_age(start.time, f"this node's block {start.since - 1}")
+        self._start = start
+        above = start.since - 1
         self.offers.clear()
         for _ in range(OFFER_ROUNDS):  # the first requests may go out before peers connect
             self._broadcast(SnapshotsRequest())
@@ -231,10 +249,13 @@ class StateSyncer:
                 block, after = (Block.decode(encoded) for encoded in reply.blocks)
                 if (block.height, after.height) != (height, height + 1):
                     continue
-                handovers = await self._fetch_handovers(peer)
+                start = self._start
+                handovers = await self._fetch_handovers(peer, start.since)
                 if handovers is None:
                     continue
-                sets = follow(self.chain_id, self.trusted, handovers, self.slack_ppm)
+                sets = follow(
+                    self.chain_id, start.validators, handovers, self.slack_ppm, since=start.since
+                )
                 await self._check_anchor(peer, sets)
                 kept = tuple(h for h in handovers if h.height <= height + 1)
                 return block, self._check(block, after, sets), kept
@@ -248,11 +269,12 @@ class StateSyncer:
                 log.warning("state sync: peer %d: %s", peer, error)
         raise SnapshotError(f"no peer sent blocks {height} and {height + 1} that verify")
 
-    async def _fetch_handovers(self, peer: int) -> list[Handover] | None:
-        """All of ``peer``'s hand-overs, page by page (None: it stopped answering)."""
+    async def _fetch_handovers(self, peer: int, since: int = 1) -> list[Handover] | None:
+        """``peer``'s hand-overs above height ``since``, page by page (None: it stopped
+        answering)."""
         collected: list[Handover] = []
         for _ in range(HANDOVER_PAGES_MAX):
-            after = collected[-1].height if collected else 0
+            after = collected[-1].height if collected else since
             future: asyncio.Future[Handovers] = asyncio.get_running_loop().create_future()
             self._handovers[peer] = future
             self._send(peer, HandoversRequest(after))
@@ -278,8 +300,8 @@ class StateSyncer:
         """With a trusted header configured: ``peer``'s block at its height must be that
         header, signed by the set the hand-overs give for it. A history forged from some
         earlier height by keys of sets long gone (a long-range attack) cannot pass this."""
-        if self.trust is None:
-            return
+        if self.trust is None or self.trust[0] < self._start.since:
+            return  # none, or older than the node's own chain, which it has verified
         height, expected = self.trust
         reply = await self.syncer.fetch(peer, BlocksRequest(height, 1))
         if reply is None or len(reply.blocks) != 1:
