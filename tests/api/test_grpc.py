@@ -64,6 +64,7 @@ def test_the_api_end_to_end(tmp_path: Path) -> None:
             assert status.chain_id == CHAIN
             assert status.peers_connected == 3
             assert status.consensus_key == CONSENSUS[0].public_key.raw
+            assert status.earliest_height == 1  # nothing pruned
             validators = await stub.GetValidators(node_pb2.GetValidatorsRequest())
             assert len(validators.validators) == 4
 

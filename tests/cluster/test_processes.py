@@ -284,6 +284,8 @@ def test_pruning_nodes_keep_their_window_and_serve_a_node_behind_from_it(
             assert raised.value.code() == grpc.StatusCode.NOT_FOUND
             assert "block 1 is pruned: this node keeps blocks from" in raised.value.details()
             assert stub.GetBlock(node_pb2.GetBlockRequest(height=target), timeout=5).height
+            status = stub.GetStatus(node_pb2.GetStatusRequest(), timeout=5)
+            assert status.earliest_height == status.height - keep + 1
     finally:
         for node in nodes:
             node.stop()

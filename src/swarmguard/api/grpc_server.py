@@ -194,6 +194,7 @@ class Service(node_pb2_grpc.NodeServicer):
             sync_state="synced" if node.metrics.ready() else "catching_up",
             mempool_transactions=len(node.mempool),
             consensus_key=node.config.consensus_key.public_key.raw,
+            earliest_height=node.store.base if node.height else 0,
         )
 
     async def GetValidators(self, request: Any, context: Context) -> Any:

@@ -119,7 +119,7 @@ class GetStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Status(_message.Message):
-    __slots__ = ("chain_id", "height", "last_block_hash", "app_hash", "peers", "peers_connected", "sync_state", "mempool_transactions", "consensus_key")
+    __slots__ = ("chain_id", "height", "last_block_hash", "app_hash", "peers", "peers_connected", "sync_state", "mempool_transactions", "consensus_key", "earliest_height")
     CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     LAST_BLOCK_HASH_FIELD_NUMBER: _ClassVar[int]
@@ -129,6 +129,7 @@ class Status(_message.Message):
     SYNC_STATE_FIELD_NUMBER: _ClassVar[int]
     MEMPOOL_TRANSACTIONS_FIELD_NUMBER: _ClassVar[int]
     CONSENSUS_KEY_FIELD_NUMBER: _ClassVar[int]
+    EARLIEST_HEIGHT_FIELD_NUMBER: _ClassVar[int]
     chain_id: str
     height: int
     last_block_hash: bytes
@@ -138,7 +139,8 @@ class Status(_message.Message):
     sync_state: str
     mempool_transactions: int
     consensus_key: bytes
-    def __init__(self, chain_id: _Optional[str] = ..., height: _Optional[int] = ..., last_block_hash: _Optional[bytes] = ..., app_hash: _Optional[bytes] = ..., peers: _Optional[int] = ..., peers_connected: _Optional[int] = ..., sync_state: _Optional[str] = ..., mempool_transactions: _Optional[int] = ..., consensus_key: _Optional[bytes] = ...) -> None: ...
+    earliest_height: int
+    def __init__(self, chain_id: _Optional[str] = ..., height: _Optional[int] = ..., last_block_hash: _Optional[bytes] = ..., app_hash: _Optional[bytes] = ..., peers: _Optional[int] = ..., peers_connected: _Optional[int] = ..., sync_state: _Optional[str] = ..., mempool_transactions: _Optional[int] = ..., consensus_key: _Optional[bytes] = ..., earliest_height: _Optional[int] = ...) -> None: ...
 
 class GetValidatorsRequest(_message.Message):
     __slots__ = ()
