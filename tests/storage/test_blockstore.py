@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ from swarmguard.storage.blockstore import (
 from swarmguard.storage.engine import Engine, LmdbEngine, SqliteEngine
 from swarmguard.storage.merkle import leaf_hash, merkle_root, verify_inclusion
 from swarmguard.storage.snapshots import SnapshotStore, restore
+from swarmguard.storage.state_tree import StateTree
 from swarmguard.storage.state_tree import verify_inclusion as verify_state_inclusion
 
 CHAIN = "swarm-test"
@@ -167,6 +169,20 @@ def test_pruning_a_block_keeps_a_later_block_with_the_same_transaction_findable(
                 assert _on_disk(store, b"t:" + key) is None
 
 
+def _commit_30_keeping_20(
+    store: BlockStore,
+    block: Callable[[int], Block],
+    writes: Callable[[int], dict[bytes, bytes | None]],
+) -> StateTree:
+    """Commit blocks 1-30 with their writes; the state after block 20 (what a snapshot at 20
+    would restore)."""
+    for height in range(1, 31):
+        store.commit(block(height), writes(height))
+        if height == 20:
+            state_at_20 = store.state_tree
+    return state_at_20
+
+
 def test_a_restored_store_starts_at_a_block_and_goes_on_like_the_original(
     tmp_path: Path, kind: str
 ) -> None:
@@ -177,10 +193,7 @@ def test_a_restored_store_starts_at_a_block_and_goes_on_like_the_original(
         return {b"counter": b"%d" % height, b"key %d" % (height % 7): b"v%d" % height}
 
     with open_store(tmp_path / "full", kind) as full:
-        for height in range(1, 31):
-            full.commit(make_block(height), writes(height))
-            if height == 20:
-                state_at_20 = full.state_tree
+        state_at_20 = _commit_30_keeping_20(full, make_block, writes)
         with open_store(tmp_path / "restored", kind) as restored:
             restored.restore(full.block(20), state_at_20)  # type: ignore[arg-type]
             assert (restored.height, restored.base, restored.history_base) == (20, 20, 20)
@@ -213,10 +226,7 @@ def test_a_store_that_fell_behind_jumps_to_a_later_block_and_goes_on(
         return Block(height, b"header %d" % height, (b"tx %d" % height,), b"cert %d" % height, ())
 
     with open_store(tmp_path / "full", kind) as full:
-        for height in range(1, 31):
-            full.commit(block(height), writes(height))
-            if height == 20:
-                state_at_20 = full.state_tree
+        state_at_20 = _commit_30_keeping_20(full, block, writes)
         with open_store(tmp_path / "behind", kind) as behind:
             for height in range(1, 6):
                 records = {b"mine:%d" % height: b"kept"}
