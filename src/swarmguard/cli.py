@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from swarmguard import __version__
 
 if TYPE_CHECKING:
+    from swarmguard.api.grpc_server import ApiServer
     from swarmguard.node.runtime import Node
 
 
@@ -192,7 +193,7 @@ def _node(args: argparse.Namespace) -> int:
 
     from swarmguard.node.config import ConfigError, load_home  # noqa: PLC0415
     from swarmguard.node.logs import configure_logging  # noqa: PLC0415
-    from swarmguard.node.runtime import Node  # noqa: PLC0415
+    from swarmguard.node.runtime import ListenError, Node  # noqa: PLC0415
     from swarmguard.storage.errors import StoreError  # noqa: PLC0415
 
     configure_logging()
@@ -213,17 +214,12 @@ def _node(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        await node.start()
+        try:
+            api = await _start_node(node)
+        except ListenError as error:  # a port in use: the field is named, what started is gone
+            print(f"error: cannot start on {config.home}: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
         _tune_gc()
-        api = None
-        if config.api is not None:
-            from swarmguard.api.grpc_server import ApiServer  # noqa: PLC0415
-
-            api = ApiServer(node)
-            with _exit_unless_done_within(API_START_SECONDS, "starting the gRPC/HTTP API"):
-                await api.start(*config.api)
-                if config.http is not None:
-                    api.start_http(*config.http)
         log.info("started", extra={"height": node.height, "port": node.transport.port})
         reported = node.height
         while not stop.is_set():
@@ -242,6 +238,30 @@ def _node(args: argparse.Namespace) -> int:
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(run())
     return 0
+
+
+async def _start_node(node: Node) -> ApiServer | None:
+    """Start the node, then its API servers if configured; if an address cannot be bound,
+    stop whatever had started and re-raise the ``ListenError``."""
+    from swarmguard.node.runtime import ListenError  # noqa: PLC0415
+
+    config, api = node.config, None
+    try:
+        await node.start()
+        if config.api is not None:
+            from swarmguard.api.grpc_server import ApiServer  # noqa: PLC0415 - only if asked
+
+            api = ApiServer(node)
+            with _exit_unless_done_within(API_START_SECONDS, "starting the gRPC/HTTP API"):
+                await api.start(*config.api)
+                if config.http is not None:
+                    api.start_http(*config.http)
+    except ListenError:
+        if api is not None:
+            await api.stop()
+        await node.stop()
+        raise
+    return api
 
 
 API_START_SECONDS = 30.0

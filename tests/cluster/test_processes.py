@@ -37,6 +37,7 @@ TIMEOUT = 90.0
 
 
 _STARTED: list[subprocess.Popen[bytes]] = []
+_LOGS: list[Path] = []  # the logs of this test's nodes, shown when a wait times out
 
 
 @pytest.fixture(autouse=True)
@@ -44,6 +45,7 @@ def _no_node_outlives_its_test() -> Iterator[None]:
     """Whatever a test did or failed to do, its node processes are gone before the next one
     starts (a leaked node holds ports and CPU, and turns the next test's timing into noise)."""
     yield
+    _LOGS.clear()
     while _STARTED:
         process = _STARTED.pop()
         if process.poll() is None:
@@ -56,6 +58,8 @@ class Process:
         self.home = home
         self.log = home / "node.log"
         self.process: subprocess.Popen[bytes] | None = None
+        if self.log not in _LOGS:
+            _LOGS.append(self.log)
 
     def start(self) -> None:
         self.process = spawn_node(self.home)
@@ -84,8 +88,24 @@ def wait_for(condition: object, what: str) -> None:
     deadline = time.monotonic() + TIMEOUT
     while not condition():  # type: ignore[operator]
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what}\n{_log_tails()}")
         time.sleep(0.2)
+
+
+def _log_tails(lines: int = 15) -> str:
+    """The end of every node log of the test, so a CI failure says what the nodes were doing."""
+    shown = []
+    for log in _LOGS:
+        text = log.read_text(errors="replace").splitlines() if log.exists() else ["(no log)"]
+        shown.append(f"--- {log.parent.name}/{log.name}\n" + "\n".join(text[-lines:]))
+    return "\n".join(shown)
+
+
+def port_groups(nodes: int, groups: int) -> list[list[int]]:
+    """``groups`` lists of ``nodes`` ports, all distinct: picked in one call, since ports
+    picked by separate calls may repeat once the first call's sockets are closed."""
+    ports = free_ports(nodes * groups)
+    return [ports[i * nodes : (i + 1) * nodes] for i in range(groups)]
 
 
 def test_four_processes_agree_and_survive_a_kill(tmp_path: Path) -> None:
@@ -192,12 +212,13 @@ def _fast_idle_testnet(
     staking: dict[str, int] | None = None,
     *,
     more: str = "",
+    ports: list[int] | None = None,
     api_ports: list[int] | None = None,
 ) -> list[Path]:
     homes = write_testnet(
         tmp_path,
         4,
-        ports=free_ports(4),
+        ports=ports or free_ports(4),
         api_ports=api_ports,
         genesis_time=int(time.time()),
         staking=staking,
@@ -264,11 +285,12 @@ def test_pruning_nodes_keep_their_window_and_serve_a_node_behind_from_it(
     block-syncs from its pruning peers, and once the chain is past the window every store holds
     exactly its last 256 blocks, the same blocks on every node."""
     keep = 256
-    api_ports = free_ports(4)
+    ports, api_ports = port_groups(4, 2)
     homes = _fast_idle_testnet(
         tmp_path,
         {"signed_blocks_window": 100_000},
         more=f"\n[storage]\nkeep_recent = {keep}\n",
+        ports=ports,
         api_ports=api_ports,
     )
     nodes = [Process(home) for home in homes]
@@ -418,12 +440,53 @@ def test_up_runs_a_network_and_shows_it_live(tmp_path: Path) -> None:
     assert "exited" not in result.stdout
 
 
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``swarmguard *args`` as a client process would run it."""
+    return subprocess.run(
+        [sys.executable, "-m", "swarmguard.cli", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+
+
+def test_a_single_validator_chain_runs_alone(tmp_path: Path) -> None:
+    """One validator and no peers (a development chain): it has no one to listen for, decides
+    every height with its own votes, and serves clients."""
+    ports, api_ports = port_groups(1, 2)
+    (home,) = write_testnet(
+        tmp_path, 1, ports=ports, api_ports=api_ports, genesis_time=int(time.time())
+    )
+    node = Process(home)
+    try:
+        node.start()
+        wait_for(lambda: node.height() >= 2, "height 2")
+        sent = cli(
+            "tx",
+            "transfer",
+            "--key",
+            str(home / "operator_key.json"),
+            "--to",
+            "cd" * 20,
+            "--amount",
+            "7",
+            "--wait",
+            "--node",
+            f"127.0.0.1:{api_ports[0]}",
+        )
+        assert sent.returncode == 0, sent.stderr + sent.stdout
+        queried = cli("query", "account", "cd" * 20, "--node", f"127.0.0.1:{api_ports[0]}")
+        assert json.loads(queried.stdout)["balance"] == 7
+    finally:
+        node.stop()
+    assert "no peers configured, not listening" in node.log.read_text()
+
+
 def test_clients_talk_to_real_processes_over_grpc_and_http(tmp_path: Path) -> None:
     """`swarmguard tx`, `query` and `status` against `swarmguard node` processes, and the
     HTTP/JSON twin with its OpenAPI document."""
-    ports = free_ports(4)
-    api_ports = free_ports(4)
-    http_ports = free_ports(4)
+    ports, api_ports, http_ports = port_groups(4, 3)
     homes = write_testnet(
         tmp_path,
         4,
@@ -433,16 +496,6 @@ def test_clients_talk_to_real_processes_over_grpc_and_http(tmp_path: Path) -> No
         genesis_time=int(time.time()),
     )
     nodes = [Process(home) for home in homes]
-
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "swarmguard.cli", *args],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=90,
-        )
-
     try:
         for node in nodes:
             node.start()
@@ -486,8 +539,7 @@ def test_a_double_signing_process_is_caught_slashed_and_removed(tmp_path: Path) 
     conflicting one. The others turn the pair into evidence, submit it signed by their operator
     keys, the ledger slashes and jails the offender, and at the next epoch boundary (every 4
     blocks here) it leaves the validator set while the chain goes on."""
-    ports = free_ports(4)
-    api_ports = free_ports(4)
+    ports, api_ports = port_groups(4, 2)
     homes = write_testnet(
         tmp_path,
         4,
@@ -524,8 +576,7 @@ def test_staking_transactions_change_the_set_at_the_epoch_boundary(tmp_path: Pat
     """A new validator registers over gRPC (funded by an operator's transfer, then its own
     create_validator with a small bond): it joins the set at the next boundary of 4 blocks, and
     the four running validators keep deciding."""
-    ports = free_ports(4)
-    api_ports = free_ports(4)
+    ports, api_ports = port_groups(4, 2)
     homes = write_testnet(
         tmp_path,
         4,
@@ -661,11 +712,11 @@ def test_a_new_node_joins_by_state_sync(tmp_path: Path) -> None:
     newest snapshot its peers offer (checked against certified headers of the set it reached),
     block-syncs the rest, and follows the chain: it never stores a block below the snapshot's
     height."""
-    api_ports = free_ports(5)
+    ports, api_ports = port_groups(5, 2)
     homes = write_testnet(
         tmp_path,
         4,
-        ports=free_ports(5),
+        ports=ports,
         api_ports=api_ports,
         genesis_time=int(time.time()),
         full_nodes=1,

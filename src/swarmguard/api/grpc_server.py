@@ -22,7 +22,7 @@ from swarmguard.api.v1 import node_pb2, node_pb2_grpc
 if TYPE_CHECKING:
     from swarmguard.api.http_server import HttpServer
 from swarmguard.node.mempool import Admission
-from swarmguard.node.runtime import Node
+from swarmguard.node.runtime import ListenError, Node
 from swarmguard.storage.blockstore import Block
 from swarmguard.storage.merkle import list_inclusion_proof
 
@@ -232,7 +232,9 @@ class ApiServer:
 
     def __init__(self, node: Node) -> None:
         self.node = node
-        self.server = grpc.aio.server()
+        # No SO_REUSEPORT (gRPC's default on Linux): a second node configured with this
+        # port must fail to start, not silently take half of this node's calls.
+        self.server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         self.service = Service(node)
         node_pb2_grpc.add_NodeServicer_to_server(self.service, self.server)  # type: ignore[no-untyped-call]
         self.health = health.aio.HealthServicer()
@@ -242,7 +244,11 @@ class ApiServer:
 
     async def start(self, host: str, port: int) -> int:
         """Listen (port 0: any free one) and start serving; returns the port."""
-        bound = int(self.server.add_insecure_port(f"{host}:{port}"))
+        try:
+            bound = int(self.server.add_insecure_port(f"{host}:{port}"))
+        except RuntimeError:  # gRPC's only word for a failed bind; its log line has the cause
+            reason = "address in use, or not an address of this machine"
+            raise ListenError(f"node.api: cannot listen on {host}:{port}: {reason}") from None
         await self.server.start()
         self._watch = asyncio.get_running_loop().create_task(self._report_health())
         return bound
@@ -260,7 +266,8 @@ class ApiServer:
         from swarmguard.api.http_server import HttpServer  # noqa: PLC0415 - only if asked
 
         self.http = HttpServer(self.service, asyncio.get_running_loop())
-        return self.http.serve(host, port)
+        with ListenError.naming("node.http", host, port):
+            return self.http.serve(host, port)
 
     async def stop(self) -> None:
         if self._watch is not None:

@@ -30,7 +30,7 @@ import hashlib
 import logging
 import time
 from collections import deque
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,7 +76,7 @@ from swarmguard.storage.snapshots import SnapshotStore
 from swarmguard.validators.certificate import CommitCertificate
 from swarmguard.validators.evidence import PHASE_VOTE, DoubleVoteEvidence, SignedVote, sign_vote
 
-__all__ = ["ConsensusOptions", "Node", "NodeConfig", "NodeStats", "StateSyncOptions"]
+__all__ = ["ConsensusOptions", "ListenError", "Node", "NodeConfig", "NodeStats", "StateSyncOptions"]
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +203,22 @@ class NodeStats:
     evidence: int = 0
 
 
+class ListenError(OSError):
+    """A configured address could not be bound (in use, not local, not permitted): the
+    message names the configuration field, so the operator knows which line to change."""
+
+    @classmethod
+    @contextlib.contextmanager
+    def naming(cls, field: str, host: str, port: int) -> Iterator[None]:
+        try:
+            yield
+        except OSError as error:
+            if isinstance(error, ListenError):
+                raise
+            reason = error.strerror or str(error)
+            raise cls(f"{field}: cannot listen on {host}:{port}: {reason}") from error
+
+
 class Node:
     def __init__(self, config: NodeConfig, app: Application | None = None) -> None:
         """``app``: any in-process ``abci.Application`` (default: the built-in ledger)."""
@@ -324,10 +340,14 @@ class Node:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Listen, start the ticker, and enter consensus (or state sync). A configured address
+        that cannot be bound raises ``ListenError``; ``stop`` then releases what started."""
         self._loop = asyncio.get_running_loop()
-        await self.transport.start()
+        with ListenError.naming("node.listen", self.transport.host, self.transport.port):
+            await self.transport.start()
         if self.config.metrics is not None:
-            self.metrics_port = self.metrics.serve(*self.config.metrics)
+            with ListenError.naming("node.metrics", *self.config.metrics):
+                self.metrics_port = self.metrics.serve(*self.config.metrics)
         self._ticker = self._loop.create_task(self._tick())
         if self.config.statesync.enabled and self.store.height == 0:
             self.syncer.running = True  # out of consensus until the state is there

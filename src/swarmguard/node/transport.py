@@ -194,8 +194,12 @@ class Transport:
     # -- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Listen, and dial the peers this node is the dialer for."""
+        """Listen, and dial the peers this node is the dialer for. A node with no peers (a
+        single-validator chain) has no one to accept or dial, so it does not listen."""
         self._now = asyncio.get_running_loop().time
+        if not self._links:
+            log.info("transport: no peers configured, not listening")
+            return
         certificate, key = self.identity.write_tls_files(self._tls_dir)
         trusted = [link.peer.certificate for link in self._links.values()]
         server_context = tls_context(server=True, certificate=certificate, key=key, trusted=trusted)
