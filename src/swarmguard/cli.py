@@ -68,23 +68,46 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high], or a usage error saying so."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected {low}..{high}, got {value}")
+        return value
+
+    return parse
+
+
+VALIDATORS_MAX = 100
+"""As ``write_testnet`` allows: a local network of more is not one this machine can run."""
+BASE_PORT_MAX = 65535 - 3000 - VALIDATORS_MAX
+"""``up`` puts the metrics, API and HTTP ports 1000, 2000 and 3000 above the base port
+(``testnet`` at 9090, 50051 and 8080 on), so one range for both."""
+
+
 def _node_commands(commands: Any) -> None:
     """The validator network's commands: testnet, node, up, clients, bench."""
     testnet = commands.add_parser(
         "testnet", help="write keys, configs and one genesis for a local validator network"
     )
-    testnet.add_argument("--validators", type=int, default=4)
+    counts, ports = _int_in(1, VALIDATORS_MAX), _int_in(1024, BASE_PORT_MAX)
+    testnet.add_argument("--validators", type=counts, default=4)
     testnet.add_argument("--output", required=True, help="directory for the node homes")
     testnet.add_argument("--chain-id", default="swarmguard-testnet")
-    testnet.add_argument("--base-port", type=int, default=26656)
+    testnet.add_argument("--base-port", type=ports, default=26656)
     node = commands.add_parser("node", help="run one validator from its home directory")
     node.add_argument("--home", required=True)
     up = commands.add_parser(
         "up", help="run a local validator network in one command, with a live view"
     )
-    up.add_argument("--validators", type=int, default=4)
+    up.add_argument("--validators", type=counts, default=4)
     up.add_argument("--home", default=None, help="keep the network here (default: a temp dir)")
-    up.add_argument("--base-port", type=int, default=26656)
+    up.add_argument("--base-port", type=ports, default=26656)
     up.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     up.add_argument(
         "--load", type=float, default=0.0, help="signed transfers/s from a client process (0: none)"

@@ -440,6 +440,27 @@ def test_up_runs_a_network_and_shows_it_live(tmp_path: Path) -> None:
     assert "exited" not in result.stdout
 
 
+def test_up_says_why_a_node_exited_and_stops_when_none_is_left(tmp_path: Path) -> None:
+    """Another program holds the API port of the only validator: ``up`` prints the node's own
+    refusal (the field and the port) and exits with 1 instead of showing height 0 forever; a
+    count or port out of range is a usage error."""
+    base = consecutive_free_ports(1)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", base + 2000))
+        holder.listen()
+        result = cli(
+            "up", "--home", str(tmp_path), "--validators", "1", "--duration", "60",
+            "--base-port", str(base),
+        )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "node0 exited with code 2" in result.stderr
+    assert f"node.api: cannot listen on 127.0.0.1:{base + 2000}: address in use" in result.stderr
+    for wrong in (["--validators", "0"], ["--base-port", "80"]):
+        refused = cli("up", *wrong, "--duration", "1")
+        assert refused.returncode == 2
+        assert "expected" in refused.stderr
+
+
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     """``swarmguard *args`` as a client process would run it."""
     return subprocess.run(

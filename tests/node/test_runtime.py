@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import time
 import urllib.error
 import urllib.request
@@ -169,3 +170,28 @@ def test_metrics_health_and_readiness_are_served(tmp_path: Path) -> None:
                 await node.stop()
 
     asyncio.run(main())
+
+
+def test_a_stopped_node_ignores_its_timers(tmp_path: Path) -> None:
+    """A validator alone decides each height on its own timers; once stopped, a timer that
+    still fires (the event loop runs on while the process tears down) must not decide a block
+    into the closed store."""
+    alone = json.loads(genesis())
+    alone["validators"] = alone["validators"][:1]
+    config = dataclasses.replace(
+        configs(tmp_path)[0], app_state=json.dumps(alone).encode(), peers=[], peer_keys={}
+    )
+
+    async def main() -> list[dict[str, object]]:
+        failures: list[dict[str, object]] = []
+        asyncio.get_running_loop().set_exception_handler(
+            lambda _, context: failures.append(context)
+        )
+        node = Node(config)
+        await node.start()
+        await until(lambda: node.height >= 2, timeout=30)
+        await node.stop()
+        await asyncio.sleep(1.5)  # several empty-block timeouts
+        return failures
+
+    assert asyncio.run(main()) == []

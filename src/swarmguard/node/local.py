@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import statistics
@@ -31,15 +32,45 @@ from swarmguard.node.config import write_testnet
 __all__ = ["free_ports", "latest_progress", "run_local_network", "spawn_node", "stop_processes"]
 
 
-def free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports (held together while picked, so none repeats)."""
-    sockets = [socket.socket() for _ in range(count)]
+PICKED_PORT_LOW = 10_000
+"""``free_ports`` picks from here up to the kernel's ephemeral range."""
+
+
+def _ephemeral_low() -> int:
+    """Where the kernel's ephemeral ports start (32768 unless configured otherwise)."""
     try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in sockets]
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        return int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct loopback ports free right now, for nodes about to be started. Picked below the
+    ephemeral range: a port the kernel handed out for ``bind(0)`` is one it may also hand to
+    any outgoing connection (a node dialing its peers) before our node binds it. All are held
+    together while picking, so none repeats."""
+    high = _ephemeral_low()
+    if high - PICKED_PORT_LOW < 4 * count:
+        raise OSError(f"no room below the ephemeral range ({high}) for {count} ports")
+    chance = random.SystemRandom()
+    held: list[socket.socket] = []
+    try:
+        for _ in range(100 * count):
+            if len(held) == count:
+                break
+            candidate = socket.socket()
+            try:
+                candidate.bind(("127.0.0.1", chance.randrange(PICKED_PORT_LOW, high)))
+            except OSError:  # in use (or just picked): another one
+                candidate.close()
+                continue
+            held.append(candidate)
+        if len(held) < count:
+            raise OSError(f"found only {len(held)} of {count} free ports")
+        return [int(s.getsockname()[1]) for s in held]
     finally:
-        for s in sockets:
+        for s in held:
             s.close()
 
 
@@ -133,6 +164,22 @@ def _latency(home: Path, entries: list[dict[str, Any]]) -> str:
     return f"height P50 {statistics.median(heights):5.0f} ms" if heights else "height P50     - ms"
 
 
+def _report_exits(
+    nodes: Sequence[subprocess.Popen[bytes]], homes: Sequence[Path], told: set[int]
+) -> bool:
+    """Say once why each node that exited did (the last line of its log: a start-up refusal
+    names the cause, say a port in use); True when none is left. One node down is something
+    to watch, not a reason to stop the others: the network goes on without it."""
+    for index, process in enumerate(nodes):
+        code = process.poll()
+        if code is not None and index not in told:
+            told.add(index)
+            lines = (homes[index] / "node.log").read_text(errors="replace").strip().splitlines()
+            why = lines[-1] if lines else "(nothing logged)"
+            print(f"node{index} exited with code {code}: {why}", file=sys.stderr, flush=True)
+    return len(told) == len(nodes)
+
+
 def run_local_network(
     home: Path, validators: int, base_port: int, duration: float | None = None, load: float = 0.0
 ) -> int:
@@ -148,17 +195,23 @@ def run_local_network(
             genesis_time=int(time.time()),
         )
     processes = [spawn_node(node_home) for node_home in homes]
+    nodes = list(processes)
     print(f"{len(homes)} validators under {home}; logs in node*/node.log. Ctrl-C stops.")
     started = time.monotonic()
     previous = (started, 0, 0)
+    told: set[int] = set()
     try:
         if load:
             while max(latest_progress(h / "node.log").get("height", 0) for h in homes) < 2:
+                if _report_exits(nodes, homes, told):
+                    return 1
                 time.sleep(0.2)
             processes.append(_start_load(homes, load, duration))
             print(f"load: {load:.0f} signed transfers/s from a separate client process")
         while duration is None or time.monotonic() - started < duration:
             time.sleep(1.0)
+            if _report_exits(nodes, homes, told):
+                return 1
             entries = [latest_progress(node_home / "node.log") for node_home in homes]
             heights = [e.get("height", 0) for e in entries]
             fast = sum(e.get("fast", 0) for e in entries)

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Hashable, Iterator, Sequence
@@ -215,7 +216,7 @@ class ListenError(OSError):
         except OSError as error:
             if isinstance(error, ListenError):
                 raise
-            reason = error.strerror or str(error)
+            reason = os.strerror(error.errno) if error.errno else str(error)
             raise cls(f"{field}: cannot listen on {host}:{port}: {reason}") from error
 
 
@@ -453,7 +454,9 @@ class Node:
         self.transport.send(peer, Channel.SYNC, blocksync.encode(message))
 
     async def stop(self) -> None:
-        self._stopped = True  # timers and frames that still arrive change nothing now
+        # Timers and frames that still arrive change nothing now: the replica must not go on
+        # (a lone validator decides on a timer alone) into a store about to close.
+        self._stopped = True
         if self._ticker is not None:
             self._ticker.cancel()
         if self._sync_task is not None:
@@ -523,11 +526,13 @@ class Node:
 
     def _offer(self, transactions: Sequence[bytes]) -> None:
         if (
-            transactions and not self.syncer.running
+            transactions and not self.syncer.running and not self._stopped
         ):  # a full batcher refuses some: the mempool still holds them
             self._apply(self.replica.on_transactions(transactions, self._now()))
 
     def _on_frame(self, peer: int, channel: Channel, payload: bytes) -> None:
+        if self._stopped:
+            return
         if channel is Channel.SYNC:
             self._on_sync(peer, payload)
             return
@@ -594,7 +599,7 @@ class Node:
         return blocksync.Chunk(request.height, request.index, data)
 
     def _timer(self, height: int, view: int, timer: object) -> None:
-        if self.syncer.running:
+        if self.syncer.running or self._stopped:
             return
         self._apply(self.replica.on_timer(height, view, timer, self._now()))  # type: ignore[arg-type]
 
