@@ -22,7 +22,7 @@ import grpc
 import pytest
 
 from swarmguard.api.v1 import node_pb2, node_pb2_grpc
-from swarmguard.crypto import SigningKey, load_key_file
+from swarmguard.crypto import SigningKey, ecvrf, load_key_file
 from swarmguard.crypto.hashing import address_of
 from swarmguard.node.blocksync import SYNC_LAG
 from swarmguard.node.config import load_home, write_testnet
@@ -626,7 +626,7 @@ def test_staking_transactions_change_the_set_at_the_epoch_boundary(tmp_path: Pat
             chain = "swarmguard-testnet"
             fund = Transfer(address_of(newcomer.public_key.raw), 10_000)
             submit(Transaction.sign(operator, chain, 0, fund))
-            join = CreateValidator(consensus.public_key.raw, b"v" * 32, 0, 5_000)
+            join = CreateValidator(consensus.public_key.raw, ecvrf.public_key(b"v" * 32), 0, 5_000)
             submit(Transaction.sign(newcomer, chain, 0, join))
 
             def members() -> list[bytes]:

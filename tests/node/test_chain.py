@@ -24,7 +24,7 @@ from swarmguard.consensus.replica import (
     SetTimer,
     Timer,
 )
-from swarmguard.crypto import SigningKey
+from swarmguard.crypto import SigningKey, ecvrf
 from swarmguard.crypto.hashing import address_of
 from swarmguard.node.abci import BlockRequest, FinalizedBlock, ValidatorUpdate
 from swarmguard.node.blocksync import (
@@ -45,6 +45,7 @@ from swarmguard.storage.blockstore import Block, BlockStore
 from swarmguard.storage.catchup import CatchUpError, Header, commit_hash, verify_range
 from swarmguard.storage.snapshots import SnapshotError
 from swarmguard.validators.certificate import CommitCertificate
+from swarmguard.validators.election import genesis_seed, vrf_input
 from swarmguard.validators.evidence import PHASE_VOTE
 from swarmguard.validators.sets import validators_hash
 
@@ -52,6 +53,8 @@ CHAIN = "swarm-chain"
 PERIOD = 14 * 86400  # a trust period (seconds)
 OPERATORS = [SigningKey(bytes([40 + i]) * 32) for i in range(4)]
 CONSENSUS = [SigningKey(bytes([50 + i]) * 32) for i in range(4)]
+VRF_SECRETS = [bytes([60 + i]) * 32 for i in range(4)]
+NEWCOMER_VRF = ecvrf.public_key(b"v" * 32)
 ALICE, BOB = SigningKey(b"a" * 32), SigningKey(b"b" * 32)
 
 
@@ -67,7 +70,7 @@ def genesis(**staking: int) -> bytes:
                 {
                     "operator": address_of(op.public_key.raw).hex(),
                     "consensus_key": cons.public_key.raw.hex(),
-                    "vrf_key": bytes([60 + i] * 32).hex(),
+                    "vrf_key": ecvrf.public_key(VRF_SECRETS[i]).hex(),
                     "self_bond": 100_000,
                 }
                 for i, (op, cons) in enumerate(zip(OPERATORS, CONSENSUS, strict=True))
@@ -112,6 +115,7 @@ class Cluster:
             genesis=result,
             genesis_time=1_000,
             proposer_key=CONSENSUS[i].public_key.raw,
+            vrf_secret=VRF_SECRETS[i],
             clock=lambda: self.now,
         )
 
@@ -205,6 +209,53 @@ def test_a_tampered_proposal_is_refused(tmp_path: Path) -> None:
     assert not other.validate(1, future_hash, future)
 
 
+def test_each_header_proves_the_next_seed_under_its_proposers_vrf_key(tmp_path: Path) -> None:
+    """The leader seed of height h + 1 is the output of the VRF proof in header h, proven by
+    h's proposer with the key it registered over (seed of h, h + 1): the proposer has one valid
+    proof, so no choice of transactions or order moves the next leader. A restarted node reads
+    the seed back from its last header."""
+    cluster = Cluster(tmp_path)
+    cluster.run(heights=5)
+    store = cluster.chains[0].store
+    seed = genesis_seed(CHAIN)
+    for height in range(1, 6):
+        header = Header.decode(store.block(height).header)  # type: ignore[union-attr]
+        assert header.seed == seed
+        proposer = [address_of(k.public_key.raw) for k in CONSENSUS].index(header.proposer)
+        vrf_key = ecvrf.public_key(VRF_SECRETS[proposer])
+        seed = ecvrf.verify(vrf_key, header.seed_proof, vrf_input(CHAIN, seed, height + 1))
+    assert {chain.seed for chain in cluster.chains} == {seed}
+    cluster.chains[3].store.close()
+    assert cluster._chain(3).seed == seed
+
+
+def test_a_proposal_with_another_seed_or_seed_proof_is_refused(tmp_path: Path) -> None:
+    """A proposer grinding for a better next leader has nothing to choose from: a valid proof
+    over another input, another validator's proof, no proof, or another seed for this height
+    are all refused."""
+    cluster = Cluster(tmp_path)
+    chain, peer = cluster.chains[1], cluster.chains[2]
+    block_hash, data = chain.propose(1, [])
+    assert peer.validate(1, block_hash, data)
+    block = Block.decode(data)
+    header = Header.decode(block.header)
+
+    def forged(**fields: bytes) -> tuple[bytes, bytes]:
+        changed = replace(header, **fields)
+        encoded = Block(1, changed.encode(), block.transactions, last_commit=block.last_commit)
+        return changed.hash(CHAIN), encoded.encode()
+
+    own, other = ecvrf.VrfSecretKey(VRF_SECRETS[1]), ecvrf.VrfSecretKey(VRF_SECRETS[2])
+    for fields in (
+        {"seed_proof": own.prove(vrf_input(CHAIN, header.seed, 3))},  # another input
+        {"seed_proof": other.prove(vrf_input(CHAIN, header.seed, 2))},  # another key
+        {"seed_proof": bytes(80)},
+        {"seed": bytes(64)},
+    ):
+        assert not peer.validate(1, *forged(**fields)), fields
+    assert peer.validate(1, block_hash, data)
+
+
 def test_a_restarted_node_resumes_from_its_store(tmp_path: Path) -> None:
     cluster = Cluster(tmp_path)
     cluster.submit(
@@ -230,7 +281,7 @@ def test_validator_set_changes_take_effect_two_heights_later_and_survive_a_resta
     store, and indices shift correctly for everyone."""
     cluster = Cluster(tmp_path, epoch_length=2)
     newcomer = SigningKey(b"n" * 32)
-    join = CreateValidator(newcomer.public_key.raw, b"v" * 32, 0, 1_000)
+    join = CreateValidator(newcomer.public_key.raw, NEWCOMER_VRF, 0, 1_000)
     cluster.submit(Transaction.sign(ALICE, CHAIN, 0, join).encode())
     cluster.run(heights=6)
     chain = cluster.chains[3]
@@ -260,7 +311,7 @@ def _with_a_newcomer(tmp_path: Path, heights: int) -> Cluster:
     height 1 (chosen at the boundary at 2, signing from 4); run to ``heights``."""
     cluster = Cluster(tmp_path, epoch_length=2)
     newcomer = SigningKey(b"n" * 32)
-    join = CreateValidator(newcomer.public_key.raw, b"v" * 32, 0, 1_000)
+    join = CreateValidator(newcomer.public_key.raw, NEWCOMER_VRF, 0, 1_000)
     cluster.submit(Transaction.sign(ALICE, CHAIN, 0, join).encode())
     cluster.run(heights=heights)
     return cluster
@@ -591,5 +642,6 @@ def test_an_application_naming_a_key_twice_is_refused(tmp_path: Path) -> None:
             genesis=FinalizedBlock((), bytes(32), {}, twice),
             genesis_time=1_000,
             proposer_key=key,
+            vrf_secret=None,
             clock=lambda: 1_000.0,
         )

@@ -10,6 +10,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from swarmguard.crypto import ecvrf
 from swarmguard.node.abci import (
     BlockRequest,
     CheckResult,
@@ -23,9 +24,11 @@ from swarmguard.node.abci import (
 from swarmguard.node.runtime import Node
 from swarmguard.storage.state_tree import StateTree
 
-from .test_chain import CONSENSUS
+from .test_chain import CONSENSUS, VRF_SECRETS
 from .test_runtime import configs
 from .test_transport import until
+
+VRF = b"\x00vrf:"  # where the validators' VRF keys live in the tree
 
 
 class KeyValueApp:
@@ -41,11 +44,16 @@ class KeyValueApp:
         return Info(self.height, self.tree.root, "kv/1")
 
     def init_chain(self, app_state: bytes) -> FinalizedBlock:
-        members = json.loads(app_state)["validators"]  # [{"key": hex, "power": int}]
+        # [{"key": hex, "vrf_key": hex, "power": int}]
+        members = json.loads(app_state)["validators"]
         updates = tuple(
-            ValidatorUpdate(bytes.fromhex(m["key"]), bytes(32), m["power"]) for m in members
+            ValidatorUpdate(bytes.fromhex(m["key"]), bytes.fromhex(m["vrf_key"]), m["power"])
+            for m in members
         )
-        return FinalizedBlock((), self.tree.root, {}, updates)
+        # The VRF keys are state too (the node asks for them with query("vrf_key", key)).
+        writes: dict[bytes, bytes | None] = {VRF + u.consensus_key: u.vrf_key for u in updates}
+        self.tree = self.tree.apply(writes)
+        return FinalizedBlock((), self.tree.root, writes, updates)
 
     def load_state(self, state: StateTree, height: int) -> None:
         self.tree, self.height = state, height
@@ -80,6 +88,8 @@ class KeyValueApp:
         self.height, self.tree = self.pending
 
     def query(self, path: str, data: bytes, *, prove: bool = False) -> QueryResult:
+        if path == "vrf_key":
+            data = VRF + data
         value = self.tree.get(data)
         proof = self.tree.prove(data).encode() if prove else b""
         return QueryResult(0 if value is not None else 6, value or b"", proof, self.height)
@@ -98,7 +108,12 @@ class KeyValueApp:
 
 
 def test_four_nodes_run_a_custom_application(tmp_path: Path) -> None:
-    state = {"validators": [{"key": k.public_key.raw.hex(), "power": 1} for k in CONSENSUS]}
+    state = {
+        "validators": [
+            {"key": k.public_key.raw.hex(), "vrf_key": ecvrf.public_key(v).hex(), "power": 1}
+            for k, v in zip(CONSENSUS, VRF_SECRETS, strict=True)
+        ]
+    }
 
     async def main() -> None:
         app_state = json.dumps(state).encode()

@@ -3,9 +3,11 @@ validator set, evidence, proofs, determinism and state sync."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from swarmguard.crypto import SigningKey
+from swarmguard.crypto import SigningKey, ecvrf
 from swarmguard.crypto.hashing import address_of
 from swarmguard.node.abci import BlockRequest, ChunkOutcome
 from swarmguard.node.ledger import Code, LedgerApp
@@ -19,7 +21,7 @@ from swarmguard.node.transactions import (
 from swarmguard.storage.state_tree import StateProof, verify_inclusion
 from swarmguard.validators.evidence import PHASE_VOTE, DoubleVoteEvidence, sign_vote
 
-from .test_chain import ALICE, BOB, CONSENSUS, OPERATORS
+from .test_chain import ALICE, BOB, CONSENSUS, OPERATORS, VRF_SECRETS
 from .test_chain import genesis as chain_genesis
 
 CHAIN = "swarm-test"
@@ -119,7 +121,9 @@ def test_process_proposal_refuses_undecodable_or_unsigned_transactions() -> None
 def test_staking_changes_the_validator_set_at_the_epoch_boundary() -> None:
     app = started()  # epochs of 2 blocks
     newcomer = SigningKey(b"n" * 32)
-    create = tx(ALICE, 0, CreateValidator(newcomer.public_key.raw, b"v" * 32, 0, 500_000))
+    create = tx(
+        ALICE, 0, CreateValidator(newcomer.public_key.raw, ecvrf.public_key(b"v" * 32), 0, 500_000)
+    )
     result = app.finalize_block(BlockRequest(1, 1_001, (create,), CONSENSUS[0].public_key.raw))
     app.commit()
     assert [r.code for r in result.results] == [Code.OK]
@@ -228,7 +232,9 @@ def test_only_validators_of_the_signing_set_are_observed() -> None:
     reputation stays untouched; once it is, a missing signature counts."""
     app = started()  # epochs of 2 blocks
     newcomer = SigningKey(b"n" * 32)
-    create = tx(ALICE, 0, CreateValidator(newcomer.public_key.raw, b"v" * 32, 0, 500_000))
+    create = tx(
+        ALICE, 0, CreateValidator(newcomer.public_key.raw, ecvrf.public_key(b"v" * 32), 0, 500_000)
+    )
     assert block(app, create) == [Code.OK]
     block(app)  # height 2: a boundary, the newcomer is in the active set from here
     manager = app.manager
@@ -249,3 +255,22 @@ def test_only_validators_of_the_signing_set_are_observed() -> None:
     )
     app.commit()
     assert manager.reputation.score(operator) < 1_000_000
+
+
+def test_a_validator_whose_vrf_key_no_proof_could_verify_under_is_refused() -> None:
+    """Its proposals could never prove their seed; the registration is refused (nonce used,
+    nothing else written), in a transaction and in a genesis file alike. The node reads a
+    registered key back with ``query("vrf_key", consensus key)``."""
+    app = started()
+    newcomer = SigningKey(b"n" * 32)
+    small_order = bytes(32)  # y = 0: a point of order 4
+    create = tx(ALICE, 0, CreateValidator(newcomer.public_key.raw, small_order, 0, 500_000))
+    assert block(app, create) == [Code.REFUSED]
+    assert app.query("vrf_key", newcomer.public_key.raw).code == Code.NOT_FOUND
+    registered = app.query("vrf_key", CONSENSUS[0].public_key.raw)
+    assert registered.code == Code.OK
+    assert registered.value == ecvrf.public_key(VRF_SECRETS[0])
+    document = json.loads(genesis())
+    document["validators"][0]["vrf_key"] = small_order.hex()
+    with pytest.raises(ValueError, match="genesis app_state: .*small order"):
+        LedgerApp(CHAIN).init_chain(json.dumps(document).encode())

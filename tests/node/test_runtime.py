@@ -24,7 +24,7 @@ from swarmguard.node.transactions import Transaction, Transfer
 from swarmguard.node.transport import Peer
 from swarmguard.validators.evidence import PHASE_VOTE, DoubleVoteEvidence, sign_vote
 
-from .test_chain import ALICE, BOB, CONSENSUS, OPERATORS, genesis
+from .test_chain import ALICE, BOB, CONSENSUS, OPERATORS, VRF_SECRETS, genesis
 from .test_transport import until
 
 CHAIN = "swarm-chain"
@@ -39,6 +39,7 @@ def configs(tmp: Path) -> list[NodeConfig]:
             chain_id=CHAIN,
             home=tmp / f"node{i}",
             consensus_key=CONSENSUS[i],
+            vrf_secret=VRF_SECRETS[i],
             node_identity=identities[i],
             app_state=genesis(),
             genesis_time=int(time.time()) - 10,

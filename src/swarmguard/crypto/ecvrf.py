@@ -39,6 +39,7 @@ __all__ = [
     "PUBLIC_KEY_BYTES",
     "SECRET_KEY_BYTES",
     "VrfSecretKey",
+    "check_public_key",
     "proof_to_hash",
     "prove",
     "public_key",
@@ -130,6 +131,12 @@ def proof_to_hash(proof: bytes) -> bytes:
 
 def _beta(gamma_times_8: bytes) -> bytes:
     return _sha512(SUITE, _HASH_FRONT, gamma_times_8, _BACK)
+
+
+def check_public_key(public: bytes) -> None:
+    """Raise InvalidProof unless ``public`` is a key some proof could verify under (canonical,
+    on the curve, not of small order): what a validator's registration is checked with."""
+    _checked_public_key(bytes(public))
 
 
 @lru_cache(maxsize=4096)

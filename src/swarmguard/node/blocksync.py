@@ -45,6 +45,7 @@ from enum import IntEnum
 
 from swarmguard.codec import CodecError, Reader, Writer
 from swarmguard.consensus.wire import MESSAGE_BYTES_MAX
+from swarmguard.crypto import InvalidProof, ecvrf
 from swarmguard.node.chain import Chain
 from swarmguard.storage.blockstore import Block, BlockStore
 from swarmguard.storage.catchup import CatchUpError, Header, verify_range
@@ -556,6 +557,15 @@ class Syncer:
                 f"block {block.height} certifies state {header.state_root.hex()[:16]}, ours is "
                 f"{chain.app_hash.hex()[:16]}: this node's state has diverged"
             )
+        if header.seed != chain.seed:
+            raise SyncError(
+                f"block {block.height} carries leader seed {header.seed.hex()[:16]}, ours is "
+                f"{chain.seed.hex()[:16]}: this node's chain has diverged"
+            )
+        try:
+            ecvrf.proof_to_hash(header.seed_proof)
+        except InvalidProof as error:
+            raise SyncError(f"block {block.height}: its seed proof: {error}") from None
         proposed = Block(
             block.height, block.header, block.transactions, last_commit=block.last_commit
         )

@@ -3,25 +3,32 @@ the ABCI application, and committed with the application's writes, in one place.
 
 A block (``storage.Block``, hashed by its header) as proposed::
 
-    header (v3): height, time, previous_hash, transactions_root, state_root (the app hash after
+    header (v4): height, time, previous_hash, transactions_root, state_root (the app hash after
                  the previous height), validators_hash (this height's set),
                  next_validators_hash (the next height's), proposer (the address of the
-                 proposer's consensus key), last_commit_hash
+                 proposer's consensus key), last_commit_hash, seed (this height's leader-draw
+                 seed), seed_proof (the proposer's ECVRF proof of the next height's seed)
     body:        transactions, last_commit (the proposer's certificate for the previous height)
 
 ``validate`` accepts a proposal only if every field is what this node computes for the height:
 the previous block's hash, the app hash, this height's and the next height's validator sets,
-a last commit that verifies against
-the previous height's set for the previous block, a time not before the previous block's and not
-more than ``time_drift`` ahead of this node's clock, an empty certificate field, a proposer in
-the set, and the application's ``process_proposal``. The app's view of who signed the previous
-block comes from ``last_commit``, which consensus agreed on; a node's own certificate for a height
-is one of many valid ones and is stored with the block but never shown to the application.
+a last commit that verifies against the previous height's set for the previous block, a time
+not before the previous block's and not more than ``time_drift`` ahead of this node's clock, an
+empty certificate field, a proposer in the set, this height's seed, a seed proof that verifies
+under the proposer's VRF key (the application's ``query("vrf_key", consensus key)``), and the
+application's ``process_proposal``. The app's view of who signed the previous block comes from
+``last_commit``, which consensus agreed on; a node's own certificate for a height is one of
+many valid ones and is stored with the block but never shown to the application.
 
 ``commit`` runs ``finalize_block``, stores the block (with this node's certificate and the
 application's writes; at height 1 the genesis writes too) in one atomic transaction, then calls
 the application's ``commit`` and updates the mempool. The block store's state tree is therefore
 the application's state, and a restart hands it back (``load_state``).
+
+Leader seeds. The seed of height h + 1 is the output of the VRF proof in header h, proven by
+h's proposer over (seed of h, h + 1) with the key it registered: one valid proof per proposer
+and height, so a proposer cannot grind the next leader by reordering transactions (as it could
+if the seed were the block's hash); it can only withhold its block (docs/validators.md).
 
 Validator updates from height h's ``finalize_block`` take effect at h + 2
 (``handover.SET_CHANGE_DELAY``), so that header h + 1 can name the set after it. The set history
@@ -34,20 +41,27 @@ state sync follows from genesis (``node.handover``).
 from __future__ import annotations
 
 import bisect
+import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from swarmguard.codec import CodecError
+from swarmguard.crypto import InvalidProof, ecvrf
 from swarmguard.crypto.hashing import address_of
 from swarmguard.node.abci import Application, BlockRequest, FinalizedBlock, ValidatorUpdate
 from swarmguard.node.handover import SET_CHANGE_DELAY, Handover
 from swarmguard.node.mempool import Mempool
 from swarmguard.storage.blockstore import Block, BlockStore
-from swarmguard.storage.catchup import Header, commit_hash
+from swarmguard.storage.catchup import SEED_PROOF_BYTES, Header, commit_hash
 from swarmguard.storage.merkle import merkle_root
 from swarmguard.validators.certificate import CertificateError, CommitCertificate
-from swarmguard.validators.election import LeaderSchedule, ScheduledValidator
+from swarmguard.validators.election import (
+    LeaderSchedule,
+    ScheduledValidator,
+    genesis_seed,
+    vrf_input,
+)
 from swarmguard.validators.sets import (
     decode_validators,
     encode_validators,
@@ -56,6 +70,8 @@ from swarmguard.validators.sets import (
 )
 
 __all__ = ["Chain", "ChainLimits", "handover_records", "mempool_check"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +109,7 @@ class Chain:
         genesis: FinalizedBlock,
         genesis_time: int,
         proposer_key: bytes,
+        vrf_secret: bytes | None,
         clock: Callable[[], float],
         limits: ChainLimits | None = None,
         slack_ppm: int = 0,
@@ -102,6 +119,13 @@ class Chain:
         self.limits = limits or ChainLimits()
         self._clock = clock
         self._proposer = address_of(proposer_key)
+        self._vrf = None if vrf_secret is None else ecvrf.VrfSecretKey(vrf_secret)
+        """This validator's VRF key (None: a full node, which never proposes)."""
+        self._vrf_keys: dict[bytes, bytes] = {}
+        """Consensus key -> registered VRF key (the application's; registrations never change)."""
+        self._seed_outputs: OrderedDict[tuple[bytes, bytes], bytes] = OrderedDict()
+        """(proposer address, seed proof) -> its output, once proven or verified here."""
+        self._proven: tuple[int, bytes, bytes] | None = None  # (height, seed, our proof)
         self.slack_ppm = slack_ppm
         """The chain's fast-path slack (genesis ``consensus_params``), for every certificate
         check: ``slack(validators)`` is its P for a set."""
@@ -114,30 +138,17 @@ class Chain:
         if not initial:
             raise ValueError("the genesis validator set is empty")
         self._sets[1] = initial
-        height = store.height
-        if height == 0:
+        if store.height == 0:
             self.app_hash, self.last_hash, self.last_time = (
                 genesis.app_hash,
                 bytes(32),
                 genesis_time,
             )
             self.last_certificate = b""
-            self._last_seed, self._last_proposer = bytes(32), b""
-        else:  # a restart: the store holds the application's state
-            app.load_state(store.state_tree, height)
-            block = store.block(height)
-            if block is None:
-                raise ValueError(f"the store lost block {height}")
-            try:
-                header = Header.decode(block.header)
-            except CodecError as error:
-                raise ValueError(f"stored block {height}: {error}") from None
-            self.app_hash = app.info().app_hash
-            self.last_hash = store.block_hash(block)
-            self.last_time = header.time
-            self.last_certificate = block.certificate
-            self._last_seed, self._last_proposer = header.previous_hash, header.proposer
-            self._load_sets(height)
+            self._last_seed, self._last_proposer = b"", b""
+            self.seed = genesis_seed(chain_id)
+        else:
+            self._resume(store.height)
         self.results: OrderedDict[bytes, tuple[int, int, str]] = OrderedDict()
         """Transaction hash -> (height, result code, log) of recent commits (clients waiting)."""
         self.listeners: list[Callable[[int], None]] = []
@@ -145,6 +156,28 @@ class Chain:
         self.committed_transactions = 0  # since this process started
         self._decoded: tuple[bytes, Block] | None = None
         """The last block proposed or validated, decoded: usually the one committed next."""
+
+    def _resume(self, height: int) -> None:
+        """A restart: the store holds the application's state and the last block."""
+        app, store = self.app, self.store
+        app.load_state(store.state_tree, height)
+        block = store.block(height)
+        if block is None:
+            raise ValueError(f"the store lost block {height}")
+        try:
+            header = Header.decode(block.header)
+        except CodecError as error:
+            raise ValueError(f"stored block {height}: {error}") from None
+        self.app_hash = app.info().app_hash
+        self.last_hash = store.block_hash(block)
+        self.last_time = header.time
+        self.last_certificate = block.certificate
+        self._last_seed, self._last_proposer = header.seed, header.proposer
+        try:
+            self.seed = ecvrf.proof_to_hash(header.seed_proof)
+        except InvalidProof as error:
+            raise ValueError(f"stored block {height}: its seed proof: {error}") from None
+        self._load_sets(height)
 
     # -- validator sets across restarts ----------------------------------------------------
 
@@ -199,7 +232,7 @@ class Chain:
         """Built when first asked, which is while the application holds the state after
         ``height - 1`` (the replica asks for a height's leaders only once it is there)."""
         answer = self.app.query("reputation", b"")
-        return self._draws(height, answer.value if answer.code == 0 else b""), self.last_hash
+        return self._draws(height, answer.value if answer.code == 0 else b""), self.seed
 
     def _failed_leaders(self, height: int, view: int) -> tuple[bytes, ...]:
         """The leaders of ``height``'s views before ``view`` (the one that decided it, from
@@ -258,11 +291,59 @@ class Chain:
             validators_hash(self.validators(height + 1)),
             self._proposer,
             commit_hash(self.chain_id, self.last_certificate),
+            self.seed,
+            self._prove_seed(height),
         )
         block = Block(height, header.encode(), tuple(chosen), last_commit=self.last_certificate)
         data = block.encode()
         self._decoded = (data, block)
         return header.hash(self.chain_id), data
+
+    def _prove_seed(self, height: int) -> bytes:
+        """Our proof of the seed of ``height + 1`` (the same in every view: proven once)."""
+        if self._vrf is None:  # as good as a leader that is down: the others change view
+            log.error("no vrf_key.json: this validator's proposals cannot prove their seed")
+            return bytes(SEED_PROOF_BYTES)
+        proven = self._proven
+        if proven is not None and proven[:2] == (height, self.seed):
+            return proven[2]
+        proof = self._vrf.prove(vrf_input(self.chain_id, self.seed, height + 1))
+        self._remember_seed(self._proposer, proof, ecvrf.proof_to_hash(proof))
+        self._proven = (height, self.seed, proof)
+        return proof
+
+    def _remember_seed(self, proposer: bytes, proof: bytes, output: bytes) -> None:
+        self._seed_outputs[(proposer, proof)] = output
+        while len(self._seed_outputs) > SEED_OUTPUTS_KEPT:
+            self._seed_outputs.popitem(last=False)
+
+    def _seed_ok(self, height: int, header: Header, proposer_key: bytes) -> bool:
+        """Whether ``header`` carries this height's seed and a proof of the next one that
+        verifies under its proposer's registered VRF key."""
+        if header.seed != self.seed:
+            return False
+        if (header.proposer, header.seed_proof) in self._seed_outputs:
+            return True
+        vrf_key = self._vrf_key(proposer_key)
+        if vrf_key is None:
+            return False
+        alpha = vrf_input(self.chain_id, self.seed, height + 1)
+        try:
+            output = ecvrf.verify(vrf_key, header.seed_proof, alpha)
+        except InvalidProof:
+            return False
+        self._remember_seed(header.proposer, header.seed_proof, output)
+        return True
+
+    def _vrf_key(self, consensus_key: bytes) -> bytes | None:
+        """The VRF key the validator registered, asked of the application once."""
+        known = self._vrf_keys.get(consensus_key)
+        if known is None:
+            answer = self.app.query("vrf_key", consensus_key)
+            if answer.code != 0 or len(answer.value) != 32:
+                return None
+            known = self._vrf_keys[consensus_key] = answer.value
+        return known
 
     def validate(self, height: int, block_hash: bytes, data: bytes) -> bool:
         try:
@@ -287,6 +368,9 @@ class Chain:
             len(block.transactions) <= self.limits.max_block_transactions,
         )
         if not all(checks) or not self._last_commit_ok(height, block.last_commit):
+            return False
+        proposer_key = next(k for k, _ in validators if address_of(k) == header.proposer)
+        if not self._seed_ok(height, header, proposer_key):
             return False
         return self.app.process_proposal(height, block.transactions)
 
@@ -338,6 +422,35 @@ class Chain:
             last_commit=block.last_commit,
         )
         hashes = [self.mempool.hash(transaction) for transaction in block.transactions]
+        # Verified when validated (or proven here); a block from block sync is vouched for by
+        # its certificate, whose signers verified the proof before voting for it.
+        seed = self._seed_outputs.get((header.proposer, header.seed_proof))
+        seed = seed if seed is not None else ecvrf.proof_to_hash(header.seed_proof)
+        records, chosen, handover = self._set_changes(height, header, result, certificate)
+        block_hash = self.store.commit(stored, writes, transaction_hashes=hashes, records=records)
+        if handover is not None and self._handovers is not None:
+            self._handovers.append(handover)
+        self.app.commit()
+        self.mempool.update(block.transactions, mempool_check(self.app))
+        self.app_hash, self.last_hash, self.last_time = result.app_hash, block_hash, header.time
+        self._last_seed, self._last_proposer, self.seed = header.seed, header.proposer, seed
+        self.last_certificate = certificate.encode()
+        self.committed_transactions += len(hashes)
+        for key, outcome in zip(hashes, result.results, strict=False):
+            self.results[key] = (height, outcome.code, outcome.log)
+        while len(self.results) > RESULTS_KEPT:
+            self.results.popitem(last=False)
+        if chosen is not None:
+            self._sets[height + SET_CHANGE_DELAY] = chosen
+        for listener in self.listeners:
+            listener(height)
+
+    def _set_changes(
+        self, height: int, header: Header, result: FinalizedBlock, certificate: CommitCertificate
+    ) -> tuple[dict[bytes, bytes], list[tuple[bytes, int]] | None, Handover | None]:
+        """The records a commit of ``height`` writes for the set history: the set the
+        application chose (returned if it changes, to take effect at ``height + 2``) and the
+        hand-over to ``height + 1`` if the header names a new set."""
         records: dict[bytes, bytes] = {}
         later = height + SET_CHANGE_DELAY
         chosen = None
@@ -350,29 +463,15 @@ class Chain:
         handover = None
         if header.next_validators_hash != header.validators_hash:
             following = tuple(self.validators(height + 1))
-            handover = Handover(height + 1, following, block.header, certificate.encode())
+            handover = Handover(height + 1, following, header.encode(), certificate.encode())
             records[HANDOVER_PREFIX + (height + 1).to_bytes(8, "big")] = handover.encode()
-        block_hash = self.store.commit(stored, writes, transaction_hashes=hashes, records=records)
-        if handover is not None and self._handovers is not None:
-            self._handovers.append(handover)
-        self.app.commit()
-        self.mempool.update(block.transactions, mempool_check(self.app))
-        self.app_hash, self.last_hash, self.last_time = result.app_hash, block_hash, header.time
-        self._last_seed, self._last_proposer = header.previous_hash, header.proposer
-        self.last_certificate = certificate.encode()
-        self.committed_transactions += len(hashes)
-        for key, outcome in zip(hashes, result.results, strict=False):
-            self.results[key] = (height, outcome.code, outcome.log)
-        while len(self.results) > RESULTS_KEPT:
-            self.results.popitem(last=False)
-        if chosen is not None:
-            self._sets[later] = chosen
-        for listener in self.listeners:
-            listener(height)
+        return records, chosen, handover
 
 
 PPM = 1_000_000
 RESULTS_KEPT = 100_000
+SEED_OUTPUTS_KEPT = 64
+"""Seed proofs proven or verified lately (a height's proposals in its views, a few heights)."""
 SCHEDULES_KEPT = 4
 FAILED_VIEWS_MAX = 64
 """Views of one height whose leaders are named as failed (a long outage names a few, not all

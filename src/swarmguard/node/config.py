@@ -10,6 +10,8 @@ Layout::
     <home>/node_key.json        Ed25519 key file: the transport identity
     <home>/operator_key.json    Ed25519 key file: the validator's account (optional; signs the
                                 evidence transactions the node submits)
+    <home>/vrf_key.json         ECVRF key file: the VRF key the validator registered (proves
+                                the leader seed in its proposals; a full node has none)
     <home>/peers/<id>.pem       each peer's TLS certificate (its trust anchor and identity)
     <home>/data/                block store, double-sign guard record, TLS files
 
@@ -54,6 +56,7 @@ from typing import Any
 from swarmguard.consensus.batching import BatchConfig
 from swarmguard.crypto import KeyFileError, SigningKey, load_key_file, write_key_file
 from swarmguard.crypto.hashing import address_of
+from swarmguard.crypto.keys import public_key_of
 from swarmguard.node.chain import ChainLimits
 from swarmguard.node.identity import NodeIdentity
 from swarmguard.node.mempool import MempoolConfig
@@ -197,6 +200,9 @@ def load_home(home: Path, environ: Mapping[str, str] | None = None) -> NodeConfi
             if (home / "operator_key.json").exists()
             else None
         ),
+        vrf_secret=(
+            _key_seed(home, "vrf_key.json", "ecvrf") if (home / "vrf_key.json").exists() else None
+        ),
         node_identity=NodeIdentity(_key_seed(home, "node_key.json")),
         app_state=app_state,
         genesis_time=genesis_time,
@@ -218,13 +224,13 @@ def load_home(home: Path, environ: Mapping[str, str] | None = None) -> NodeConfi
     )
 
 
-def _key_seed(home: Path, name: str) -> bytes:
+def _key_seed(home: Path, name: str, expected: str = "ed25519") -> bytes:
     try:
         kind, seed = load_key_file(home / name)
     except (KeyFileError, OSError) as error:
         raise ConfigError(name, str(error)) from None
-    if kind != "ed25519":
-        raise ConfigError(name, f"expected an ed25519 key, got {kind}")
+    if kind != expected:
+        raise ConfigError(name, f"expected an {expected} key, got {kind}")
     return seed
 
 
@@ -257,16 +263,18 @@ def write_testnet(
     if len(ports) != total:
         raise ValueError("one port per node")
     homes = [output / f"node{i}" for i in range(total)]
-    consensus, nodes, operators = [], [], []
+    consensus, nodes, operators, vrf_keys = [], [], [], []
     for home in homes:
         (home / "peers").mkdir(parents=True, exist_ok=True)
-        seeds = [os.urandom(32) for _ in range(3)]
+        seeds = [os.urandom(32) for _ in range(4)]
         write_key_file(home / "consensus_key.json", "ed25519", seeds[0])
         write_key_file(home / "node_key.json", "ed25519", seeds[1])
         write_key_file(home / "operator_key.json", "ed25519", seeds[2])
+        write_key_file(home / "vrf_key.json", "ecvrf", seeds[3])
         consensus.append(SigningKey(seeds[0]))
         nodes.append(NodeIdentity(seeds[1]))
         operators.append(SigningKey(seeds[2]))
+        vrf_keys.append(public_key_of("ecvrf", seeds[3]))
     app_state: dict[str, object] = {
         "accounts": [
             {"address": address_of(k.public_key.raw).hex(), "balance": balance}
@@ -276,7 +284,7 @@ def write_testnet(
             {
                 "operator": address_of(operators[i].public_key.raw).hex(),
                 "consensus_key": consensus[i].public_key.raw.hex(),
-                "vrf_key": os.urandom(32).hex(),
+                "vrf_key": vrf_keys[i].hex(),
                 "self_bond": self_bond,
             }
             for i in range(validators)

@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from swarmguard.codec import CodecError
+from swarmguard.crypto import ecvrf
 from swarmguard.crypto.hashing import ADDRESS_BYTES
 from swarmguard.node.abci import (
     BlockRequest,
@@ -142,6 +143,7 @@ class LedgerApp:
             }
             manager = ValidatorManager(self.chain_id, params, balances)
             for v in document["validators"]:
+                ecvrf.check_public_key(bytes.fromhex(v["vrf_key"]))
                 manager.staking.create_validator(
                     bytes.fromhex(v["operator"]),
                     bytes.fromhex(v["consensus_key"]),
@@ -298,6 +300,7 @@ class LedgerApp:
             if isinstance(body, Transfer):
                 staking.transfer(address, body.to, body.amount)
             elif isinstance(body, CreateValidator):
+                ecvrf.check_public_key(body.vrf_key)  # else it could never lead: refused here
                 staking.create_validator(
                     address, body.consensus_key, body.vrf_key, body.commission_ppm, body.self_bond
                 )
@@ -311,7 +314,7 @@ class LedgerApp:
                 manager.unjail(address)
             elif isinstance(body, SubmitEvidence):
                 manager.submit_evidence(body.evidence)
-        except ValueError as error:  # StakingError, InvalidEvidence: refused, nothing written
+        except ValueError as error:  # StakingError, InvalidEvidence, InvalidProof: refused
             return TxResult(Code.REFUSED, str(error))
         return _OK
 
@@ -335,12 +338,19 @@ class LedgerApp:
         by key (the node reads it back after a restart); ``reputation`` -> ``threshold u32 |
         (consensus key (32) | score u32)*`` in parts per million, what the leader schedule
         of the next height draws with; ``leader_reputation`` -> the same as it was for the last
-        committed height (empty before the first block)."""
+        committed height (empty before the first block); ``vrf_key`` (data: a consensus key)
+        -> the VRF key its validator registered, what the node checks a proposal's seed proof
+        with."""
         if path == "reputation":
             return QueryResult(Code.OK, self._reputation(), height=self.height)
         if path == "leader_reputation":
             stored = self.tree.get(_LEADER_REPUTATION) or b""
             return QueryResult(Code.OK, stored, height=self.height)
+        if path == "vrf_key":
+            for validator in self._manager().staking.validators.values():
+                if validator.consensus_key == data:
+                    return QueryResult(Code.OK, validator.vrf_key, height=self.height)
+            return QueryResult(Code.NOT_FOUND, log="no validator has this key", height=self.height)
         if path == "validators":
             members = sorted(self._validator_set(), key=lambda u: u.consensus_key)
             encoded = b"".join(u.consensus_key + u.power.to_bytes(8, "big") for u in members)

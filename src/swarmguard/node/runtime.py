@@ -184,6 +184,8 @@ class NodeConfig:
     storage: StorageOptions = field(default_factory=StorageOptions)
     operator_key: SigningKey | None = None
     """The validator's account key: signs the evidence transactions this node submits."""
+    vrf_secret: bytes | None = None
+    """The validator's ECVRF secret key (the seed proof in its proposals); None: a full node."""
     metrics: tuple[str, int] | None = None
     """Where to serve /metrics, /healthz and /readyz (None: not served)."""
     api: tuple[str, int] | None = None
@@ -290,6 +292,7 @@ class Node:
             genesis=self._genesis,
             genesis_time=config.genesis_time,
             proposer_key=config.consensus_key.public_key.raw,
+            vrf_secret=config.vrf_secret,
             clock=time.time,
             limits=config.limits,
             slack_ppm=config.slack_ppm,

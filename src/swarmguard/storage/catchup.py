@@ -1,10 +1,15 @@
 """Block headers, and verification of a range of blocks for catch-up, sequential or parallel.
 
-Header, version 3 (keep in sync with docs/storage.md, "Headers")::
+Header, version 4 (keep in sync with docs/storage.md, "Headers")::
 
     version u8 | height u64 | time u64 | previous_hash (32) | transactions_root (32)
     | state_root (32) | validators_hash (32) | next_validators_hash (32) | proposer (20)
-    | last_commit_hash (32)
+    | last_commit_hash (32) | seed (64) | seed_proof (80)
+
+``seed`` is this height's leader-draw seed and ``seed_proof`` the proposer's ECVRF proof whose
+output is the next height's (``validators.election``: the proposer cannot choose it, so cannot
+grind the next leader the way it could a seed taken from the block hash). The node checks that
+each header's ``seed`` is the output of the proof in the header before it (``node.chain``).
 
 ``next_validators_hash`` names the set of the next height, so a header certified by its own set
 vouches for its successor set: that chain of certified hand-overs is what a node with only the
@@ -43,7 +48,10 @@ from .merkle import merkle_root
 
 __all__ = ["HEADER_VERSION", "CatchUpError", "Header", "commit_hash", "verify_range"]
 
-HEADER_VERSION = 3
+HEADER_VERSION = 4
+SEED_BYTES = 64
+"""An ECVRF output (``beta``): what a header's ``seed`` holds."""
+SEED_PROOF_BYTES = 80
 
 
 def commit_hash(chain_id: str, certificate: bytes) -> bytes:
@@ -71,6 +79,8 @@ class Header:
     next_validators_hash: bytes  # the next height's set
     proposer: bytes
     last_commit_hash: bytes = bytes(32)  # commit_hash of the previous height's certificate
+    seed: bytes = bytes(SEED_BYTES)  # this height's leader-draw seed
+    seed_proof: bytes = bytes(SEED_PROOF_BYTES)  # the proposer's VRF proof of the next seed
 
     def encode(self) -> bytes:
         out = Writer()
@@ -87,6 +97,8 @@ class Header:
             out.fixed(value, 32)
         out.fixed(self.proposer, 20)
         out.fixed(self.last_commit_hash, 32)
+        out.fixed(self.seed, SEED_BYTES)
+        out.fixed(self.seed_proof, SEED_PROOF_BYTES)
         return out.getvalue()
 
     @staticmethod
@@ -103,6 +115,8 @@ class Header:
             reader.fixed(32, "next_validators_hash"),
             reader.fixed(20, "proposer"),
             reader.fixed(32, "last_commit_hash"),
+            reader.fixed(SEED_BYTES, "seed"),
+            reader.fixed(SEED_PROOF_BYTES, "seed_proof"),
         )
         reader.finish()
         return header

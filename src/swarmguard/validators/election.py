@@ -3,7 +3,7 @@
 Randomness. The seed of height ``h`` is the VRF output (``beta``) that the proposer of block
 ``h - 1`` put in its header, proven over ``alpha_h = digest(VRF_INPUT, previous seed || h)``
 (domain-separated and bound to the chain id); everyone verifies it with that proposer's VRF key.
-The genesis seed is fixed in the genesis file.
+The seed of height 1 has no proposer before it: ``genesis_seed`` fixes it from the chain id.
 
 Draw. The leader of (height, view) owns stake unit ``u = int(digest(LEADER_DRAW, seed || view)) mod
 total`` of the eligible stake, found in a Fenwick tree (``StakeTree``) in O(log n). The 256-bit
@@ -23,6 +23,7 @@ from its stake share ``s`` to at most ``1 - (1 - s)^2`` per withheld block, and 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -30,9 +31,15 @@ from swarmguard.crypto import Domain, digest, ecvrf
 
 from .stake_tree import StakeTree
 
-__all__ = ["LeaderSchedule", "ScheduledValidator", "next_seed", "vrf_input"]
+__all__ = ["LeaderSchedule", "ScheduledValidator", "genesis_seed", "next_seed", "vrf_input"]
 
 SEED_BYTES = 64
+
+
+def genesis_seed(chain_id: str) -> bytes:
+    """The seed of height 1 (``SEED_BYTES``, as a VRF output is): public and fixed, as every
+    seed is public once its block is out; what matters is that no proposer chose it."""
+    return hashlib.sha512(digest(Domain.VRF_INPUT, b"genesis", chain_id=chain_id)).digest()
 
 
 def vrf_input(chain_id: str, previous_seed: bytes, height: int) -> bytes:
