@@ -34,6 +34,7 @@ from swarmguard.node.blocksync import (
     HandoversRequest,
     Status,
     Syncer,
+    SyncError,
 )
 from swarmguard.node.chain import Chain
 from swarmguard.node.handover import Handover, HandoverError, follow
@@ -254,6 +255,24 @@ def test_a_proposal_with_another_seed_or_seed_proof_is_refused(tmp_path: Path) -
     ):
         assert not peer.validate(1, *forged(**fields)), fields
     assert peer.validate(1, block_hash, data)
+
+
+def test_block_sync_follows_the_seeds_and_stops_where_they_diverge(tmp_path: Path) -> None:
+    """A node catching up takes each certified block's seed proof without verifying it again
+    (its signers did) and ends with the seed the others have; a block whose seed is not the
+    one its chain computes stops the sync, as a diverged state does."""
+    cluster = Cluster(tmp_path)
+    cluster.run(heights=4)
+    source = cluster.chains[0].store
+    follower = Cluster(tmp_path / "follower").chains[0]
+    syncer = Syncer(follower, follower.store, lambda peer, message: None)
+    for height in (1, 2, 3):
+        syncer._execute(source.block(height))  # type: ignore[arg-type]
+    assert follower.seed == Header.decode(source.block(4).header).seed  # type: ignore[union-attr]
+    follower.seed = bytes(64)
+    with pytest.raises(SyncError, match="block 4 carries leader seed .* has diverged"):
+        syncer._execute(source.block(4))  # type: ignore[arg-type]
+    assert follower.store.height == 3
 
 
 def test_a_restarted_node_resumes_from_its_store(tmp_path: Path) -> None:

@@ -45,7 +45,7 @@ from enum import IntEnum
 
 from swarmguard.codec import CodecError, Reader, Writer
 from swarmguard.consensus.wire import MESSAGE_BYTES_MAX
-from swarmguard.crypto import InvalidProof, ecvrf
+from swarmguard.crypto import InvalidProof
 from swarmguard.node.chain import Chain
 from swarmguard.storage.blockstore import Block, BlockStore
 from swarmguard.storage.catchup import CatchUpError, Header, verify_range
@@ -563,7 +563,7 @@ class Syncer:
                 f"{chain.seed.hex()[:16]}: this node's chain has diverged"
             )
         try:
-            ecvrf.proof_to_hash(header.seed_proof)
+            chain.certified_seed(header)
         except InvalidProof as error:
             raise SyncError(f"block {block.height}: its seed proof: {error}") from None
         proposed = Block(

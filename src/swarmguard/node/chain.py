@@ -335,6 +335,14 @@ class Chain:
         self._remember_seed(header.proposer, header.seed_proof, output)
         return True
 
+    def certified_seed(self, header: Header) -> bytes:
+        """The next seed from a certified header (block sync): its proof's output, not
+        verified again, since the certificate's signers checked it before voting; kept for
+        ``commit``. Raises InvalidProof if the proof does not even decode."""
+        output = ecvrf.proof_to_hash(header.seed_proof)
+        self._remember_seed(header.proposer, header.seed_proof, output)
+        return output
+
     def _vrf_key(self, consensus_key: bytes) -> bytes | None:
         """The VRF key the validator registered, asked of the application once."""
         known = self._vrf_keys.get(consensus_key)
