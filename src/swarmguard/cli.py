@@ -114,15 +114,9 @@ def _node_commands(commands: Any) -> None:
     )
     status = commands.add_parser("status", help="a node's status (gRPC)")
     query = commands.add_parser("query", help="query application state (gRPC)")
-    query.add_argument("what", choices=["account"])
-    query.add_argument("address", help="20-byte account address, hex")
-    tx = commands.add_parser("tx", help="sign and submit a transaction (gRPC)")
-    tx_kinds = tx.add_subparsers(dest="kind", required=True)
-    transfer = tx_kinds.add_parser("transfer", help="move tokens to another account")
-    transfer.add_argument("--key", required=True, help="the sender's ed25519 key file")
-    transfer.add_argument("--to", required=True, help="recipient address, hex")
-    transfer.add_argument("--amount", type=int, required=True)
-    transfer.add_argument("--wait", action="store_true", help="wait until a block commits it")
+    query.add_argument("what", choices=["account", "validators"])
+    query.add_argument("address", nargs="?", help="account: its 20-byte address, hex")
+    clients = [status, query, *_tx_commands(commands)]
     bench = commands.add_parser(
         "bench", help="a local network under load from a separate client: TPS and latency"
     )
@@ -142,8 +136,44 @@ def _node_commands(commands: Any) -> None:
         default=0,
         help="the chain's fast-path slack in millionths of the power (142858: one of seven)",
     )
-    for client in (status, query, transfer):
+    for client in clients:
         client.add_argument("--node", default="127.0.0.1:50051", help="gRPC address")
+
+
+def _tx_commands(commands: Any) -> list[argparse.ArgumentParser]:
+    """``swarmguard tx <kind>``: the built-in ledger's transactions, signed with ``--key`` (the
+    sender's account key file) at the account's next nonce, which the node is asked for."""
+    tx = commands.add_parser("tx", help="sign and submit a transaction (gRPC)")
+    kinds = tx.add_subparsers(dest="kind", required=True)
+    made = {
+        "transfer": kinds.add_parser("transfer", help="move tokens to another account"),
+        "delegate": kinds.add_parser("delegate", help="bond tokens to a validator"),
+        "unbond": kinds.add_parser("unbond", help="start unbonding from a validator"),
+        "redelegate": kinds.add_parser("redelegate", help="move a bond to another validator"),
+        "unjail": kinds.add_parser("unjail", help="the sender's validator asks to sign again"),
+        "create-validator": kinds.add_parser(
+            "create-validator", help="register the sender as a validator with a self-bond"
+        ),
+    }
+    amount = {"type": int, "required": True}
+    made["transfer"].add_argument("--to", required=True, help="recipient address, hex")
+    made["transfer"].add_argument("--amount", **amount)
+    made["delegate"].add_argument("--validator", required=True, help="operator address, hex")
+    made["delegate"].add_argument("--amount", **amount)
+    made["unbond"].add_argument("--validator", required=True, help="operator address, hex")
+    made["unbond"].add_argument("--amount", type=int, default=0, help="tokens (0: the whole bond)")
+    made["redelegate"].add_argument("--source", required=True, help="operator address, hex")
+    made["redelegate"].add_argument("--destination", required=True, help="operator address, hex")
+    made["redelegate"].add_argument("--amount", **amount)
+    create = made["create-validator"]
+    create.add_argument("--consensus-key", required=True, help="its ed25519 key file")
+    create.add_argument("--vrf-key", required=True, help="its ecvrf key file")
+    create.add_argument("--self-bond", **amount)
+    create.add_argument("--commission-ppm", type=_int_in(0, 1_000_000), default=0)
+    for parser in made.values():
+        parser.add_argument("--key", required=True, help="the sender's ed25519 key file")
+        parser.add_argument("--wait", action="store_true", help="wait until a block commits it")
+    return list(made.values())
 
 
 def _client(args: argparse.Namespace) -> int:

@@ -504,6 +504,71 @@ def test_a_single_validator_chain_runs_alone(tmp_path: Path) -> None:
     assert "no peers configured, not listening" in node.log.read_text()
 
 
+def test_staking_from_the_command_line(tmp_path: Path) -> None:
+    """Every staking transaction of the built-in ledger from ``swarmguard tx``, with key files
+    from ``swarmguard keys generate``, against one validator: a new account registers as a
+    validator, the operator delegates to it, moves part of it back and unbonds some; a refused
+    transaction (unjail of a validator that is not jailed) exits with 1 and says why."""
+    ports, api_ports = port_groups(1, 2)
+    (home,) = write_testnet(
+        tmp_path, 1, ports=ports, api_ports=api_ports, genesis_time=int(time.time())
+    )
+    node_address = f"127.0.0.1:{api_ports[0]}"
+    operator_key = str(home / "operator_key.json")
+    operator = address_of(SigningKey(load_key_file(home / "operator_key.json")[1]).public_key.raw)
+    for name, kind in (("account", "ed25519"), ("consensus", "ed25519"), ("vrf", "ecvrf")):
+        made = cli("keys", "generate", "--kind", kind, str(tmp_path / f"{name}.json"))
+        assert made.returncode == 0, made.stderr
+    newcomer = address_of(SigningKey(load_key_file(tmp_path / "account.json")[1]).public_key.raw)
+
+    def tx(*args: str, key: str = operator_key) -> subprocess.CompletedProcess[str]:
+        return cli("tx", *args, "--key", key, "--wait", "--node", node_address)
+
+    node = Process(home)
+    try:
+        node.start()
+        wait_for(lambda: node.height() >= 1, "height 1")
+        steps = [
+            tx("transfer", "--to", newcomer.hex(), "--amount", "50000"),
+            tx(
+                "create-validator",
+                "--consensus-key",
+                str(tmp_path / "consensus.json"),
+                "--vrf-key",
+                str(tmp_path / "vrf.json"),
+                "--self-bond",
+                "20000",
+                "--commission-ppm",
+                "50000",
+                key=str(tmp_path / "account.json"),
+            ),
+            tx("delegate", "--validator", newcomer.hex(), "--amount", "3000"),
+            tx(
+                "redelegate",
+                "--source",
+                newcomer.hex(),
+                "--destination",
+                operator.hex(),
+                "--amount",
+                "1000",
+            ),
+            tx("unbond", "--validator", operator.hex(), "--amount", "500"),
+        ]
+        for step in steps:
+            assert step.returncode == 0, step.stdout + step.stderr
+            assert json.loads(step.stdout)["admission"] == "accepted"
+        refused = tx("unjail")
+        assert refused.returncode == 1
+        assert "jail" in json.loads(refused.stdout)["log"]
+        shown = cli("query", "validators", "--node", node_address)
+        assert json.loads(shown.stdout)["validators"]
+        wrong = cli("query", "account", "not-hex", "--node", node_address)
+        assert wrong.returncode == 2
+        assert "an address is 40 hex digits" in wrong.stderr
+    finally:
+        node.stop()
+
+
 def test_clients_talk_to_real_processes_over_grpc_and_http(tmp_path: Path) -> None:
     """`swarmguard tx`, `query` and `status` against `swarmguard node` processes, and the
     HTTP/JSON twin with its OpenAPI document."""

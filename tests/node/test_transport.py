@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from swarmguard.node import transport as transport_module
 from swarmguard.node.identity import NodeIdentity, tls_context
 from swarmguard.node.transport import (
     FRAME_BYTES_MAX,
@@ -317,5 +318,35 @@ def test_a_dial_ending_as_the_transport_closes_does_not_outlive_close(
             await transport.close()  # cancels in this same turn, before the loop resumes
         assert asyncio.get_running_loop().time() - started < 1.0
         assert all(task.done() for task in tasks)
+
+    asyncio.run(main())
+
+
+def test_a_handshake_completing_after_close_is_not_served(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A peer's connection accepted before ``close()`` whose TLS handshake finishes after it
+    reaches the connection handler late. Served, it kept a closed node "connected" to its peer
+    (a restarted-peer test saw the survivor stay connected for 10 s); it must be dropped."""
+
+    async def main() -> None:
+        a, b = Node(0, tmp_path), Node(1, tmp_path)
+        listener, dialer = (b, a) if a.identity.id < b.identity.id else (a, b)
+        transport = await listener.start([dialer.peer()])
+        await transport.close()
+        key = dialer.identity.public_key
+        monkeypatch.setattr(transport_module, "_peer_key", lambda writer: key)
+        ends: list[asyncio.StreamWriter] = []
+        plain = await asyncio.start_server(lambda r, w: ends.append(w), "127.0.0.1", 0)
+        port = plain.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        async with asyncio.timeout(2):  # served, it would read until the peer hangs up
+            await transport._accept(reader, writer)
+        assert writer.transport.is_closing()
+        assert not transport.stats(dialer.index).connected
+        for end in ends:
+            end.close()
+        plain.close()
+        await plain.wait_closed()
 
     asyncio.run(main())

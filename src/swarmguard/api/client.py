@@ -12,8 +12,18 @@ from google.protobuf import json_format
 
 from swarmguard.api.v1 import node_pb2, node_pb2_grpc
 from swarmguard.crypto import KeyFileError, SigningKey, load_key_file
-from swarmguard.crypto.hashing import address_of
-from swarmguard.node.transactions import Transaction, Transfer
+from swarmguard.crypto.hashing import ADDRESS_BYTES, address_of
+from swarmguard.crypto.keys import public_key_of
+from swarmguard.node.transactions import (
+    Body,
+    CreateValidator,
+    Delegate,
+    Redelegate,
+    Transaction,
+    Transfer,
+    Undelegate,
+    Unjail,
+)
 
 __all__ = ["run_client"]
 
@@ -36,36 +46,79 @@ def run_client(args: argparse.Namespace) -> int:
                 _print(stub.GetStatus(node_pb2.GetStatusRequest(), timeout=10))
                 return 0
             if args.command == "query":
-                answer = stub.Query(
-                    node_pb2.QueryRequest(path=args.what, data=bytes.fromhex(args.address)),
-                    timeout=10,
-                )
-                if answer.code:
-                    print(f"error: {answer.log} (code {answer.code})", file=sys.stderr)
-                    return 1
-                balance = int.from_bytes(answer.value[:8], "big")
-                nonce = int.from_bytes(answer.value[8:16], "big")
-                print(json.dumps({"balance": balance, "nonce": nonce, "height": answer.height}))
-                return 0
-            return _transfer(args, stub)
+                return _query(args, stub)
+            return _submit(args, stub, _body(args))
     except grpc.RpcError as error:
         print(f"error: {error.code().name}: {error.details()}", file=sys.stderr)
         return 1
-    except (ValueError, KeyFileError) as error:
+    except (ValueError, KeyFileError) as error:  # a CodecError too: a value out of range
         print(f"error: {error}", file=sys.stderr)
         return 2
 
 
-def _transfer(args: argparse.Namespace, stub: Any) -> int:
-    kind, seed = load_key_file(args.key)
-    if kind != "ed25519":
-        raise ValueError("the sender's key must be an ed25519 key file")
-    key = SigningKey(seed)
+def _query(args: argparse.Namespace, stub: Any) -> int:
+    if args.what == "validators":
+        _print(stub.GetValidators(node_pb2.GetValidatorsRequest(), timeout=10))
+        return 0
+    if args.address is None:
+        raise ValueError("query account needs the account's address")
+    answer = stub.Query(
+        node_pb2.QueryRequest(path="account", data=_address(args.address)), timeout=10
+    )
+    if answer.code:
+        print(f"error: {answer.log} (code {answer.code})", file=sys.stderr)
+        return 1
+    balance = int.from_bytes(answer.value[:8], "big")
+    nonce = int.from_bytes(answer.value[8:16], "big")
+    print(json.dumps({"balance": balance, "nonce": nonce, "height": answer.height}))
+    return 0
+
+
+def _address(text: str) -> bytes:
+    try:
+        value = bytes.fromhex(text)
+    except ValueError:
+        raise ValueError(f"an address is 40 hex digits, got {text!r}") from None
+    if len(value) != ADDRESS_BYTES:
+        raise ValueError(f"an address is 40 hex digits, got {text!r}")
+    return value
+
+
+def _key(path: str, kind: str) -> bytes:
+    """The seed of a key file of ``kind``."""
+    found, seed = load_key_file(path)
+    if found != kind:
+        raise ValueError(f"{path}: expected an {kind} key file, got {found}")
+    return seed
+
+
+def _body(args: argparse.Namespace) -> Body:
+    """The transaction body ``swarmguard tx <kind>`` asks for (the codec checks ranges)."""
+    kind = args.kind
+    if kind == "transfer":
+        return Transfer(_address(args.to), args.amount)
+    if kind == "delegate":
+        return Delegate(_address(args.validator), args.amount)
+    if kind == "unbond":
+        return Undelegate(_address(args.validator), args.amount)
+    if kind == "redelegate":
+        return Redelegate(_address(args.source), _address(args.destination), args.amount)
+    if kind == "unjail":
+        return Unjail()
+    return CreateValidator(
+        SigningKey(_key(args.consensus_key, "ed25519")).public_key.raw,
+        public_key_of("ecvrf", _key(args.vrf_key, "ecvrf")),
+        args.commission_ppm,
+        args.self_bond,
+    )
+
+
+def _submit(args: argparse.Namespace, stub: Any, body: Body) -> int:
+    key = SigningKey(_key(args.key, "ed25519"))
     status = stub.GetStatus(node_pb2.GetStatusRequest(), timeout=10)
     sender = address_of(key.public_key.raw)
     account = stub.Query(node_pb2.QueryRequest(path="account", data=sender), timeout=10)
     nonce = int.from_bytes(account.value[8:16], "big") if account.code == 0 else 0
-    body = Transfer(bytes.fromhex(args.to), args.amount)
     transaction = Transaction.sign(key, status.chain_id, nonce, body).encode()
     request = node_pb2.SubmitTransactionRequest(transaction=transaction, wait_for_commit=args.wait)
     answer = stub.SubmitTransaction(request, timeout=60)

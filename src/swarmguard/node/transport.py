@@ -188,6 +188,7 @@ class Transport:
         self._accepted: dict[asyncio.StreamWriter, asyncio.Task[Any]] = {}
         """Connections the server handed to ``_accept``, with their handler tasks (the
         server's, not ours: they must end on their own, see ``close``)."""
+        self._closed = False
         self._client_context: ssl.SSLContext | None = None
         self._now: Callable[[], float] = lambda: 0.0  # the event loop's clock, once started
 
@@ -225,6 +226,7 @@ class Transport:
         waits for every served connection). The server's connection handlers end on their
         own once their connection is gone, not by cancellation (3.11 logs a cancelled one as
         an error)."""
+        self._closed = True  # a handshake that completes from now on is not served
         if self._server is not None:
             self._server.close()
         for task in list(self._tasks):
@@ -366,6 +368,9 @@ class Transport:
         return reader, writer
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._closed:  # accepted before close, its TLS handshake done after it
+            writer.transport.abort()
+            return
         task = asyncio.current_task()
         if task is not None:
             self._accepted[writer] = task
