@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from swarmguard import __version__
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from swarmguard.api.grpc_server import ApiServer
     from swarmguard.node.runtime import Node
 
@@ -263,10 +265,11 @@ def _node(args: argparse.Namespace) -> int:
         except (StoreError, ValueError) as error:  # refused data: say why, no traceback
             print(f"error: cannot start on {config.home}: {error}", file=sys.stderr)
             raise SystemExit(2) from None
-        stop = asyncio.Event()
+        stop, reload = asyncio.Event(), asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, reload.set)
         try:
             api = await _start_node(node)
         except ListenError as error:  # a port in use: the field is named, what started is gone
@@ -281,6 +284,9 @@ def _node(args: argparse.Namespace) -> int:
             if node.height != reported:
                 reported = node.height
                 log.info("height", extra=_progress(node))
+            if reload.is_set():
+                reload.clear()
+                await _reload_peers(node, Path(args.home))
         if api is not None:
             with contextlib.suppress(TimeoutError):  # never let a stuck stop keep the process
                 await asyncio.wait_for(api.stop(), STOP_SECONDS)
@@ -291,6 +297,23 @@ def _node(args: argparse.Namespace) -> int:
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(run())
     return 0
+
+
+async def _reload_peers(node: Node, home: Path) -> None:
+    """SIGHUP: read the home again and apply its ``[[peers]]`` (nothing else is reloaded); a
+    configuration that does not load changes nothing and is logged with the field."""
+    import logging  # noqa: PLC0415
+
+    from swarmguard.node.config import ConfigError, load_home  # noqa: PLC0415
+
+    log = logging.getLogger("swarmguard.node")
+    try:
+        config = load_home(home)
+        removed, added = await node.update_peers(config.peers, config.peer_keys)
+    except (ConfigError, ValueError) as error:
+        log.error("reload refused, peers unchanged: %s", error)
+        return
+    log.info("peers reloaded", extra={"added": added, "removed": removed})
 
 
 async def _start_node(node: Node) -> ApiServer | None:

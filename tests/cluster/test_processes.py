@@ -504,6 +504,42 @@ def test_a_single_validator_chain_runs_alone(tmp_path: Path) -> None:
     assert "no peers configured, not listening" in node.log.read_text()
 
 
+def test_a_node_added_to_the_peers_by_a_reload_joins_without_a_restart(tmp_path: Path) -> None:
+    """An operator lists a new node in the validators' ``[[peers]]`` and sends them SIGHUP:
+    none restarts, and the new node (which lists them from the start, and which they refused
+    until then: their TLS trusts only configured peers) catches up by block sync."""
+    (ports,) = port_groups(5, 1)
+    homes = write_testnet(tmp_path, 4, ports=ports, genesis_time=int(time.time()), full_nodes=1)
+    configs = {home: (home / "config.toml").read_text() for home in homes[:4]}
+    for home, text in configs.items():  # the validators do not know node 4 yet
+        sections = text.split("[[peers]]")
+        kept = [part for part in sections[1:] if not part.lstrip().startswith("id = 4\n")]
+        assert len(kept) == len(sections) - 2
+        (home / "config.toml").write_text("[[peers]]".join([sections[0], *kept]))
+    validators, newcomer = [Process(home) for home in homes[:4]], Process(homes[4])
+    try:
+        for node in validators:
+            node.start()
+        wait_for(lambda: all(n.height() >= 3 for n in validators), "height 3 everywhere")
+        newcomer.start()
+        time.sleep(3)
+        assert newcomer.height() == 0  # nobody lets it in
+        for home, text in configs.items():
+            (home / "config.toml").write_text(text)
+        for node in validators:
+            assert node.process is not None
+            node.process.send_signal(signal.SIGHUP)
+        target = validators[0].height() + 2
+        wait_for(lambda: newcomer.height() >= target, "the new node to catch up")
+    finally:
+        for node in [*validators, newcomer]:
+            node.stop()
+    for node in validators:
+        log = node.log.read_text()
+        assert log.count('"message": "started"') == 1
+        assert '"message": "peers reloaded", "added": [4], "removed": []' in log
+
+
 def test_staking_from_the_command_line(tmp_path: Path) -> None:
     """Every staking transaction of the built-in ledger from ``swarmguard tx``, with key files
     from ``swarmguard keys generate``, against one validator: a new account registers as a

@@ -350,3 +350,50 @@ def test_a_handshake_completing_after_close_is_not_served(
         await plain.wait_closed()
 
     asyncio.run(main())
+
+
+def test_peers_are_added_and_removed_while_running(tmp_path: Path) -> None:
+    """An operator's reload: node 0 starts alone (not listening), then trusts 1 and 2, which
+    already list it, and frames flow both ways; then it drops 1: the link's loops end, its
+    connection goes, and nothing 1 sends is delivered any more, while 2 is untouched. A list
+    naming a peer twice, or this node, changes nothing."""
+
+    async def main() -> None:
+        a, b, c = (Node(i, tmp_path) for i in range(3))
+        first = await a.start([])
+        await b.start([a.peer(), c.peer()])
+        await c.start([a.peer(), b.peer()])
+        try:
+            assert first._server is None
+            assert await first.update_peers([b.peer(), c.peer()]) == ([], [1, 2])
+            await until(lambda: first.stats(1).connected and first.stats(2).connected)
+            first.broadcast(Channel.CONSENSUS, b"hello")
+            await until(lambda: (0, Channel.CONSENSUS, b"hello") in b.received + c.received)
+            await until(lambda: (0, Channel.CONSENSUS, b"hello") in c.received)
+            assert b.transport is not None
+            b.transport.send(0, Channel.CONSENSUS, b"from b")
+            await until(lambda: (1, Channel.CONSENSUS, b"from b") in a.received)
+
+            loops = set(first._links[1].tasks)
+            assert 1 <= len(loops) <= 2  # its writer, and its dialer if node 0 dials
+            assert await first.update_peers([c.peer()]) == ([1], [])
+            assert first.peers == [2]
+            assert all(task.done() for task in loops)
+            a.received.clear()
+            for i in range(20):
+                b.transport.send(0, Channel.CONSENSUS, b"late %d" % i)
+                await asyncio.sleep(0.05)
+            assert c.transport is not None
+            c.transport.send(0, Channel.CONSENSUS, b"from c")
+            await until(lambda: (2, Channel.CONSENSUS, b"from c") in a.received)
+            assert [r for r in a.received if r[0] == 1] == []
+            for wrong in ([c.peer(), c.peer()], [a.peer(), c.peer()]):
+                with pytest.raises(ValueError, match="twice|own peer"):
+                    await first.update_peers(wrong)
+            assert first.peers == [2]
+        finally:
+            for node in (a, b, c):
+                assert node.transport is not None
+                await node.transport.close()
+
+    asyncio.run(main())

@@ -31,7 +31,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -246,6 +246,7 @@ class Node:
         self.mempool = Mempool(config.chain_id, mempool_check(self.app), config.mempool)
         self.chain = self._make_chain()
         self._guard = GuardFile(config.home)
+        self._peer_keys = dict(config.peer_keys)
         self._peer_of_key = {key: peer for peer, key in config.peer_keys.items()}
         self.replica = self._make_replica()
         self.transport = Transport(
@@ -477,6 +478,20 @@ class Node:
         await self.transport.close()
         self.store.close()
 
+    async def update_peers(
+        self, peers: Sequence[Peer], peer_keys: Mapping[int, bytes]
+    ) -> tuple[list[int], list[int]]:
+        """Make ``peers`` the configured set while running (``swarmguard node`` on SIGHUP):
+        a validator joining by stake is connected without restarting the others. Returns the
+        peer ids (removed, added); what else a removed peer reported is forgotten."""
+        removed, added = await self.transport.update_peers(peers)
+        self._peer_keys = dict(peer_keys)
+        self._peer_of_key = {key: peer for peer, key in peer_keys.items()}
+        for peer in removed:
+            self.syncer.peer_heights.pop(peer, None)
+            self.syncer.peer_bases.pop(peer, None)
+        return removed, added
+
     @property
     def height(self) -> int:
         return self.store.height
@@ -561,7 +576,7 @@ class Node:
             return
         if self.syncer.running:
             return  # out of consensus while block sync runs
-        key = self.config.peer_keys.get(peer)
+        key = self._peer_keys.get(peer)
         sender = -1 if key is None else self._index(key, self.replica.height)
         self._apply(self.replica.on_message(sender, message, self._now()))
 

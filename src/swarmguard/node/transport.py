@@ -148,6 +148,7 @@ class _Link:
     writer: asyncio.StreamWriter | None = None
     signal: asyncio.Event = field(default_factory=asyncio.Event)  # queued or connected
     stats: LinkStats = field(default_factory=LinkStats)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)  # its write and dial loops
 
 
 class Transport:
@@ -170,20 +171,9 @@ class Transport:
         self._links: dict[int, _Link] = {}
         self._by_key: dict[bytes, _Link] = {}
         for peer in peers:
-            key = peer.public_key
-            if peer.validator in self._links or key in self._by_key or key == identity.public_key:
-                raise ValueError(f"peer {peer.validator} is listed twice or is this node")
-            breaker = CircuitBreaker(
-                f"peer-{peer.validator}",
-                minimum_calls=3,
-                failure_rate_threshold=0.5,
-                window=30.0,
-                open_timeout=self.config.breaker_open_timeout,
-            )
-            link = _Link(peer, key, breaker)
-            self._links[peer.validator] = link
-            self._by_key[key] = link
+            self._add_link(peer)
         self._server: asyncio.Server | None = None
+        self._server_context: ssl.SSLContext | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._accepted: dict[asyncio.StreamWriter, asyncio.Task[Any]] = {}
         """Connections the server handed to ``_accept``, with their handler tasks (the
@@ -191,6 +181,20 @@ class Transport:
         self._closed = False
         self._client_context: ssl.SSLContext | None = None
         self._now: Callable[[], float] = lambda: 0.0  # the event loop's clock, once started
+
+    def _add_link(self, peer: Peer) -> _Link:
+        key = peer.public_key
+        if peer.validator in self._links or key in self._by_key or key == self.identity.public_key:
+            raise ValueError(f"peer {peer.validator} is listed twice or is this node")
+        breaker = CircuitBreaker(
+            f"peer-{peer.validator}",
+            minimum_calls=3,
+            failure_rate_threshold=0.5,
+            window=30.0,
+            open_timeout=self.config.breaker_open_timeout,
+        )
+        link = self._links[peer.validator] = self._by_key[key] = _Link(peer, key, breaker)
+        return link
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -201,9 +205,15 @@ class Transport:
         if not self._links:
             log.info("transport: no peers configured, not listening")
             return
+        await self._listen()
+        for link in self._links.values():
+            self._run_link(link)
+
+    async def _listen(self) -> None:
         certificate, key = self.identity.write_tls_files(self._tls_dir)
         trusted = [link.peer.certificate for link in self._links.values()]
-        server_context = tls_context(server=True, certificate=certificate, key=key, trusted=trusted)
+        context = tls_context(server=True, certificate=certificate, key=key, trusted=trusted)
+        self._server_context = context
         self._client_context = tls_context(
             server=False, certificate=certificate, key=key, trusted=trusted
         )
@@ -211,14 +221,63 @@ class Transport:
             self._accept,
             self.host,
             self.port,
-            ssl=server_context,
+            ssl=context,
             ssl_handshake_timeout=self.config.connect_timeout,
         )
         self.port = self._server.sockets[0].getsockname()[1]
-        for link in self._links.values():
-            self._spawn(self._write_loop(link))
-            if self._dials(link):
-                self._spawn(self._dial_loop(link))
+
+    def _run_link(self, link: _Link) -> None:
+        self._spawn(self._write_loop(link), link)
+        if self._dials(link):
+            self._spawn(self._dial_loop(link), link)
+
+    async def update_peers(self, peers: Sequence[Peer]) -> tuple[list[int], list[int]]:
+        """Make ``peers`` the configured set while running (an operator's reload): a peer no
+        longer listed, or listed with another address or certificate, is dropped (its loops
+        cancelled, its connection aborted, its queue discarded, and a connection from it
+        refused from now on); a new one is trusted and dialed or awaited. Returns the ids
+        (removed, added). Its TLS certificate stays in the contexts' trust stores until a
+        restart (OpenSSL cannot remove one), which admits nothing: a connection whose key
+        names no peer is closed."""
+        keys = [peer.public_key for peer in peers]
+        wanted = {peer.validator: peer for peer in peers}
+        if len(wanted) != len(peers) or len(set(keys)) != len(keys):
+            raise ValueError("a peer is listed twice")
+        if self.identity.public_key in keys:
+            raise ValueError("this node is listed as its own peer")
+        removed = [
+            validator
+            for validator, link in self._links.items()
+            if wanted.get(validator) != link.peer
+        ]
+        for validator in removed:
+            await self._drop_link(self._links[validator])
+        added = [validator for validator in wanted if validator not in self._links]
+        links = [self._add_link(wanted[validator]) for validator in added]
+        if links and not self._closed:
+            if self._server is None:
+                await self._listen()  # the first peer of a node that had none
+            else:
+                for link in links:
+                    cadata = link.peer.certificate.decode("ascii")
+                    for context in (self._server_context, self._client_context):
+                        assert context is not None
+                        context.load_verify_locations(cadata=cadata)
+            for link in links:
+                self._run_link(link)
+        return sorted(removed), sorted(added)
+
+    async def _drop_link(self, link: _Link) -> None:
+        del self._links[link.peer.validator]
+        del self._by_key[link.public_key]
+        for task in link.tasks:
+            task.cancel()
+        if link.writer is not None:
+            link.writer.transport.abort()
+            link.writer = None
+        link.stats.connected = False
+        if link.tasks:
+            await asyncio.wait(list(link.tasks), timeout=CLOSE_SECONDS)
 
     async def close(self) -> None:
         """Stop listening, cancel our tasks and abort every connection (no TLS goodbye: a peer
@@ -251,10 +310,13 @@ class Transport:
             except TimeoutError:
                 log.warning("transport: connections still open after %.0f s", CLOSE_SECONDS)
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coroutine: Coroutine[Any, Any, None], link: _Link | None = None) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if link is not None:
+            link.tasks.add(task)
+            task.add_done_callback(link.tasks.discard)
 
     def _dials(self, link: _Link) -> bool:
         return self.identity.id < node_id(link.public_key)
