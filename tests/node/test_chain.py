@@ -257,6 +257,25 @@ def test_a_proposal_with_another_seed_or_seed_proof_is_refused(tmp_path: Path) -
     assert peer.validate(1, block_hash, data)
 
 
+def test_a_seed_proof_from_an_earlier_height_is_refused(tmp_path: Path) -> None:
+    """A proof is valid for one input (seed, height): its proposer cannot reuse the proof it
+    made for height 1 (which every node verified or made, and may remember) at height 2 to
+    pick between its outputs."""
+    cluster = Cluster(tmp_path)
+    cluster.run(heights=1)
+    at_one = [chain for chain in cluster.chains if chain.store.height == 1]
+    first = Header.decode(at_one[0].store.block(1).header)  # type: ignore[union-attr]
+    proposers = [address_of(k.public_key.raw) for k in CONSENSUS]
+    chain = cluster.chains[proposers.index(first.proposer)]
+    peer = next(other for other in at_one if other is not chain)
+    block_hash, data = chain.propose(2, [])
+    assert peer.validate(2, block_hash, data)
+    block = Block.decode(data)
+    header = replace(Header.decode(block.header), seed_proof=first.seed_proof)
+    replayed = Block(2, header.encode(), block.transactions, last_commit=block.last_commit)
+    assert not peer.validate(2, header.hash(CHAIN), replayed.encode())
+
+
 def test_block_sync_follows_the_seeds_and_stops_where_they_diverge(tmp_path: Path) -> None:
     """A node catching up takes each certified block's seed proof without verifying it again
     (its signers did) and ends with the seed the others have; a block whose seed is not the

@@ -123,8 +123,9 @@ class Chain:
         """This validator's VRF key (None: a full node, which never proposes)."""
         self._vrf_keys: dict[bytes, bytes] = {}
         """Consensus key -> registered VRF key (the application's; registrations never change)."""
-        self._seed_outputs: OrderedDict[tuple[bytes, bytes], bytes] = OrderedDict()
-        """(proposer address, seed proof) -> its output, once proven or verified here."""
+        self._seed_outputs: OrderedDict[tuple[bytes, bytes, bytes], bytes] = OrderedDict()
+        """(proposer address, VRF input, seed proof) -> its output, once proven or verified
+        here: a proof is valid only for its input, so an old one is never accepted again."""
         self._proven: tuple[int, bytes, bytes] | None = None  # (height, seed, our proof)
         self.slack_ppm = slack_ppm
         """The chain's fast-path slack (genesis ``consensus_params``), for every certificate
@@ -307,13 +308,20 @@ class Chain:
         proven = self._proven
         if proven is not None and proven[:2] == (height, self.seed):
             return proven[2]
-        proof = self._vrf.prove(vrf_input(self.chain_id, self.seed, height + 1))
-        self._remember_seed(self._proposer, proof, ecvrf.proof_to_hash(proof))
+        alpha = vrf_input(self.chain_id, self.seed, height + 1)
+        proof = self._vrf.prove(alpha)
+        self._remember_seed((self._proposer, alpha, proof), ecvrf.proof_to_hash(proof))
         self._proven = (height, self.seed, proof)
         return proof
 
-    def _remember_seed(self, proposer: bytes, proof: bytes, output: bytes) -> None:
-        self._seed_outputs[(proposer, proof)] = output
+    def _seed_key(self, height: int, header: Header) -> tuple[bytes, bytes, bytes]:
+        """What a proposal's seed proof is valid for: its proposer and the input of the seed
+        of ``height + 1`` (while this node's seed is ``height``'s)."""
+        alpha = vrf_input(self.chain_id, self.seed, height + 1)
+        return header.proposer, alpha, header.seed_proof
+
+    def _remember_seed(self, key: tuple[bytes, bytes, bytes], output: bytes) -> None:
+        self._seed_outputs[key] = output
         while len(self._seed_outputs) > SEED_OUTPUTS_KEPT:
             self._seed_outputs.popitem(last=False)
 
@@ -322,17 +330,17 @@ class Chain:
         verifies under its proposer's registered VRF key."""
         if header.seed != self.seed:
             return False
-        if (header.proposer, header.seed_proof) in self._seed_outputs:
+        key = self._seed_key(height, header)
+        if key in self._seed_outputs:
             return True
         vrf_key = self._vrf_key(proposer_key)
         if vrf_key is None:
             return False
-        alpha = vrf_input(self.chain_id, self.seed, height + 1)
         try:
-            output = ecvrf.verify(vrf_key, header.seed_proof, alpha)
+            output = ecvrf.verify(vrf_key, header.seed_proof, key[1])
         except InvalidProof:
             return False
-        self._remember_seed(header.proposer, header.seed_proof, output)
+        self._remember_seed(key, output)
         return True
 
     def certified_seed(self, header: Header) -> bytes:
@@ -340,7 +348,7 @@ class Chain:
         verified again, since the certificate's signers checked it before voting; kept for
         ``commit``. Raises InvalidProof if the proof does not even decode."""
         output = ecvrf.proof_to_hash(header.seed_proof)
-        self._remember_seed(header.proposer, header.seed_proof, output)
+        self._remember_seed(self._seed_key(header.height, header), output)
         return output
 
     def _vrf_key(self, consensus_key: bytes) -> bytes | None:
@@ -432,7 +440,7 @@ class Chain:
         hashes = [self.mempool.hash(transaction) for transaction in block.transactions]
         # Verified when validated (or proven here); a block from block sync is vouched for by
         # its certificate, whose signers verified the proof before voting for it.
-        seed = self._seed_outputs.get((header.proposer, header.seed_proof))
+        seed = self._seed_outputs.get(self._seed_key(height, header))
         seed = seed if seed is not None else ecvrf.proof_to_hash(header.seed_proof)
         records, chosen, handover = self._set_changes(height, header, result, certificate)
         block_hash = self.store.commit(stored, writes, transaction_hashes=hashes, records=records)
