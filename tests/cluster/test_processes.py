@@ -440,6 +440,24 @@ def test_up_runs_a_network_and_shows_it_live(tmp_path: Path) -> None:
     assert "exited" not in result.stdout
 
 
+def test_up_resumes_a_network_with_its_load(tmp_path: Path) -> None:
+    """A second ``up --home`` on the same directory goes on from the first's heights, and its
+    load starts from the accounts' next nonces (it signed from 0 and every transfer was
+    refused as a replay) once the API answers (the view no longer reads the last run's log)."""
+    base = str(consecutive_free_ports(4))
+    runs = [
+        cli("up", "--home", str(tmp_path), "--duration", "7", "--load", "50", "--base-port", base)
+        for _ in range(2)
+    ]
+    tops = []
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+        last = [line for line in run.stdout.splitlines() if line.startswith("heights")][-1]
+        tops.append(max(json.loads(last.split("  ")[0].removeprefix("heights "))))
+        assert int(last.split("tx/s")[0].split()[-1]) > 0, last  # the load commits
+    assert tops[1] > tops[0]
+
+
 def test_up_says_why_a_node_exited_and_stops_when_none_is_left(tmp_path: Path) -> None:
     """Another program holds the API port of the only validator: ``up`` prints the node's own
     refusal (the field and the port) and exits with 1 instead of showing height 0 forever; a

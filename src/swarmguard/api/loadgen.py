@@ -26,7 +26,7 @@ import grpc
 
 from swarmguard.api.v1 import node_pb2, node_pb2_grpc
 from swarmguard.crypto import SigningKey, load_key_file
-from swarmguard.crypto.hashing import Domain, digest
+from swarmguard.crypto.hashing import Domain, address_of, digest
 from swarmguard.node.transactions import Transaction, Transfer
 
 __all__ = ["main"]
@@ -43,16 +43,17 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 class _Sender:
-    """One key's transactions, signed ahead, sent in nonce order."""
+    """One key's transactions, signed ahead, sent in nonce order from the account's next
+    nonce (a network that already ran, e.g. one ``swarmguard up`` resumed, has used some)."""
 
-    def __init__(self, key: SigningKey, chain_id: str, count: int) -> None:
-        self.key, self.chain_id = key, chain_id
+    def __init__(self, key: SigningKey, chain_id: str, count: int, first_nonce: int = 0) -> None:
+        self.key, self.chain_id, self.first_nonce = key, chain_id, first_nonce
         self.transactions: list[bytes] = []
-        self.next = 0  # index (= nonce) of the next transaction to send
+        self.next = 0  # index (nonce - first_nonce) of the next transaction to send
         self._sign(count)
 
     def _sign(self, count: int) -> None:
-        start = len(self.transactions)
+        start = self.first_nonce + len(self.transactions)
         self.transactions += [
             Transaction.sign(self.key, self.chain_id, nonce, Transfer(_SINK, 1, MEMO)).encode()
             for nonce in range(start, start + count)
@@ -142,12 +143,27 @@ class _Load:
                     sender.next += 1
 
 
+async def _next_nonces(node: str, keys: list[SigningKey]) -> list[int]:
+    """Each sender account's next nonce, as the node's committed state has it."""
+    nonces = []
+    async with grpc.aio.insecure_channel(node) as channel:
+        stub: Any = node_pb2_grpc.NodeStub(channel)  # type: ignore[no-untyped-call]
+        for key in keys:
+            request = node_pb2.QueryRequest(path="account", data=address_of(key.public_key.raw))
+            answer = await stub.Query(request, wait_for_ready=True, timeout=60)
+            nonces.append(int.from_bytes(answer.value[8:16], "big") if answer.code == 0 else 0)
+    return nonces
+
+
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
     nodes = args.api.split(",")
     keys = [SigningKey(load_key_file(path)[1]) for path in args.keys.split(",")]
     presign = int((args.rate or args.presign_rate) * args.seconds * 1.1 / len(keys)) + args.batch
     presign = min(presign, args.presign_max)
-    senders = [_Sender(key, args.chain_id, presign) for key in keys]
+    nonces = await _next_nonces(nodes[0], keys)
+    senders = [
+        _Sender(key, args.chain_id, presign, nonce) for key, nonce in zip(keys, nonces, strict=True)
+    ]
     load = _Load(args)
     ready = asyncio.Event()
     watcher = asyncio.get_running_loop().create_task(load.watch(nodes[0], ready))

@@ -184,6 +184,10 @@ def run_local_network(
     home: Path, validators: int, base_port: int, duration: float | None = None, load: float = 0.0
 ) -> int:
     homes = sorted(home.glob("node*"))
+    for node_home in homes:  # resumed: this run's view must not start from the last run's
+        log = node_home / "node.log"
+        if log.exists():
+            log.replace(node_home / "node.log.1")
     if not homes:
         homes = write_testnet(
             home,
