@@ -428,3 +428,59 @@ def test_with_the_fast_path_off_every_height_is_decided_on_finals() -> None:
     network = Network([1, 1, 1, 1])
     network.run(heights=3)
     assert all(c.phase == PHASE_VOTE for c in network.agreed(3))  # all vote: fast by default
+
+
+def test_a_block_prepared_before_every_replica_restarts_is_decided_after() -> None:
+    """All four stop right after the first FINAL for block B at height 1 (B is prepared: a
+    later view must propose B again, which only its body allows), and all restart from their
+    guard records with no memory of B. Given back the bodies they voted for
+    (``restore_blocks``: the node keeps them on disk with its votes), they decide B; without
+    them a height could never end when its leader cannot rebuild B (found by restarting a
+    whole local network in CI; this test's application rebuilds B, so only the real node
+    shows that, in tests/cluster's ``up`` resume test)."""
+
+    def prepared() -> tuple[Network, bytes, dict[int, dict[bytes, bytes]]]:
+        network = Network([1, 1, 1, 1])
+        for replica in network.replicas:
+            replica.fast_path = False
+            network.apply(replica.index, replica.start(network.now))
+        while not any(
+            phase == PHASE_FINAL for r in network.replicas for _, phase, _ in r.guard.signed()
+        ):
+            network.deliver(*network.queue.popleft())
+        assert not network.decisions
+        (block_hash,) = {v for r in network.replicas for _, p, v in r.guard.signed() if p == 2}
+        bodies = {
+            r.index: {h: b for h, b in r._height().blocks.items() if h == block_hash}
+            for r in network.replicas
+        }
+        return network, block_hash, bodies
+
+    def restart(network: Network, bodies: dict[int, dict[bytes, bytes]] | None) -> None:
+        network.queue.clear()
+        network.timers.clear()
+        old = network.replicas
+        network.replicas = [
+            Replica(
+                CHAIN,
+                r.index,
+                r.key,
+                r.validators,
+                r.leader,
+                App(r.index),
+                guard=SigningGuard.decode(network.records[r.index]),
+                fast_path=False,
+            )
+            for r in old
+        ]
+        for replica in network.replicas:
+            network.apply(replica.index, replica.start(network.now))
+            if bodies is not None:
+                restored = replica.restore_blocks(bodies[replica.index], network.now)
+                network.apply(replica.index, restored)
+
+    network, block_hash, bodies = prepared()
+    restart(network, bodies)
+    network.run(heights=1, start=False)
+    (decided,) = network.agreed(1)
+    assert decided.block_hash == block_hash

@@ -257,6 +257,32 @@ def test_a_proposal_with_another_seed_or_seed_proof_is_refused(tmp_path: Path) -
     assert peer.validate(1, block_hash, data)
 
 
+def test_a_validator_without_a_vrf_key_proposes_what_the_others_refuse(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A validator whose home lacks ``vrf_key.json`` cannot prove the next seed: it says so,
+    and its proposal carries no valid proof, which the others refuse (for them it is a leader
+    that is down; they change view)."""
+    cluster = Cluster(tmp_path)
+    app = LedgerApp(CHAIN)
+    result = app.init_chain(cluster.genesis)
+    keyless = Chain(
+        CHAIN,
+        app,
+        BlockStore(tmp_path / "keyless", CHAIN),
+        Mempool(CHAIN, lambda tx: None),
+        genesis=result,
+        genesis_time=1_000,
+        proposer_key=CONSENSUS[1].public_key.raw,
+        vrf_secret=None,
+        clock=lambda: cluster.now,
+    )
+    block_hash, data = keyless.propose(1, [])
+    assert "no vrf_key.json" in caplog.text
+    assert not cluster.chains[2].validate(1, block_hash, data)
+    assert cluster.chains[2].validate(1, *cluster.chains[1].propose(1, []))
+
+
 def test_a_seed_proof_from_an_earlier_height_is_refused(tmp_path: Path) -> None:
     """A proof is valid for one input (seed, height): its proposer cannot reuse the proof it
     made for height 1 (which every node verified or made, and may remember) at height 2 to

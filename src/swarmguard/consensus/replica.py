@@ -20,7 +20,7 @@ or a random source.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
@@ -260,6 +260,21 @@ class Replica:
             self._state.sent.setdefault(view, []).append(vote)
             restored.append(Broadcast(vote))
         return restored + self._enter_height(now)
+
+    def restore_blocks(self, blocks: Mapping[bytes, bytes], now: float) -> list[Action]:
+        """Block bodies this replica voted for at its height before a restart, which the node
+        kept on disk with its votes (call after ``start``). A block someone may have decided
+        must be proposed again in a later view, and after every node restarts nobody else has
+        it: without these, such a height could never finish. Each is validated as a
+        proposal's block is; a leader waiting for one proposes it now."""
+        actions: list[Action] = []
+        state = self._height()
+        for block_hash, block in blocks.items():
+            if block_hash in state.blocks:
+                continue
+            if self.application.validate(self.height, block_hash, block):
+                actions += self._store_block(block_hash, block, now)
+        return actions + self._progress(now)
 
     def load_decisions(self, decisions: Iterable[Decision]) -> None:
         """Decisions the node's block store holds, given after a restart: they answer replicas

@@ -157,6 +157,9 @@ class Chain:
         self.committed_transactions = 0  # since this process started
         self._decoded: tuple[bytes, Block] | None = None
         """The last block proposed or validated, decoded: usually the one committed next."""
+        self.bodies: OrderedDict[bytes, bytes] = OrderedDict()
+        """Hash -> encoding of the blocks proposed or found valid here at the height being
+        decided (a few: one per view at most), for the node to keep on disk with its votes."""
 
     def _resume(self, height: int) -> None:
         """A restart: the store holds the application's state and the last block."""
@@ -298,7 +301,14 @@ class Chain:
         block = Block(height, header.encode(), tuple(chosen), last_commit=self.last_certificate)
         data = block.encode()
         self._decoded = (data, block)
-        return header.hash(self.chain_id), data
+        block_hash = header.hash(self.chain_id)
+        self._keep_body(block_hash, data)
+        return block_hash, data
+
+    def _keep_body(self, block_hash: bytes, data: bytes) -> None:
+        self.bodies[block_hash] = data
+        while len(self.bodies) > BODIES_KEPT:
+            self.bodies.popitem(last=False)
 
     def _prove_seed(self, height: int) -> bytes:
         """Our proof of the seed of ``height + 1`` (the same in every view: proven once)."""
@@ -388,7 +398,10 @@ class Chain:
         proposer_key = next(k for k, _ in validators if address_of(k) == header.proposer)
         if not self._seed_ok(height, header, proposer_key):
             return False
-        return self.app.process_proposal(height, block.transactions)
+        if not self.app.process_proposal(height, block.transactions):
+            return False
+        self._keep_body(block_hash, data)
+        return True
 
     def _last_commit_ok(self, height: int, last_commit: bytes) -> bool:
         if height == 1:
@@ -450,6 +463,7 @@ class Chain:
         self.mempool.update(block.transactions, mempool_check(self.app))
         self.app_hash, self.last_hash, self.last_time = result.app_hash, block_hash, header.time
         self._last_seed, self._last_proposer, self.seed = header.seed, header.proposer, seed
+        self.bodies.clear()
         self.last_certificate = certificate.encode()
         self.committed_transactions += len(hashes)
         for key, outcome in zip(hashes, result.results, strict=False):
@@ -486,6 +500,8 @@ class Chain:
 
 PPM = 1_000_000
 RESULTS_KEPT = 100_000
+BODIES_KEPT = 8
+"""Blocks of the height being decided kept for the node's voted-blocks file."""
 SEED_OUTPUTS_KEPT = 64
 """Seed proofs proven or verified lately (a height's proposals in its views, a few heights)."""
 SCHEDULES_KEPT = 4

@@ -31,10 +31,10 @@ _HEAD = struct.Struct(">4sBQII")  # magic, version, sequence, length, crc
 
 
 class GuardFile:
-    """Two record files under ``directory`` (``guard.0``, ``guard.1``), written in turn."""
+    """Two record files under ``directory`` (``<name>.0``, ``<name>.1``), written in turn."""
 
-    def __init__(self, directory: Path) -> None:
-        self._paths = (directory / "guard.0", directory / "guard.1")
+    def __init__(self, directory: Path, name: str = "guard") -> None:
+        self._paths = (directory / f"{name}.0", directory / f"{name}.1")
         created = not all(path.exists() for path in self._paths)
         self._descriptors = [os.open(p, os.O_RDWR | os.O_CREAT, 0o600) for p in self._paths]
         if created:  # the new names themselves must survive a crash

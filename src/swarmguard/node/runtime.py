@@ -72,6 +72,7 @@ from swarmguard.node.metrics import NodeMetrics
 from swarmguard.node.statesync import StateSyncer, TrustExpired, TrustPoint
 from swarmguard.node.transactions import SubmitEvidence, Transaction
 from swarmguard.node.transport import FRAME_BYTES_MAX, Channel, Peer, Transport, TransportConfig
+from swarmguard.node.voted import VotedBlocks
 from swarmguard.storage.blockstore import Block, BlockStore
 from swarmguard.storage.snapshots import SnapshotStore
 from swarmguard.validators.certificate import CommitCertificate
@@ -246,6 +247,9 @@ class Node:
         self.mempool = Mempool(config.chain_id, mempool_check(self.app), config.mempool)
         self.chain = self._make_chain()
         self._guard = GuardFile(config.home)
+        self._voted = GuardFile(config.home, "voted")
+        """The blocks voted for at the height being decided (``node.voted``)."""
+        self._voted_saved: tuple[int, frozenset[bytes]] = (0, frozenset())
         self._peer_keys = dict(config.peer_keys)
         self._peer_of_key = {key: peer for peer, key in config.peer_keys.items()}
         self.replica = self._make_replica()
@@ -358,7 +362,7 @@ class Node:
             self.syncer.running = True  # out of consensus until the state is there
             self._sync_task = self._loop.create_task(self._state_sync())
         else:
-            self._apply(self.replica.start(self._loop.time()))
+            self._start_replica()
 
     async def _tick(self) -> None:
         """Once a second: liveness (/healthz turns 503 if this stops running: a stuck event
@@ -411,7 +415,7 @@ class Node:
         report = log.info if member else log.debug  # a follower syncs every second
         report("block sync: executed %d blocks, now at %d", executed, self.store.height)
         self.replica = self._make_replica()
-        self._apply(self.replica.start(self._now()))
+        self._start_replica()
 
     async def _state_sync(self, own: TrustPoint | None = None) -> None:
         """Restore the newest snapshot the peers offer (``node.statesync``), then rejoin as
@@ -449,7 +453,7 @@ class Node:
                 above,
             )
         self.replica = self._make_replica()
-        self._apply(self.replica.start(self._now()))
+        self._start_replica()
 
     def _best_peer(self) -> int:
         return max(self.syncer.peer_heights.values(), default=0)
@@ -474,6 +478,7 @@ class Node:
                     log.error("stop: the sync task had failed: %r", task.exception())
         self.syncer.close()
         self._guard.close()
+        self._voted.close()
         self.metrics.close()
         await self.transport.close()
         self.store.close()
@@ -681,7 +686,37 @@ class Node:
             self.transport.broadcast(Channel.CONSENSUS, wire.encode(other))
 
     def _persist(self, record: bytes) -> None:
-        self._guard.save(record)  # on disk before anything after it is sent
+        """The guard record on disk before anything it covers is sent; before it, the body
+        of every block it votes for that is not on disk yet (``node.voted``)."""
+        guard = self.replica.guard
+        voted = frozenset(value for _, _, value in guard.signed() if any(value))
+        height, saved = self._voted_saved
+        if voted and (height != guard.height or not voted <= saved):
+            bodies = self.chain.bodies
+            kept = {h: bodies[h] for h in voted if h in bodies}
+            self._voted.save(VotedBlocks(guard.height, kept).encode())
+            self._voted_saved = (guard.height, frozenset(kept))
+        self._guard.save(record)
+
+    def _start_replica(self) -> None:
+        """Start the replica, with the blocks it voted for before a restart."""
+        now = self._now()
+        self._apply(self.replica.start(now))
+        blocks = self._voted_blocks(self.replica.height)
+        if blocks:
+            self._apply(self.replica.restore_blocks(blocks, now))
+
+    def _voted_blocks(self, height: int) -> dict[bytes, bytes]:
+        """The block bodies voted for at ``height`` before a restart (empty if another)."""
+        record = self._voted.load()
+        if record is None:
+            return {}
+        try:
+            voted = VotedBlocks.decode(record)
+        except CodecError as error:
+            log.warning("voted blocks record unreadable, ignored: %s", error)
+            return {}
+        return voted.blocks if voted.height == height else {}
 
     # -- helpers ---------------------------------------------------------------------------
 
