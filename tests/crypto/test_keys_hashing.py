@@ -23,6 +23,7 @@ from swarmguard.crypto import (
     ecvrf,
     hashing,
     load_key_file,
+    signature_is_valid,
     write_key_file,
 )
 
@@ -57,6 +58,13 @@ def test_bad_signatures_are_rejected() -> None:
         PublicKey(b"short")
     with pytest.raises(InvalidKey):
         SigningKey(b"short")
+    raw = key.public_key.raw  # the key-object-free form answers the same, never raises
+    assert signature_is_valid(raw, b"vote", signature)
+    assert not signature_is_valid(raw, b"other", signature)
+    assert not signature_is_valid(raw, b"vote", flipped)
+    assert not signature_is_valid(raw, b"vote", signature[:63])
+    assert not signature_is_valid(raw[:31], b"vote", signature)
+    assert not signature_is_valid(SigningKey.generate().public_key.raw, b"vote", signature)
 
 
 @pytest.mark.parametrize("kind", ["ed25519", "ecvrf"])

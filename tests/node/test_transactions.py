@@ -114,3 +114,24 @@ def test_the_transfer_fast_path_decodes_exactly_as_the_general_one(data: st.Data
         except CodecError:
             outcomes.append(None)
     assert outcomes[0] == outcomes[1]
+
+
+def test_the_transfer_fast_path_refuses_and_builds_what_the_constructors_would() -> None:
+    """The fast path sets fields without the constructors' checks: a zero amount still gets
+    their refusal, and what it builds is an ordinary, frozen, hashable value."""
+    encoded = bytearray(Transaction.sign(ALICE, CHAIN, 2**64 - 1, Transfer(BOB, 1)).encode())
+    amount_at = 2 + 32 + 8 + 20
+    encoded[amount_at : amount_at + 8] = bytes(8)
+    with pytest.raises(CodecError, match="amount 0 out of range"):
+        Transaction.decode(bytes(encoded))
+    value = Transfer(BOB, 2**64 - 1, b"m" * MEMO_BYTES_MAX)
+    original = Transaction.sign(ALICE, CHAIN, 2**64 - 1, value)
+    decoded = Transaction.decode(original.encode())
+    assert decoded == original
+    assert hash(decoded) == hash(original)
+    assert decoded.is_signed(CHAIN)
+    assert decoded.encode() == original.encode()
+    with pytest.raises(AttributeError):
+        decoded.nonce = 1  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        decoded.body.amount = 1  # type: ignore[misc, union-attr]

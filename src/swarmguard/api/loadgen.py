@@ -26,7 +26,7 @@ import grpc
 
 from swarmguard.api.v1 import node_pb2, node_pb2_grpc
 from swarmguard.crypto import SigningKey, load_key_file
-from swarmguard.crypto.hashing import Domain, address_of, digest
+from swarmguard.crypto.hashing import Domain, address_of, hasher
 from swarmguard.node.transactions import Transaction, Transfer
 
 __all__ = ["main"]
@@ -49,20 +49,26 @@ class _Sender:
     def __init__(self, key: SigningKey, chain_id: str, count: int, first_nonce: int = 0) -> None:
         self.key, self.chain_id, self.first_nonce = key, chain_id, first_nonce
         self.transactions: list[bytes] = []
+        self.hashes: list[bytes] = []  # each transaction's id, computed with its signature
+        self._hash = hasher(Domain.TRANSACTION, chain_id=chain_id)
         self.next = 0  # index (nonce - first_nonce) of the next transaction to send
         self._sign(count)
 
     def _sign(self, count: int) -> None:
         start = self.first_nonce + len(self.transactions)
-        self.transactions += [
+        signed = [
             Transaction.sign(self.key, self.chain_id, nonce, Transfer(_SINK, 1, MEMO)).encode()
             for nonce in range(start, start + count)
         ]
+        self.transactions += signed
+        self.hashes += map(self._hash, signed)
 
-    def take(self, count: int) -> list[bytes]:
+    def take(self, count: int) -> tuple[list[bytes], list[bytes]]:
+        """The next ``count`` transactions and their hashes."""
         if self.next + count > len(self.transactions):
             self._sign(max(count, 1000))  # ran out of presigned ones: the clock is running
-        return self.transactions[self.next : self.next + count]
+        end = self.next + count
+        return self.transactions[self.next : end], self.hashes[self.next : end]
 
 
 class _Load:
@@ -75,9 +81,7 @@ class _Load:
         self.progress = asyncio.Event()  # set whenever a block arrives
         self.recent: list[float] = []  # commit latencies since the last report
         self.refused = 0
-
-    def tx_hash(self, transaction: bytes) -> bytes:  # the id the block store and mempool use
-        return digest(Domain.TRANSACTION, transaction, chain_id=self.args.chain_id)
+        self.tx_hash = hasher(Domain.TRANSACTION, chain_id=args.chain_id)  # the store's ids
 
     async def watch(self, node: str, ready: asyncio.Event) -> None:
         async with grpc.aio.insecure_channel(node) as channel:
@@ -130,8 +134,7 @@ class _Load:
                         self.progress.clear()
                         await self.progress.wait()
                         continue
-                batch = sender.take(args.batch)
-                hashes = [self.tx_hash(transaction) for transaction in batch]
+                batch, hashes = sender.take(args.batch)
                 submitted = time.perf_counter()
                 answer = await stub.SubmitBatch(node_pb2.SubmitBatchRequest(transactions=batch))
                 for transaction_hash, result in zip(hashes, answer.results, strict=True):

@@ -16,6 +16,7 @@ from .hashing import digest as digest
 from .keys import PublicKey as PublicKey
 from .keys import SigningKey as SigningKey
 from .keys import load_key_file as load_key_file
+from .keys import signature_is_valid as signature_is_valid
 from .keys import write_key_file as write_key_file
 
 __all__ = [
@@ -31,5 +32,6 @@ __all__ = [
     "ecvrf",
     "hashing",
     "load_key_file",
+    "signature_is_valid",
     "write_key_file",
 ]

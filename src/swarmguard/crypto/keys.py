@@ -71,13 +71,7 @@ class PublicKey:
 
     def is_valid(self, message: bytes, signature: bytes) -> bool:
         """True if ``signature`` is this key's signature of ``message``."""
-        if len(signature) != SIGNATURE_BYTES:
-            return False
-        try:
-            sodium.crypto_sign_open(signature + message, self.raw)
-        except nacl.exceptions.BadSignatureError:
-            return False
-        return True
+        return signature_is_valid(self.raw, message, signature)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PublicKey) and other.raw == self.raw
@@ -87,6 +81,22 @@ class PublicKey:
 
     def __repr__(self) -> str:
         return f"<PublicKey {self.raw.hex()}>"
+
+
+_sign_open, _BadSignature = sodium.crypto_sign_open, nacl.exceptions.BadSignatureError
+
+
+def signature_is_valid(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    """``PublicKey(public_key).is_valid(message, signature)`` without the key object, for loops
+    that meet each key once (a node checking every transaction's signature); False for a key
+    or signature of the wrong length."""
+    if len(signature) != SIGNATURE_BYTES or len(public_key) != PUBLIC_KEY_BYTES:
+        return False
+    try:
+        _sign_open(signature + message, public_key)
+    except _BadSignature:
+        return False
+    return True
 
 
 class SigningKey:

@@ -68,8 +68,19 @@ def merkle_root(leaves: Sequence[bytes]) -> bytes:
     """MTH of a list of leaf data (e.g. a block's transactions)."""
     if not leaves:
         return _EMPTY_ROOT
-    level = [leaf_hash(item) for item in leaves]
-    return _root_of_hashes(level)
+    sha256, node = _sha256, _NODE
+    level = [sha256(_LEAF + item).digest() for item in leaves]
+    # Pairing from the left and carrying an odd last hash up a level builds the same tree as
+    # RFC 9162's split at the largest power of two below the size, in O(n) with no recursion.
+    while len(level) > 1:
+        paired = [
+            sha256(node + left + right).digest()
+            for left, right in zip(level[::2], level[1::2], strict=False)
+        ]
+        if len(level) % 2:
+            paired.append(level[-1])
+        level = paired
+    return level[0]
 
 
 def list_inclusion_proof(items: Sequence[bytes], index: int) -> list[bytes]:
@@ -78,14 +89,6 @@ def list_inclusion_proof(items: Sequence[bytes], index: int) -> list[bytes]:
     tree = MerkleAccumulator()
     tree.extend(items)
     return tree.inclusion_proof(index)
-
-
-def _root_of_hashes(hashes: list[bytes]) -> bytes:
-    """MTH over leaf hashes, combining complete subtrees from the left as RFC 9162 splits."""
-    if len(hashes) == 1:
-        return hashes[0]
-    k = _split(len(hashes))
-    return node_hash(_root_of_hashes(hashes[:k]), _root_of_hashes(hashes[k:]))
 
 
 class MerkleAccumulator:
