@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
 from swarmguard.crypto import SigningKey, ecvrf
 from swarmguard.crypto.hashing import address_of
@@ -14,11 +16,14 @@ from swarmguard.node.ledger import Code, LedgerApp
 from swarmguard.node.transactions import (
     CreateValidator,
     Delegate,
+    Redelegate,
     SubmitEvidence,
     Transaction,
     Transfer,
+    Undelegate,
 )
-from swarmguard.storage.state_tree import StateProof, verify_inclusion
+from swarmguard.storage.snapshots import SnapshotError
+from swarmguard.storage.state_tree import StateProof, StateTree, path_of, verify_inclusion
 from swarmguard.validators.evidence import PHASE_VOTE, DoubleVoteEvidence, sign_vote
 
 from .test_chain import ALICE, BOB, CONSENSUS, OPERATORS, VRF_SECRETS
@@ -274,3 +279,116 @@ def test_a_validator_whose_vrf_key_no_proof_could_verify_under_is_refused() -> N
     document["validators"][0]["vrf_key"] = small_order.hex()
     with pytest.raises(ValueError, match="genesis app_state: .*small order"):
         LedgerApp(CHAIN).init_chain(json.dumps(document).encode())
+
+
+# -- the accounts a block writes ---------------------------------------------------------
+
+SPENDERS = [ALICE, BOB, *OPERATORS, SigningKey(b"c" * 32)]
+"""Accounts that sign; Bob and the last start without funds (their first spends fail)."""
+_OPERATIONS = st.tuples(
+    st.sampled_from(["transfer", "all", "delegate", "undelegate", "redelegate"]),
+    st.integers(0, len(SPENDERS) - 1),
+    st.integers(0, len(SPENDERS) + 2),  # beyond the spenders: fresh addresses
+    st.integers(1, 400_000),
+)
+
+
+def _leaves(app: LedgerApp) -> tuple[dict[bytes, bytes], bytes | None]:
+    """The account leaves of the committed tree by address, and the validator state leaf."""
+    others = {path_of(b"validators"), path_of(b"leader_reputation")}
+    accounts = {value[:20]: value[20:] for path, value in app.tree.items() if path not in others}
+    return accounts, app.tree.get(b"validators")
+
+
+def _expected(app: LedgerApp) -> dict[bytes, bytes]:
+    """Every account there is, from the application's own state, not from what it wrote."""
+    assert app.manager is not None
+    balances, nonces = app.manager.staking.balances, app.nonces
+    return {
+        a: balances.get(a, 0).to_bytes(8, "big") + nonces.get(a, 0).to_bytes(8, "big")
+        for a in balances.keys() | nonces.keys()
+    }
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(_OPERATIONS, max_size=6), min_size=1, max_size=12))
+def test_the_tree_holds_exactly_the_accounts_though_a_block_writes_only_its_own(
+    blocks: list[list[tuple[str, int, int, int]]],
+) -> None:
+    """Only changed accounts are written per block (so a block's cost does not grow with the
+    number of accounts), yet after every block the tree's account leaves are exactly the
+    ledger's accounts: transfers, spending a whole balance, delegations, and unbonding paid out
+    by block time (``begin_block``) all reach it. A ledger rebuilt from the tree (a restart)
+    continues with the same hash."""
+    app = LedgerApp(CHAIN)
+    app.init_chain(chain_genesis(epoch_length=2, unbonding_time=5))
+    fresh = [bytes([90 + i]) * 20 for i in range(3)]
+    for operations in blocks:
+        transactions = []
+        for kind, sender, target, amount in operations:
+            key = SPENDERS[sender]
+            nonce = app.next_nonce(address(key))
+            to = address(SPENDERS[target]) if target < len(SPENDERS) else fresh[target - 8]
+            assert app.manager is not None
+            held = app.manager.staking.balances.get(address(key), 0)
+            body: object = {
+                "transfer": Transfer(to, amount),
+                "all": Transfer(to, max(held, 1)),
+                "delegate": Delegate(address(OPERATORS[target % 4]), amount),
+                "undelegate": Undelegate(address(OPERATORS[target % 4]), 0),
+                "redelegate": Redelegate(
+                    address(OPERATORS[target % 4]), address(OPERATORS[(target + 1) % 4]), amount
+                ),
+            }[kind]
+            encoded = tx(key, nonce, body)
+            if app.check_tx(encoded).ok:
+                transactions.append(encoded)
+        codes = block(app, *transactions)
+        event(f"executed {sum(code == Code.OK for code in codes) > 0}")
+        accounts, validators = _leaves(app)
+        assert accounts == _expected(app)
+        assert app.manager is not None
+        assert validators == app.manager.encode(balances=False)
+        restarted = LedgerApp(CHAIN)
+        restarted.load_state(app.tree, app.height)
+        assert restarted.info() == app.info()
+        assert restarted.manager is not None
+        assert restarted.manager.encode() == app.manager.encode()  # balances included
+        assert restarted.nonces == app.nonces
+    for replica in (app, restarted):  # one more block each: the same hash
+        block(replica, tx(ALICE, replica.next_nonce(address(ALICE)), Transfer(fresh[0], 1)))
+    assert restarted.info() == app.info()
+
+
+def test_a_block_writes_only_its_accounts_however_many_there_are() -> None:
+    """10,000 accounts: a transfer writes two account leaves, and the validator state it
+    rewrites each block holds no balances (it was 28 bytes per account)."""
+    document = json.loads(chain_genesis(epoch_length=2))
+    document["accounts"] += [
+        {"address": i.to_bytes(20, "big").hex(), "balance": 1} for i in range(1, 10_001)
+    ]
+    app = LedgerApp(CHAIN)
+    app.init_chain(json.dumps(document).encode())
+    writes = app.finalize_block(
+        BlockRequest(1, 1_001, (tx(ALICE, 0, Transfer(address(BOB), 5)),), b"p" * 32)
+    ).writes
+    app.commit()
+    accounts = {key for key in writes if key.startswith(b"account:")}
+    assert accounts == {b"account:" + address(ALICE), b"account:" + address(BOB)}
+    assert len(writes[b"validators"] or b"") < 2_000
+    assert len(_leaves(app)[0]) == len(_expected(app)) == 10_000 + 6
+
+
+def test_state_with_balances_outside_the_account_leaves_is_refused() -> None:
+    """The validator state leaf must not carry balances, and no account leaf is empty: either
+    would be a second encoding of the same accounts."""
+    app = started()
+    assert app.manager is not None
+    with_balances = app.tree.apply({b"validators": app.manager.encode()})
+    with pytest.raises(SnapshotError, match="holds balances"):
+        LedgerApp(CHAIN).load_state(with_balances, app.height)
+    empty = address(BOB) + bytes(16)
+    with pytest.raises(SnapshotError, match="empty"):
+        LedgerApp(CHAIN).load_state(app.tree.apply({b"account:" + address(BOB): empty}), 0)
+    LedgerApp(CHAIN).load_state(app.tree, app.height)  # the tree as written loads
+    assert isinstance(app.tree, StateTree)

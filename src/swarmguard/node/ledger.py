@@ -5,16 +5,18 @@ State (every entry a leaf of the sparse Merkle tree, whose root is the app hash)
 
 - ``b"account:" + address`` -> ``address (20) | balance u64 | nonce u64``: one per account
   with a balance or a used nonce, provable to a light client by ``query("account", address)``;
-- ``b"validators"`` -> ``ValidatorManager.encode()``: staking, reputation, downtime, evidence;
+- ``b"validators"`` -> ``ValidatorManager.encode(balances=False)``: staking (all but the
+  liquid balances, which are the account leaves), reputation, downtime, evidence;
 - ``b"leader_reputation"`` -> the ``reputation`` answer as it was before the last block ran:
   what that height's leader schedule drew with. The next block's ``last_commit`` may show a
   later view, and the node then names that height's failed leaders from it; kept in state, so
   a restarted or state-synced node names the same ones.
 
-Balances live in the manager's staking state (one source of truth: bonding spends them,
-unbonding pays them back); the account leaves are their provable view, rewritten for every
-account whose (balance, nonce) changed in a block. Values are self-describing, so a snapshot's
-leaves alone rebuild the application.
+Balances live in the manager's staking state while running (bonding spends them, unbonding
+pays them back) and are stored as the account leaves. A block rewrites only the leaves of the
+accounts it changed (``Balances`` and the nonces record which), never all of them: its cost
+grows with the tree's depth, not with the number of accounts. Values are self-describing, so a
+snapshot's leaves alone rebuild the application.
 
 Transactions (``node.transactions``) are executed in block order. One that does not decode or
 is not signed makes ``process_proposal`` refuse the whole block (an honest leader never includes
@@ -63,13 +65,14 @@ from swarmguard.storage.snapshots import Manifest, Restorer, SnapshotError, crea
 from swarmguard.storage.state_tree import StateTree, path_of
 from swarmguard.validators.manager import ValidatorManager
 from swarmguard.validators.params import StakingParams
+from swarmguard.validators.staking import Balances
 
 _OK = CheckResult()
 """The one success result (immutable): not built anew for every transaction and re-check."""
 
 __all__ = ["Code", "LedgerApp"]
 
-VERSION = "swarmguard-ledger/1"
+VERSION = "swarmguard-ledger/2"
 _ACCOUNT = b"account:"
 _VALIDATORS = b"validators"
 _LEADER_REPUTATION = b"leader_reputation"
@@ -119,9 +122,9 @@ class LedgerApp:
         self.nonces: dict[bytes, int] = {}
         self.height = 0
         self.tree = StateTree()
-        self._committed: dict[bytes, _Account] = {}  # what the account leaves say
+        self._nonces_changed: set[bytes] = set()  # since the last finalize_block
         self._check_nonces: dict[bytes, int] = {}
-        self._pending: tuple[int, StateTree, dict[bytes, _Account]] | None = None
+        self._pending: tuple[int, StateTree] | None = None
         self._snapshots: dict[int, tuple[Manifest, list[bytes]]] = {}
         self._restorer: Restorer | None = None
         self._verified: OrderedDict[bytes, Transaction] = OrderedDict()
@@ -161,9 +164,10 @@ class LedgerApp:
             _ACCOUNT + address: _account_value(address, account)
             for address, account in accounts.items()
         }
-        writes[_VALIDATORS] = manager.encode()
+        writes[_VALIDATORS] = manager.encode(balances=False)  # each account is its own leaf
         self.tree = StateTree().apply(writes)
-        self._committed = accounts
+        manager.staking.balances.take_changed()
+        self._nonces_changed = set()
         self._check_nonces = {}
         return FinalizedBlock((), self.tree.root, writes, updates)
 
@@ -265,20 +269,30 @@ class LedgerApp:
             eligible=[operators[k] for k in request.last_validators if k in operators],
         )
         active = manager.end_block()
-        accounts = self._accounts()
-        writes: dict[bytes, bytes | None] = {
-            _ACCOUNT + address: _account_value(address, account)
-            for address, account in accounts.items()
-            if self._committed.get(address) != account
-        }
-        for address in self._committed.keys() - accounts.keys():
-            writes[_ACCOUNT + address] = None
-        writes[_VALIDATORS] = manager.encode()
+        writes = self._account_writes()
+        writes[_VALIDATORS] = manager.encode(balances=False)
         writes[_LEADER_REPUTATION] = leader_reputation
         tree = self.tree.apply(writes)
-        self._pending = (request.height, tree, accounts)
+        self._pending = (request.height, tree)
         updates = self._validator_set() if active is not None else None
         return FinalizedBlock(results, tree.root, writes, updates)
+
+    def _account_writes(self) -> dict[bytes, bytes | None]:
+        """The leaves of the accounts this block changed (a balance or a nonce), and only
+        those: never a pass over every account."""
+        balances, nonces = self._manager().staking.balances, self.nonces
+        changed = balances.take_changed() | self._nonces_changed
+        self._nonces_changed = set()
+        writes: dict[bytes, bytes | None] = {}
+        for address in changed:
+            key = _ACCOUNT + address
+            value = None
+            if address in balances or address in nonces:
+                account = _Account(balances.get(address, 0), nonces.get(address, 0))
+                value = _account_value(address, account)
+            if value != self.tree.get(key):  # changed back within the block: nothing to write
+                writes[key] = value
+        return writes
 
     def _execute(self, transaction: bytes) -> TxResult:
         try:
@@ -293,6 +307,7 @@ class LedgerApp:
                 Code.BAD_NONCE, f"nonce {tx.nonce}, expected {self.nonces.get(address, 0)}"
             )
         self.nonces[address] = tx.nonce + 1  # consumed, whatever the rules say next
+        self._nonces_changed.add(address)
         manager = self._manager()
         staking = manager.staking
         body = tx.body
@@ -321,7 +336,7 @@ class LedgerApp:
     def commit(self) -> None:
         if self._pending is None:
             raise RuntimeError("commit without a finalized block")
-        self.height, self.tree, self._committed = self._pending
+        self.height, self.tree = self._pending
         self._pending = None
         self._check_nonces = {}
         if self.snapshot_interval and self.height % self.snapshot_interval == 0:
@@ -424,6 +439,8 @@ class LedgerApp:
         if blob is None:
             raise SnapshotError("the snapshot has no validator state")
         manager = ValidatorManager.decode(self.chain_id, blob)
+        if manager.staking.balances:
+            raise SnapshotError("the validator state holds balances (accounts are leaves)")
         accounts: dict[bytes, _Account] = {}
         not_accounts = {path_of(_VALIDATORS), path_of(_LEADER_REPUTATION)}
         for path, value in tree.items():
@@ -432,9 +449,15 @@ class LedgerApp:
             address, account = _parse_account(value)
             if tree.get(_ACCOUNT + address) != value:
                 raise SnapshotError("an account leaf is not under its own address")
+            if not account.balance and not account.nonce:
+                raise SnapshotError("an account leaf is empty")  # never written: not canonical
             accounts[address] = account
+        manager.staking.balances = Balances(
+            {a: account.balance for a, account in accounts.items() if account.balance}
+        )
+        manager.staking.balances.take_changed()
         self.manager, self.tree, self.height = manager, tree, height
         self.nonces = {a: account.nonce for a, account in accounts.items() if account.nonce}
-        self._committed = accounts
+        self._nonces_changed = set()
         self._check_nonces = {}
         self._pending = None

@@ -208,11 +208,14 @@ class ValidatorManager:
 
     # ------------------------------------------------------------------ state
 
-    def encode(self) -> bytes:
-        """Canonical snapshot: the staking state, then reputation, downtime and evidence."""
+    def encode(self, *, balances: bool = True) -> bytes:
+        """Canonical snapshot: the staking state, then reputation, downtime and evidence.
+        ``balances=False`` leaves the liquid balances out (an empty list), for an application
+        that keeps each account on its own, so that what it writes per block does not grow with
+        the number of accounts."""
         out = Writer()
         out.uint(MANAGER_SNAPSHOT_VERSION, 2)
-        out.blob(encode_state(self.staking), 1 << 30)
+        out.blob(encode_state(self.staking, balances=balances), 1 << 30)
         out.uint(len(self.reputation.scores), 4)
         for operator in sorted(self.reputation.scores):
             out.fixed(operator, 20)

@@ -44,18 +44,20 @@ __all__ = ["SNAPSHOT_VERSION", "decode_state", "encode_state", "state_hash"]
 SNAPSHOT_VERSION = 1
 
 
-def encode_state(state: Staking) -> bytes:
-    """The canonical encoding of ``state``."""
+def encode_state(state: Staking, *, balances: bool = True) -> bytes:
+    """The canonical encoding of ``state``; ``balances=False``: with an empty balance list
+    (for an application that stores each account itself)."""
     out = Writer()
     out.uint(SNAPSHOT_VERSION, 2)
     for value in astuple(state.params):
         out.uint(value, 8)
     for value in (state.height, state.time, state.burned):
         out.uint(value, 8)
-    out.uint(len(state.balances), 4)
-    for address in sorted(state.balances):
+    listed = state.balances if balances else {}
+    out.uint(len(listed), 4)
+    for address in sorted(listed):
         out.fixed(address, ADDRESS_BYTES)
-        out.uint(state.balances[address], 8)
+        out.uint(listed[address], 8)
     out.uint(len(state.validators), 4)
     for operator in sorted(state.validators):
         v = state.validators[operator]
