@@ -293,35 +293,46 @@ _OPERATIONS = st.tuples(
 )
 
 
-def _leaves(app: LedgerApp) -> tuple[dict[bytes, bytes], bytes | None]:
-    """The account leaves of the committed tree by address, and the validator state leaf."""
-    others = {path_of(b"validators"), path_of(b"leader_reputation")}
-    accounts = {value[:20]: value[20:] for path, value in app.tree.items() if path not in others}
-    return accounts, app.tree.get(b"validators")
+def _leaves(app: LedgerApp) -> dict[str, dict[bytes, bytes]]:
+    """The committed tree's leaves by kind (told apart by length, as the ledger does)."""
+    kinds: dict[str, dict[bytes, bytes]] = {"account": {}, "delegation": {}, "time": {}}
+    special = {path_of(b"validators"), path_of(b"leader_reputation")}
+    for path, value in app.tree.items():
+        if path not in special:
+            kind, cut = {36: ("account", 20), 56: ("delegation", 40), 16: ("time", 8)}[len(value)]
+            kinds[kind][value[:cut]] = value[cut:]
+    return kinds
 
 
-def _expected(app: LedgerApp) -> dict[bytes, bytes]:
-    """Every account there is, from the application's own state, not from what it wrote."""
+def _expected(app: LedgerApp) -> dict[str, dict[bytes, bytes]]:
+    """Every entry there is, from the application's own state, not from what it wrote."""
     assert app.manager is not None
-    balances, nonces = app.manager.staking.balances, app.nonces
+    staking, nonces = app.manager.staking, app.nonces
     return {
-        a: balances.get(a, 0).to_bytes(8, "big") + nonces.get(a, 0).to_bytes(8, "big")
-        for a in balances.keys() | nonces.keys()
+        "account": {
+            a: staking.balances.get(a, 0).to_bytes(8, "big") + nonces.get(a, 0).to_bytes(8, "big")
+            for a in staking.balances.keys() | nonces.keys()
+        },
+        "delegation": {d + v: s.to_bytes(16, "big") for (d, v), s in staking.delegations.items()},
+        "time": {
+            h.to_bytes(8, "big"): t.to_bytes(8, "big") for h, t in app.manager.block_times.items()
+        },
     }
 
 
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.lists(_OPERATIONS, max_size=6), min_size=1, max_size=12))
-def test_the_tree_holds_exactly_the_accounts_though_a_block_writes_only_its_own(
+def test_the_tree_holds_exactly_the_state_though_a_block_writes_only_its_changes(
     blocks: list[list[tuple[str, int, int, int]]],
 ) -> None:
-    """Only changed accounts are written per block (so a block's cost does not grow with the
-    number of accounts), yet after every block the tree's account leaves are exactly the
-    ledger's accounts: transfers, spending a whole balance, delegations, and unbonding paid out
-    by block time (``begin_block``) all reach it. A ledger rebuilt from the tree (a restart)
-    continues with the same hash."""
+    """Only changed entries are written per block (so a block's cost grows neither with the
+    number of accounts and delegations nor with the evidence window), yet after every block the
+    tree's leaves are exactly the ledger's accounts, delegations and recent block times:
+    transfers, spending a whole balance, delegating, undelegating, redelegating, unbonding paid
+    out by block time (``begin_block``) and heights leaving the window all reach it. A ledger
+    rebuilt from the tree (a restart) continues with the same hash."""
     app = LedgerApp(CHAIN)
-    app.init_chain(chain_genesis(epoch_length=2, unbonding_time=5))
+    app.init_chain(chain_genesis(epoch_length=2, unbonding_time=5, evidence_max_age_blocks=3))
     fresh = [bytes([90 + i]) * 20 for i in range(3)]
     for operations in blocks:
         transactions = []
@@ -345,15 +356,15 @@ def test_the_tree_holds_exactly_the_accounts_though_a_block_writes_only_its_own(
                 transactions.append(encoded)
         codes = block(app, *transactions)
         event(f"executed {sum(code == Code.OK for code in codes) > 0}")
-        accounts, validators = _leaves(app)
-        assert accounts == _expected(app)
+        assert _leaves(app) == _expected(app)
         assert app.manager is not None
-        assert validators == app.manager.encode(balances=False)
+        assert app.tree.get(b"validators") == app.manager.encode(apart=True)
+        assert len(app.manager.block_times) <= 4  # the evidence window: a leaf in, one out
         restarted = LedgerApp(CHAIN)
         restarted.load_state(app.tree, app.height)
         assert restarted.info() == app.info()
         assert restarted.manager is not None
-        assert restarted.manager.encode() == app.manager.encode()  # balances included
+        assert restarted.manager.encode() == app.manager.encode()  # everything included
         assert restarted.nonces == app.nonces
     for replica in (app, restarted):  # one more block each: the same hash
         block(replica, tx(ALICE, replica.next_nonce(address(ALICE)), Transfer(fresh[0], 1)))
@@ -361,8 +372,8 @@ def test_the_tree_holds_exactly_the_accounts_though_a_block_writes_only_its_own(
 
 
 def test_a_block_writes_only_its_accounts_however_many_there_are() -> None:
-    """10,000 accounts: a transfer writes two account leaves, and the validator state it
-    rewrites each block holds no balances (it was 28 bytes per account)."""
+    """10,000 accounts: a transfer writes two account leaves and its height's time, and the
+    validator state it rewrites each block holds no balances (it was 28 bytes per account)."""
     document = json.loads(chain_genesis(epoch_length=2))
     document["accounts"] += [
         {"address": i.to_bytes(20, "big").hex(), "balance": 1} for i in range(1, 10_001)
@@ -373,22 +384,36 @@ def test_a_block_writes_only_its_accounts_however_many_there_are() -> None:
         BlockRequest(1, 1_001, (tx(ALICE, 0, Transfer(address(BOB), 5)),), b"p" * 32)
     ).writes
     app.commit()
-    accounts = {key for key in writes if key.startswith(b"account:")}
-    assert accounts == {b"account:" + address(ALICE), b"account:" + address(BOB)}
+    assert set(writes) == {
+        b"account:" + address(ALICE),
+        b"account:" + address(BOB),
+        b"block_time:" + (1).to_bytes(8, "big"),
+        b"validators",
+        b"leader_reputation",
+    }
     assert len(writes[b"validators"] or b"") < 2_000
-    assert len(_leaves(app)[0]) == len(_expected(app)) == 10_000 + 6
+    assert len(_leaves(app)["account"]) == len(_expected(app)["account"]) == 10_000 + 6
 
 
-def test_state_with_balances_outside_the_account_leaves_is_refused() -> None:
-    """The validator state leaf must not carry balances, and no account leaf is empty: either
-    would be a second encoding of the same accounts."""
+def test_state_with_entries_outside_their_leaves_is_refused() -> None:
+    """The validator state leaf carries no balances, delegations or block times, and every
+    other leaf is a known kind under its own key and not empty: anything else would be a
+    second encoding of the same state."""
     app = started()
+    block(app)
     assert app.manager is not None
-    with_balances = app.tree.apply({b"validators": app.manager.encode()})
-    with pytest.raises(SnapshotError, match="holds balances"):
-        LedgerApp(CHAIN).load_state(with_balances, app.height)
-    empty = address(BOB) + bytes(16)
-    with pytest.raises(SnapshotError, match="empty"):
-        LedgerApp(CHAIN).load_state(app.tree.apply({b"account:" + address(BOB): empty}), 0)
+    whole = app.tree.apply({b"validators": app.manager.encode()})
+    with pytest.raises(SnapshotError, match="belong in leaves"):
+        LedgerApp(CHAIN).load_state(whole, app.height)
+    bob = b"account:" + address(BOB)
+    for writes, error in [
+        ({bob: address(BOB) + bytes(16)}, "account leaf is empty"),
+        ({bob: address(ALICE) + bytes(15) + b"\1"}, "not under its own key"),
+        ({b"delegation:" + bytes(40): bytes(56)}, "delegation leaf is empty"),
+        ({b"block_time:" + bytes(8): (1).to_bytes(8, "big") * 2}, "not under its own key"),
+        ({b"other": b"x"}, "of no known kind"),
+    ]:
+        with pytest.raises(SnapshotError, match=error):
+            LedgerApp(CHAIN).load_state(app.tree.apply(writes), app.height)
     LedgerApp(CHAIN).load_state(app.tree, app.height)  # the tree as written loads
     assert isinstance(app.tree, StateTree)

@@ -13,7 +13,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from swarmguard.codec import CodecError
 from swarmguard.validators.params import Infraction, StakingParams
 from swarmguard.validators.snapshot import decode_state, encode_state, state_hash
-from swarmguard.validators.staking import Balances, Staking, StakingError
+from swarmguard.validators.staking import Staking, StakingError
+from swarmguard.validators.tracked import Tracked
 
 CHAIN = "swarm-test"
 DAY = 86_400
@@ -353,10 +354,10 @@ def test_transfers_move_liquid_tokens_only() -> None:
         state.transfer(addr(20), addr(1), 0)
 
 
-def test_balances_remember_every_address_any_change_touched() -> None:
+def test_a_tracked_dict_remembers_every_key_any_change_touched() -> None:
     """What an application writes per block comes from here, so every way a dict can change
-    must be recorded (a missed one would leave an account's leaf stale)."""
-    balances = Balances({addr(1): 5})
+    must be recorded (a missed one would leave a stored entry stale)."""
+    balances: Tracked[bytes, int] = Tracked({addr(1): 5})
     assert balances.take_changed() == {addr(1)}  # the first call: everything
     assert balances.take_changed() == set()
     balances[addr(2)] = 7
@@ -373,7 +374,7 @@ def test_balances_remember_every_address_any_change_touched() -> None:
     assert balances == {}
     balances[addr(7)] = 3
     for twin in (copy.deepcopy(balances), pickle.loads(pickle.dumps(balances))):
-        assert isinstance(twin, Balances)
+        assert isinstance(twin, Tracked)
         assert twin == balances == {addr(7): 3}
         assert twin.take_changed() == {addr(7)}
     _ = balances.get(addr(7)), balances[addr(7)], addr(7) in balances  # reads record nothing
@@ -381,15 +382,20 @@ def test_balances_remember_every_address_any_change_touched() -> None:
     assert balances.take_changed() == set()
 
 
-def test_staking_changes_reach_the_changed_set() -> None:
-    """Transfers, delegation, and unbonding paid out at maturity by ``begin_block``."""
+def test_staking_changes_reach_the_changed_sets() -> None:
+    """Transfers, delegation, undelegation, and unbonding paid out at maturity by
+    ``begin_block``."""
     state = fresh(unbonding_time=10)
     state.create_validator(addr(1), key(1), key(101), 0, 100)
     state.balances.take_changed()
+    state.delegations.take_changed()
     state.transfer(addr(2), addr(30), 7)
     state.delegate(addr(3), addr(1), 50)
     assert state.balances.take_changed() == {addr(2), addr(30), addr(3)}
+    assert state.delegations.take_changed() == {(addr(3), addr(1))}
     state.undelegate(addr(3), addr(1), None)
     assert state.balances.take_changed() == set()  # unbonding: not liquid yet
+    assert state.delegations.take_changed() == {(addr(3), addr(1))}
+    assert (addr(3), addr(1)) not in state.delegations
     state.begin_block(2, 1_020)
     assert state.balances.take_changed() == {addr(3)}

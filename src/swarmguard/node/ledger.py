@@ -5,18 +5,21 @@ State (every entry a leaf of the sparse Merkle tree, whose root is the app hash)
 
 - ``b"account:" + address`` -> ``address (20) | balance u64 | nonce u64``: one per account
   with a balance or a used nonce, provable to a light client by ``query("account", address)``;
-- ``b"validators"`` -> ``ValidatorManager.encode(balances=False)``: staking (all but the
-  liquid balances, which are the account leaves), reputation, downtime, evidence;
+- ``b"delegation:" + delegator + validator`` -> ``delegator | validator | shares u128``;
+- ``b"block_time:" + height u64`` -> ``height u64 | time u64``: the evidence window's times;
+- ``b"validators"`` -> ``ValidatorManager.encode(apart=True)``: the rest of the validator
+  manager (validators, unbonding, reputation, downtime, evidence);
 - ``b"leader_reputation"`` -> the ``reputation`` answer as it was before the last block ran:
   what that height's leader schedule drew with. The next block's ``last_commit`` may show a
   later view, and the node then names that height's failed leaders from it; kept in state, so
   a restarted or state-synced node names the same ones.
 
-Balances live in the manager's staking state while running (bonding spends them, unbonding
-pays them back) and are stored as the account leaves. A block rewrites only the leaves of the
-accounts it changed (``Balances`` and the nonces record which), never all of them: its cost
-grows with the tree's depth, not with the number of accounts. Values are self-describing, so a
-snapshot's leaves alone rebuild the application.
+Balances, delegations and block times live in the manager while running and are stored as
+their own leaves. A block rewrites only the leaves of the entries it changed (the manager's
+``Tracked`` dicts and the consumed nonces say which), never all of them: its cost grows with the
+tree's depth, not with the number of accounts, delegations or heights in the evidence window.
+Values are self-describing (leaves are told apart by length), so a snapshot's leaves alone
+rebuild the application.
 
 Transactions (``node.transactions``) are executed in block order. One that does not decode or
 is not signed makes ``process_proposal`` refuse the whole block (an honest leader never includes
@@ -65,7 +68,6 @@ from swarmguard.storage.snapshots import Manifest, Restorer, SnapshotError, crea
 from swarmguard.storage.state_tree import StateTree, path_of
 from swarmguard.validators.manager import ValidatorManager
 from swarmguard.validators.params import StakingParams
-from swarmguard.validators.staking import Balances
 
 _OK = CheckResult()
 """The one success result (immutable): not built anew for every transaction and re-check."""
@@ -74,6 +76,8 @@ __all__ = ["Code", "LedgerApp"]
 
 VERSION = "swarmguard-ledger/2"
 _ACCOUNT = b"account:"
+_DELEGATION = b"delegation:"
+_BLOCK_TIME = b"block_time:"
 _VALIDATORS = b"validators"
 _LEADER_REPUTATION = b"leader_reputation"
 SNAPSHOT_FORMAT = 1
@@ -102,6 +106,14 @@ class _Account:
 
 def _account_value(address: bytes, account: _Account) -> bytes:
     return address + account.balance.to_bytes(8, "big") + account.nonce.to_bytes(8, "big")
+
+
+def _delegation_value(pair: tuple[bytes, bytes], shares: int) -> bytes:
+    return pair[0] + pair[1] + shares.to_bytes(16, "big")
+
+
+def _block_time_value(height: int, time: int) -> bytes:
+    return height.to_bytes(8, "big") + time.to_bytes(8, "big")
 
 
 def _parse_account(value: bytes) -> tuple[bytes, _Account]:
@@ -164,10 +176,9 @@ class LedgerApp:
             _ACCOUNT + address: _account_value(address, account)
             for address, account in accounts.items()
         }
-        writes[_VALIDATORS] = manager.encode(balances=False)  # each account is its own leaf
+        writes.update(self._changed_writes())  # genesis delegations (self-bonds)
+        writes[_VALIDATORS] = manager.encode(apart=True)  # each entry of the rest is a leaf
         self.tree = StateTree().apply(writes)
-        manager.staking.balances.take_changed()
-        self._nonces_changed = set()
         self._check_nonces = {}
         return FinalizedBlock((), self.tree.root, writes, updates)
 
@@ -269,30 +280,39 @@ class LedgerApp:
             eligible=[operators[k] for k in request.last_validators if k in operators],
         )
         active = manager.end_block()
-        writes = self._account_writes()
-        writes[_VALIDATORS] = manager.encode(balances=False)
+        writes = self._changed_writes()
+        writes[_VALIDATORS] = manager.encode(apart=True)
         writes[_LEADER_REPUTATION] = leader_reputation
         tree = self.tree.apply(writes)
         self._pending = (request.height, tree)
         updates = self._validator_set() if active is not None else None
         return FinalizedBlock(results, tree.root, writes, updates)
 
-    def _account_writes(self) -> dict[bytes, bytes | None]:
-        """The leaves of the accounts this block changed (a balance or a nonce), and only
-        those: never a pass over every account."""
-        balances, nonces = self._manager().staking.balances, self.nonces
-        changed = balances.take_changed() | self._nonces_changed
-        self._nonces_changed = set()
-        writes: dict[bytes, bytes | None] = {}
-        for address in changed:
-            key = _ACCOUNT + address
+    def _changed_writes(self) -> dict[bytes, bytes | None]:
+        """The leaves of the entries changed since the last call (accounts' balances and
+        nonces, delegations, recent block times), and only those: never a pass over every
+        account, every delegation or the whole evidence window."""
+        manager = self._manager()
+        balances, nonces = manager.staking.balances, self.nonces
+        delegations, times = manager.staking.delegations, manager.block_times
+        changed: dict[bytes, bytes | None] = {}
+        for address in balances.take_changed() | self._nonces_changed:
             value = None
             if address in balances or address in nonces:
                 account = _Account(balances.get(address, 0), nonces.get(address, 0))
                 value = _account_value(address, account)
-            if value != self.tree.get(key):  # changed back within the block: nothing to write
-                writes[key] = value
-        return writes
+            changed[_ACCOUNT + address] = value
+        self._nonces_changed = set()
+        for pair in delegations.take_changed():
+            shares = delegations.get(pair)
+            value = None if shares is None else _delegation_value(pair, shares)
+            changed[_DELEGATION + pair[0] + pair[1]] = value
+        for height in times.take_changed():
+            time = times.get(height)
+            value = None if time is None else _block_time_value(height, time)
+            changed[_BLOCK_TIME + height.to_bytes(8, "big")] = value
+        tree = self.tree  # an entry changed back within the block has nothing to write
+        return {key: value for key, value in changed.items() if value != tree.get(key)}
 
     def _execute(self, transaction: bytes) -> TxResult:
         try:
@@ -434,30 +454,49 @@ class LedgerApp:
         return threshold + b"".join(k + s.to_bytes(4, "big") for k, s in scores)
 
     def load_state(self, tree: StateTree, height: int) -> None:
-        """Rebuild from stored entries (a restart, or a restored snapshot)."""
+        """Rebuild from stored entries (a restart, or a restored snapshot). Every leaf must be
+        one of the known kinds, under its own key, and not empty (the application never writes
+        one): anything else would be a second encoding of the same state."""
         blob = tree.get(_VALIDATORS)
         if blob is None:
             raise SnapshotError("the snapshot has no validator state")
         manager = ValidatorManager.decode(self.chain_id, blob)
-        if manager.staking.balances:
-            raise SnapshotError("the validator state holds balances (accounts are leaves)")
-        accounts: dict[bytes, _Account] = {}
-        not_accounts = {path_of(_VALIDATORS), path_of(_LEADER_REPUTATION)}
+        staking = manager.staking
+        if staking.balances or staking.delegations or manager.block_times:
+            raise SnapshotError("the validator state holds entries that belong in leaves")
+        nonces: dict[bytes, int] = {}
+        special = {path_of(_VALIDATORS), path_of(_LEADER_REPUTATION)}
         for path, value in tree.items():
-            if path in not_accounts:
+            if path in special:
                 continue
-            address, account = _parse_account(value)
-            if tree.get(_ACCOUNT + address) != value:
-                raise SnapshotError("an account leaf is not under its own address")
-            if not account.balance and not account.nonce:
-                raise SnapshotError("an account leaf is empty")  # never written: not canonical
-            accounts[address] = account
-        manager.staking.balances = Balances(
-            {a: account.balance for a, account in accounts.items() if account.balance}
-        )
-        manager.staking.balances.take_changed()
+            if len(value) == ADDRESS_BYTES + 16:
+                address, account = _parse_account(value)
+                key = _ACCOUNT + address
+                if not account.balance and not account.nonce:
+                    raise SnapshotError("an account leaf is empty")
+                if account.balance:
+                    staking.balances[address] = account.balance
+                if account.nonce:
+                    nonces[address] = account.nonce
+            elif len(value) == 2 * ADDRESS_BYTES + 16:
+                key = _DELEGATION + value[:40]
+                shares = int.from_bytes(value[40:], "big")
+                if not shares:
+                    raise SnapshotError("a delegation leaf is empty")
+                staking.delegations[(value[:20], value[20:40])] = shares
+            elif len(value) == 16:
+                key = _BLOCK_TIME + value[:8]
+                manager.block_times[int.from_bytes(value[:8], "big")] = int.from_bytes(
+                    value[8:], "big"
+                )
+            else:
+                raise SnapshotError(f"a state leaf of {len(value)} bytes is of no known kind")
+            if path != path_of(key):
+                raise SnapshotError("a state leaf is not under its own key")
+        for entries in (staking.balances, staking.delegations, manager.block_times):
+            entries.take_changed()  # they are in the tree already
         self.manager, self.tree, self.height = manager, tree, height
-        self.nonces = {a: account.nonce for a, account in accounts.items() if account.nonce}
+        self.nonces = nonces
         self._nonces_changed = set()
         self._check_nonces = {}
         self._pending = None

@@ -30,6 +30,7 @@ from .params import Infraction, StakingParams
 from .reputation import Reputation
 from .snapshot import decode_state, encode_state
 from .staking import Staking
+from .tracked import Tracked
 
 __all__ = ["MANAGER_SNAPSHOT_VERSION", "ValidatorManager"]
 
@@ -45,8 +46,10 @@ class ValidatorManager:
         self.staking = Staking(params, balances)
         self.reputation = Reputation(params.reputation_alpha_ppm)
         self.downtime = DowntimeTracker(params.signed_blocks_window, params.min_signed_ppm)
-        self.block_times: dict[int, int] = {}
-        """Block time of each recent height (kept for the evidence age limit)."""
+        self.block_times: Tracked[int, int] = Tracked()
+        """Block time of each recent height (kept for the evidence age limit; tracked, as it
+        holds up to ``evidence_max_age_blocks`` entries)."""
+        self._times_from: int | None = None  # no height below this one is in block_times
         self.seen_evidence: dict[bytes, int] = {}
         """Evidence hash -> height of the equivocation (pruned past the age limit)."""
         self.equivocations: dict[int, set[bytes]] = {}
@@ -63,8 +66,11 @@ class ValidatorManager:
         self.staking.begin_block(height, time)
         self.block_times[height] = time
         oldest = height - self.params.evidence_max_age_blocks
-        for old in [h for h in self.block_times if h < oldest]:
-            del self.block_times[old]
+        if self._times_from is None:  # once after a start: the window is contiguous from here
+            self._times_from = min(self.block_times)
+        for old in range(self._times_from, oldest):  # one height per block, not a scan
+            self.block_times.pop(old, None)
+        self._times_from = max(self._times_from, oldest)
         self.seen_evidence = {k: h for k, h in self.seen_evidence.items() if h >= oldest}
         self.equivocations = {h: s for h, s in self.equivocations.items() if h >= oldest}
 
@@ -208,14 +214,16 @@ class ValidatorManager:
 
     # ------------------------------------------------------------------ state
 
-    def encode(self, *, balances: bool = True) -> bytes:
+    def encode(self, *, apart: bool = False) -> bytes:
         """Canonical snapshot: the staking state, then reputation, downtime and evidence.
-        ``balances=False`` leaves the liquid balances out (an empty list), for an application
-        that keeps each account on its own, so that what it writes per block does not grow with
-        the number of accounts."""
+        ``apart=True`` leaves out (as empty lists) the three collections that grow with users
+        and with history: balances, delegations and recent block times, for an application
+        that stores each of their entries as a leaf of its own (the built-in ledger), so that
+        what it writes per block does not grow with them; ``Tracked.take_changed`` tells it
+        which entries a block changed."""
         out = Writer()
         out.uint(MANAGER_SNAPSHOT_VERSION, 2)
-        out.blob(encode_state(self.staking, balances=balances), 1 << 30)
+        out.blob(encode_state(self.staking, apart=apart), 1 << 30)
         out.uint(len(self.reputation.scores), 4)
         for operator in sorted(self.reputation.scores):
             out.fixed(operator, 20)
@@ -231,10 +239,11 @@ class ValidatorManager:
             out.uint(window.missed, (self.downtime.window + 7) // 8)
             for value in (window.index, window.observed, window.missed_count):
                 out.uint(value, 4)
-        out.uint(len(self.block_times), 4)
-        for height in sorted(self.block_times):
+        times = {} if apart else self.block_times
+        out.uint(len(times), 4)
+        for height in sorted(times):
             out.uint(height, 8)
-            out.uint(self.block_times[height], 8)
+            out.uint(times[height], 8)
         out.uint(len(self.seen_evidence), 4)
         for key in sorted(self.seen_evidence):
             out.fixed(key, 32)

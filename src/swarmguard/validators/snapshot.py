@@ -44,16 +44,16 @@ __all__ = ["SNAPSHOT_VERSION", "decode_state", "encode_state", "state_hash"]
 SNAPSHOT_VERSION = 1
 
 
-def encode_state(state: Staking, *, balances: bool = True) -> bytes:
-    """The canonical encoding of ``state``; ``balances=False``: with an empty balance list
-    (for an application that stores each account itself)."""
+def encode_state(state: Staking, *, apart: bool = False) -> bytes:
+    """The canonical encoding of ``state``; ``apart=True``: with empty balance and delegation
+    lists (for an application that stores each of their entries itself)."""
     out = Writer()
     out.uint(SNAPSHOT_VERSION, 2)
     for value in astuple(state.params):
         out.uint(value, 8)
     for value in (state.height, state.time, state.burned):
         out.uint(value, 8)
-    listed = state.balances if balances else {}
+    listed = {} if apart else state.balances
     out.uint(len(listed), 4)
     for address in sorted(listed):
         out.fixed(address, ADDRESS_BYTES)
@@ -70,11 +70,12 @@ def encode_state(state: Staking, *, balances: bool = True) -> bytes:
         out.boolean(v.jailed)
         out.uint(v.jailed_until, 8)
         out.boolean(v.tombstoned)
-    out.uint(len(state.delegations), 4)
-    for delegator, operator in sorted(state.delegations):
+    delegations = {} if apart else state.delegations
+    out.uint(len(delegations), 4)
+    for delegator, operator in sorted(delegations):
         out.fixed(delegator, ADDRESS_BYTES)
         out.fixed(operator, ADDRESS_BYTES)
-        out.uint(state.delegations[(delegator, operator)], 16)
+        out.uint(delegations[(delegator, operator)], 16)
     out.uint(len(state.unbonding), 4)
     for e in state.unbonding:
         out.fixed(e.delegator, ADDRESS_BYTES)

@@ -29,16 +29,14 @@ Rules (docs/validators.md explains each; the property tests attack them):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Self
 
 from .params import PPM, Infraction, StakingParams
+from .tracked import Tracked
 
 __all__ = [
     "ADDRESS_BYTES",
     "SHARES_PER_TOKEN",
-    "Balances",
     "RedelegationEntry",
     "Staking",
     "StakingError",
@@ -111,67 +109,6 @@ def _amount(field: str, value: int) -> int:
     return value
 
 
-class Balances(dict[bytes, int]):
-    """Liquid balances by address that remember which addresses changed since the last
-    ``take_changed``: an application that stores each account on its own (the built-in ledger)
-    then writes the accounts a block touched, not every account there is. Every way a dict
-    can be changed records its keys."""
-
-    __slots__ = ("_changed",)
-
-    def __init__(self, items: Mapping[bytes, int] | None = None) -> None:
-        super().__init__(items or {})
-        self._changed: set[bytes] = set(self)
-
-    def take_changed(self) -> set[bytes]:
-        """The addresses set or removed since the last call (the first: every address)."""
-        changed, self._changed = self._changed, set()
-        return changed
-
-    def __setitem__(self, address: bytes, amount: int) -> None:
-        self._changed.add(address)
-        super().__setitem__(address, amount)
-
-    def __delitem__(self, address: bytes) -> None:
-        self._changed.add(address)
-        super().__delitem__(address)
-
-    def pop(self, address: bytes, *default: int) -> int:  # type: ignore[override]
-        self._changed.add(address)
-        return super().pop(address, *default)
-
-    def popitem(self) -> tuple[bytes, int]:
-        item = super().popitem()
-        self._changed.add(item[0])
-        return item
-
-    def setdefault(self, address: bytes, default: int = 0) -> int:
-        self._changed.add(address)
-        return super().setdefault(address, default)
-
-    def update(self, *args: Any, **kwargs: int) -> None:
-        changes = dict(*args, **kwargs)
-        self._changed.update(changes)
-        super().update(changes)
-
-    def __ior__(self, other: Any) -> Self:  # type: ignore[misc,override]
-        self.update(other)
-        return self
-
-    def clear(self) -> None:
-        self._changed.update(self)
-        super().clear()
-
-    def __reduce__(self) -> tuple[Any, ...]:  # copies and pickles keep what changed
-        return (_balances, (dict(self), set(self._changed)))
-
-
-def _balances(items: dict[bytes, int], changed: set[bytes]) -> Balances:
-    balances = Balances(items)
-    balances._changed = changed
-    return balances
-
-
 class Staking:
     """The state and its transactions. Drive it with begin_block / transactions / end_block."""
 
@@ -179,11 +116,13 @@ class Staking:
         self.params = params
         self.height = 0
         self.time = 0
-        self.balances = Balances()
+        self.balances: Tracked[bytes, int] = Tracked()
+        """Liquid tokens by address (tracked: an application stores the ones a block changed)."""
         for address, amount in balances.items():
             self.balances[_address("genesis address", address)] = _amount("balance", amount)
         self.validators: dict[bytes, Validator] = {}
-        self.delegations: dict[tuple[bytes, bytes], int] = {}
+        self.delegations: Tracked[tuple[bytes, bytes], int] = Tracked()
+        """Shares by (delegator, validator), tracked like ``balances``."""
         self.unbonding: list[UnbondingEntry] = []
         self.redelegations: list[RedelegationEntry] = []
         self.active: tuple[bytes, ...] = ()
