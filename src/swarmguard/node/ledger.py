@@ -171,13 +171,8 @@ class LedgerApp:
         manager.end_block()  # height 0 is an epoch boundary: the genesis set becomes active
         self.manager = manager
         updates = self._validator_set()
-        accounts = self._accounts()
-        writes: dict[bytes, bytes | None] = {
-            _ACCOUNT + address: _account_value(address, account)
-            for address, account in accounts.items()
-        }
-        writes.update(self._changed_writes())  # genesis delegations (self-bonds)
-        writes[_VALIDATORS] = manager.encode(apart=True)  # each entry of the rest is a leaf
+        writes = self._changed_writes()  # every entry is new: the accounts, the self-bonds
+        writes[_VALIDATORS] = manager.encode(apart=True)
         self.tree = StateTree().apply(writes)
         self._check_nonces = {}
         return FinalizedBlock((), self.tree.root, writes, updates)
@@ -194,13 +189,6 @@ class LedgerApp:
         if self.manager is None:
             raise RuntimeError("the chain has not been initialised (init_chain or a snapshot)")
         return self.manager
-
-    def _accounts(self) -> dict[bytes, _Account]:
-        balances = self._manager().staking.balances
-        return {
-            address: _Account(balances.get(address, 0), self.nonces.get(address, 0))
-            for address in balances.keys() | self.nonces.keys()
-        }
 
     # -- the mempool ---------------------------------------------------------------------
 
