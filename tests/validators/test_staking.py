@@ -357,8 +357,10 @@ def test_transfers_move_liquid_tokens_only() -> None:
 def test_a_tracked_dict_remembers_every_key_any_change_touched() -> None:
     """What an application writes per block comes from here, so every way a dict can change
     must be recorded (a missed one would leave a stored entry stale)."""
-    balances: Tracked[bytes, int] = Tracked({addr(1): 5})
-    assert balances.take_changed() == {addr(1)}  # the first call: everything
+    balances: Tracked[bytes, int] = Tracked({addr(1): 5, addr(9): 1})
+    del balances[addr(9)]  # before anyone asked: nothing is kept
+    assert balances._changed is None
+    assert balances.take_changed() == {addr(1)}  # the first call: everything held
     assert balances.take_changed() == set()
     balances[addr(2)] = 7
     del balances[addr(1)]
