@@ -24,11 +24,17 @@ from swarmguard.consensus.messages import (
     Proposal,
 )
 from swarmguard.consensus.replica import Message
-from swarmguard.consensus.sync import BlockReply, BlockRequest, Decision, DecisionRequest
-from swarmguard.validators.certificate import CommitCertificate
+from swarmguard.consensus.sync import (
+    SYNC_VERSION,
+    BlockReply,
+    BlockRequest,
+    Decision,
+    DecisionRequest,
+)
+from swarmguard.validators.certificate import CERTIFICATE_VERSION, CommitCertificate
 from swarmguard.validators.evidence import SignedVote
 
-__all__ = ["MESSAGE_BYTES_MAX", "WIRE_VERSION", "Kind", "decode", "encode"]
+__all__ = ["MESSAGE_BYTES_MAX", "WIRE_VERSION", "Kind", "decode", "encode", "is_stale"]
 
 WIRE_VERSION = 1
 
@@ -75,6 +81,22 @@ def _body(message: Message) -> tuple[Kind, bytes]:
     if isinstance(message, BlockReply):
         return Kind.BLOCK_REPLY, message.encode()
     raise TypeError(f"not a consensus message: {type(message).__name__}")
+
+
+def is_stale(data: bytes, height: int) -> bool:
+    """Whether ``data`` is a certificate or a decision for a height below ``height``, read
+    from its fixed header without decoding it. A replica at ``height`` does nothing with either
+    (``on_certificate`` keeps only later heights, ``on_decision`` drops decided ones), and after
+    every decision most of them arrive late (each validator's commit proof and view
+    certificates), so a transport drops them unread. Every other message, and anything this
+    header check cannot place, goes to ``decode``."""
+    if len(data) < 16 or data[0] != WIRE_VERSION:
+        return False
+    if data[1] == Kind.CERTIFICATE and data[2] == CERTIFICATE_VERSION:
+        return int.from_bytes(data[3:11], "big") < height
+    if data[1] == Kind.DECISION and data[2] == SYNC_VERSION and data[7] == CERTIFICATE_VERSION:
+        return int.from_bytes(data[8:16], "big") < height
+    return False
 
 
 def decode(data: bytes) -> Message:

@@ -574,6 +574,8 @@ class Node:
                 ]
             )
             return
+        if wire.is_stale(payload, self.replica.height):
+            return  # a late commit proof or view certificate: the replica would drop it
         try:
             message = wire.decode(payload)
         except CodecError:
