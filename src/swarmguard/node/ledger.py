@@ -451,7 +451,10 @@ class LedgerApp:
         manager = ValidatorManager.decode(self.chain_id, blob)
         staking = manager.staking
         if staking.balances or staking.delegations or manager.block_times:
-            raise SnapshotError("the validator state holds entries that belong in leaves")
+            raise SnapshotError(
+                "the validator state holds balances, delegations or block times, which "
+                f"{VERSION} keeps as leaves of their own (state written by an earlier version)"
+            )
         nonces: dict[bytes, int] = {}
         special = {path_of(_VALIDATORS), path_of(_LEADER_REPUTATION)}
         for path, value in tree.items():
