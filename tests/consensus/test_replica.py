@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import heapq
 from collections import deque
@@ -484,3 +485,94 @@ def test_a_block_prepared_before_every_replica_restarts_is_decided_after() -> No
     network.run(heights=1, start=False)
     (decided,) = network.agreed(1)
     assert decided.block_hash == block_hash
+
+
+def _broadcasts(actions: list[Action]) -> list[Message]:
+    return [a.message for a in actions if isinstance(a, Broadcast)]
+
+
+def certificates_in(actions: list[Action]) -> list[CommitCertificate]:
+    return [m for m in _broadcasts(actions) if isinstance(m, CommitCertificate)]
+
+
+def _votes(actions: list[Action]) -> list[SignedVote]:
+    return [m for m in _broadcasts(actions) if isinstance(m, SignedVote)]
+
+
+def prepared_at_next_leader(
+    config: BatchConfig | None,
+) -> tuple[Replica, list[Action], SignedVote, SignedVote]:
+    """Height 1, four equal validators: replica 1 leads view 0 (no batcher: it proposes at
+    once) and replica 2 leads view 1 with a batcher. Replica 2 hears the proposal and the
+    Votes of 0 and 1: with its own, a Slow-Cert (3 of 4) and no fast commit yet. Returns
+    replica 2, the actions of that last Vote, replica 0's Vote (counted) and replica 3's
+    (the fast commit's last)."""
+    network = Network([1, 1, 1, 1])
+    first, leader, nxt, last = network.replicas
+    nxt.batcher = Batcher(config) if config is not None else None
+    started = leader.start(0.0)
+    (proposal,) = proposals_in(started)
+    (leader_vote,) = _votes(started)
+    first.start(0.0)
+    (first_vote,) = _votes(first.on_message(1, proposal, 0.0))
+    last.start(0.0)
+    (last_vote,) = _votes(last.on_message(1, proposal, 0.0))
+    nxt.start(0.0)
+    nxt.on_message(1, proposal, 0.0)
+    nxt.on_message(1, leader_vote, 0.0)
+    return nxt, nxt.on_message(0, first_vote, 0.0), first_vote, last_vote
+
+
+def test_a_value_views_rule_8_pair_is_forwarded_as_one_certificate() -> None:
+    """Fast-Cert(k, x) and Slow-Cert(k, x) are the same Votes: one certificate carries both."""
+    replica, actions, _, _ = prepared_at_next_leader(BatchConfig())
+    assert replica.view == 1  # rule 8 moved on
+    (forwarded,) = certificates_in(actions)
+    assert forwarded.phase == PHASE_VOTE
+    assert len(forwarded.signatures) == 3
+    assert [c.block_hash for c in certificates_in(replica._resend(1.0))] == [forwarded.block_hash]
+
+
+def test_the_next_leader_holds_its_re_proposal_until_the_view_can_decide() -> None:
+    """Rule 8 enters view 1 on a Slow-Cert a few Votes before view 0 decides; the leader of
+    view 1 waits min(A, Δ) before re-proposing the block, so on the normal path it sends
+    nothing (the decision lands first), and it proposes when the height is still open."""
+    config = BatchConfig(empty_block_after=0.4)
+    replica, actions, _, last_vote = prepared_at_next_leader(config)
+    assert not proposals_in(actions)
+    wait = min(0.4, replica.health.delta)
+    (timer,) = [a for a in actions if isinstance(a, SetTimer) and a.timer is Timer.BATCH]
+    assert (timer.height, timer.view, timer.at) == (1, 1, wait)
+    assert not proposals_in(replica.on_transaction(b"tx", 0.01))  # a batch does not hurry it
+    (proposal,) = proposals_in(replica.on_timer(1, 1, Timer.BATCH, wait))
+    assert proposal.view == 1
+    assert proposal.rank is not None
+    assert proposal.rank.view == 0
+
+    replica, actions, _, last_vote = prepared_at_next_leader(config)
+    decided = replica.on_message(3, last_vote, 0.01)
+    assert any(isinstance(a, Decide) for a in decided)
+    assert not proposals_in(decided)
+    assert not replica.on_timer(1, 1, Timer.BATCH, wait)  # height 1 is over: nothing sent
+
+    _, actions, _, _ = prepared_at_next_leader(None)  # A = 0: no wait to hold it within
+    (proposal,) = proposals_in(actions)
+    assert proposal.view == 1
+
+
+def test_a_re_sent_vote_is_not_verified_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Re-sends repeat the same bytes every 2Δ: a Vote counted already costs a lookup."""
+    replica, _, first_vote, _last_vote = prepared_at_next_leader(BatchConfig())
+    checked: list[SignedVote] = []
+    original = SignedVote.is_signed
+
+    def counting(vote: SignedVote, chain_id: str) -> bool:
+        checked.append(vote)
+        return original(vote, chain_id)
+
+    monkeypatch.setattr(SignedVote, "is_signed", counting)
+    assert not replica.on_message(0, first_vote, 0.01)
+    forged = dataclasses.replace(first_vote, signature=bytes(64))  # not the counted bytes
+    replica.on_message(0, forged, 0.02)
+    assert checked == [forged]
+    assert replica.stats.invalid_signatures == 1

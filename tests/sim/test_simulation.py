@@ -81,6 +81,18 @@ def test_crash_and_restart_resume_from_the_persisted_record() -> None:
     assert found == 5
 
 
+def test_a_restarted_validator_still_holds_the_blocks_it_voted_for() -> None:
+    """Seed 591: v2 (5 of 13 power, a Fast-Cert on its own) proposes a block nobody hears,
+    votes for it, crashes and restarts. The node keeps the bodies of the blocks it voted for
+    with its record (``node.voted``), and so does the simulator: without them every later
+    leader waits forever for a block behind a certificate that only v2 ever held."""
+    scenario = Scenario.draw(591)
+    assert scenario.crashes
+    assert scenario.batch is not None
+    result = Simulation(scenario).run()
+    assert result.ok, result.summary()
+
+
 FOUND_BY_SEARCH = sorted(MUTANTS)
 """Mutants the random search must catch within the default budget: all of them (each also has
 or shares a scripted regression in tests/sim/test_regressions.py)."""

@@ -85,7 +85,7 @@ class Timer(Enum):
     VOTE_NIL = "vote_nil"  # rule 5, at 2Δ
     FINAL_NIL = "final_nil"  # rule 6, at 3Δ
     RESEND = "resend"  # every 2Δ while the height is undecided: repeat what may have been lost
-    BATCH = "batch"  # a leader waiting for its batch: the batch timeout or the empty-block wait
+    BATCH = "batch"  # a leader waiting: for its batch (timeout, empty-block wait) or to re-propose
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,9 +201,10 @@ class _Height:
     decided: bool = False
     own_proposals: dict[int, Proposal] = field(default_factory=dict)  # view -> what we proposed
     sent: dict[int, list[SignedVote]] = field(default_factory=dict)  # view -> what we signed
-    pairs: dict[int, tuple[CommitCertificate, CommitCertificate]] = field(default_factory=dict)
+    pairs: dict[int, tuple[CommitCertificate, ...]] = field(default_factory=dict)
     requested: set[bytes] = field(default_factory=set)  # blocks asked for (once at once)
     pending_proposal: int | None = None  # a view we lead, waiting for C's block or a batch
+    waited: set[int] = field(default_factory=set)  # views whose re-proposal was held back
     view_started: float = 0.0
     indexes: dict[bytes, int] = field(default_factory=dict)  # consensus key -> validator index
 
@@ -396,6 +397,9 @@ class Replica:
         if index is None:
             self.stats.unknown_keys += 1
             return []
+        tally = self._height().tallies.get(vote.view)
+        if tally is not None and tally.holds(index, vote.phase, vote.block_hash, vote.signature):
+            return []  # a re-send or a duplicate: counted, and its signature checked, already
         if not vote.is_signed(self.chain_id):
             self._blame(Fault.INVALID_SIGNATURE)
             return []
@@ -473,8 +477,8 @@ class Replica:
 
     def _arrived(self, now: float) -> list[Action]:
         state = self._height()
-        if state.pending_proposal != state.view or state.decided:
-            return []
+        if state.pending_proposal != state.view or state.decided or state.view in state.waited:
+            return []  # (a held re-proposal sends C's block, not a batch: its timer decides)
         if self._batcher().ready(now):
             return self._propose(state.view, now)
         deadline = self._batcher().deadline()
@@ -580,8 +584,11 @@ class Replica:
         slow = _slow_certificate(tally) if fast is not None else None
         if fast is None or slow is None:
             return []
-        state.pairs[view] = (fast, slow)
-        actions: list[Action] = [Broadcast(fast), Broadcast(slow)]
+        # Fast-Cert(k, x) and Slow-Cert(k, x) for one value are the same Votes (the Slow-Cert is
+        # the larger set and holds the Fast-Cert): forwarding it once forwards both, and saves a
+        # certificate per validator and height on the normal path.
+        state.pairs[view] = (fast,) if fast == slow else (fast, slow)
+        actions: list[Action] = [Broadcast(certificate) for certificate in state.pairs[view]]
         if state.view <= view:  # still in view k (or behind it): move on
             if NIL in (slow.block_hash, fast.block_hash):
                 self.health.view_failed()
@@ -642,8 +649,13 @@ class Replica:
             justification: tuple[Kind, CommitCertificate] | None = None
             rank: CertificateRank | None = None
         else:
-            state.pending_proposal = None
             kind, certificate = best
+            wake = self._re_proposal_wake(view, kind, certificate)
+            if now < wake and view not in state.waited:  # once: a timer may fire a hair early
+                state.waited.add(view)
+                state.pending_proposal = view
+                return [SetTimer(self.height, view, Timer.BATCH, wake)]
+            state.pending_proposal = None
             block_hash, block = certificate.block_hash, state.blocks[certificate.block_hash]
             justification = best
             rank = CertificateRank(certificate.view, kind.value)
@@ -664,6 +676,18 @@ class Replica:
         state.own_proposals[view] = proposal
         actions: list[Action] = [Persist(self.guard.encode()), Broadcast(proposal)]
         return actions + self._handle(self.index, proposal, now)
+
+    def _re_proposal_wake(self, view: int, kind: Kind, certificate: CommitCertificate) -> float:
+        """When a leader re-proposes C's value. Rule 8 enters view k + 1 on a Slow-Cert(k, x),
+        a few Votes before the same Votes (or the Finals that follow) decide x in view k: on the
+        normal path every height entered k + 1, and its leader re-sent the whole block and
+        validated it again, only for the decision to land a moment later. So with C that
+        Slow-Cert, the leader waits min(A, Δ) from entering the view (within the allowance A
+        the view timers already grant it, so no replica's timer is shortened) and proposes
+        only if the height is still undecided then."""
+        if kind is not Kind.SLOW or certificate.view != view - 1:
+            return 0.0
+        return self._height().view_started + min(self.proposal_allowance, self.health.delta)
 
     def _batch(self, view: int, now: float) -> list[bytes] | None:
         """The transactions of a fresh block, or None to wait: a full batch or one whose oldest

@@ -133,6 +133,10 @@ class ViewTally:
     _vote_power: dict[bytes, int] = field(default_factory=dict)  # value (or NIL) -> power
     _final_power: dict[bytes, int] = field(default_factory=dict)
     _voted_power: int = 0  # power of validators that sent at least one Vote
+    # The most power any one value (never ⊥) holds: the rules ask "does any value reach T?"
+    # after every message, and the answer is almost always no.
+    _vote_top: int = 0
+    _final_top: int = 0
 
     def _slot(self, index: int) -> _Validator | None:
         if not 0 <= index < len(self.powers):
@@ -189,7 +193,9 @@ class ViewTally:
                     return accepted
             slot.value_votes.append(value)
         power = self.powers[index]
-        self._vote_power[value] = self._vote_power.get(value, 0) + power
+        total = self._vote_power[value] = self._vote_power.get(value, 0) + power
+        if value != NIL and total > self._vote_top:
+            self._vote_top = total
         self._signatures.setdefault((PHASE_VOTE, value), {})[index] = signature
         if first_vote:
             self._voted_power += power
@@ -206,22 +212,29 @@ class ViewTally:
         if len(slot.finals) >= VALUES_PER_VALIDATOR_MAX:
             return accepted
         slot.finals.append(value)
-        self._final_power[value] = self._final_power.get(value, 0) + self.powers[index]
+        total = self._final_power[value] = self._final_power.get(value, 0) + self.powers[index]
+        if value != NIL and total > self._final_top:
+            self._final_top = total
         self._signatures.setdefault((PHASE_FINAL, value), {})[index] = signature
         return accepted
 
     @staticmethod
-    def _value_reaching(power: dict[bytes, int], threshold: int) -> bytes | None:
-        """The smallest value (never ⊥) whose power reaches ``threshold``, for determinism."""
+    def _value_reaching(power: dict[bytes, int], top: int, threshold: int) -> bytes | None:
+        """The smallest value (never ⊥) whose power reaches ``threshold``, for determinism;
+        ``top`` is the most any value holds."""
+        if top < threshold:
+            return None
         return min((v for v, p in power.items() if v != NIL and p >= threshold), default=None)
 
     def fast_certificate(self) -> bytes | None:
         """A value with a Fast-Cert in this view, if any (the smallest if several)."""
-        return self._value_reaching(self._vote_power, self.thresholds.fast_certificate)
+        threshold = self.thresholds.fast_certificate
+        return self._value_reaching(self._vote_power, self._vote_top, threshold)
 
     def slow_certificate(self) -> bytes | None:
         """The value with a Slow-Cert in this view, if any."""
-        return self._value_reaching(self._vote_power, self.thresholds.slow_certificate)
+        threshold = self.thresholds.slow_certificate
+        return self._value_reaching(self._vote_power, self._vote_top, threshold)
 
     def nil_fast_certificate(self) -> bool:
         return self._vote_power.get(NIL, 0) >= self.thresholds.fast_certificate
@@ -231,11 +244,12 @@ class ViewTally:
 
     def fast_commit(self) -> bytes | None:
         """The value fast-committed in this view (Votes from power >= N - P), if any."""
-        return self._value_reaching(self._vote_power, self.thresholds.fast_commit)
+        return self._value_reaching(self._vote_power, self._vote_top, self.thresholds.fast_commit)
 
     def slow_commit(self) -> bytes | None:
         """The value slow-committed in this view (Finals from power >= N - F - P), if any."""
-        return self._value_reaching(self._final_power, self.thresholds.slow_commit)
+        threshold = self.thresholds.slow_commit
+        return self._value_reaching(self._final_power, self._final_top, threshold)
 
     def vote_powers(self) -> dict[bytes, int]:
         """Power of the Votes counted for each value (``NIL`` for ⊥)."""

@@ -9,9 +9,11 @@ is judged. Byzantine validators stay Byzantine to the end; their total power nev
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from swarmguard.consensus.batching import BatchConfig
 from swarmguard.consensus.tally import Thresholds
@@ -113,6 +115,12 @@ class Scenario:
             f"duplication {self.duplication:.1%}; targeted delays {self.targeted:.0%}; "
             f"victims {self.isolation:.0%}; "
             f"faults end {self.faults_end:.2f}s"
+            + (
+                f"; batching (timeout {self.batch.timeout * 1e3:.0f} ms, empty block after "
+                f"{self.batch.empty_block_after * 1e3:.0f} ms, {self.load:.0f} tx/s)"
+                if self.batch is not None
+                else ""
+            )
             + (f"; mutant {self.mutant}" if self.mutant else "")
         )
 
@@ -208,7 +216,7 @@ class Scenario:
             clock = end
         low = rng.uniform(0.001, 0.03)
         high = rng.uniform(low, 0.12)
-        return cls(
+        scenario = cls(
             seed=seed,
             powers=powers,
             byzantine=tuple(byzantine),
@@ -224,3 +232,18 @@ class Scenario:
             release_at=rng.uniform(0.0, faults_end),
             mutant=mutant,
         )
+        # Drawn last, so the seeds drawn before batching joined the search keep the rest of
+        # their scenario.
+        return dataclasses.replace(scenario, **_draw_batching(rng))
+
+
+def _draw_batching(rng: random.Random) -> dict[str, Any]:
+    """Three seeds in ten batch: a batching leader may hold its proposal for the allowance A
+    (rule 1, "Timers" in docs/consensus.md), and a re-proposal after a Slow-Cert waits within
+    it, so those waits meet the adversary too. Load reaches validator 0 only; the other
+    leaders propose empty blocks after A."""
+    if rng.random() >= 0.3:
+        return {}
+    timeout = rng.uniform(0.005, 0.05)
+    batch = BatchConfig(timeout=timeout, empty_block_after=rng.uniform(timeout, 0.4))
+    return {"batch": batch, "load": rng.choice((0.0, 50.0, 500.0))}

@@ -83,18 +83,26 @@ class SimulationApp:
     ) -> None:
         self.label = label
         self.on_commit = on_commit
+        self.bodies: dict[bytes, bytes] = {}  # this height's blocks, as the node's chain keeps
 
     def commit(self, height: int, block: bytes, certificate: CommitCertificate) -> None:
+        self.bodies.clear()
         if self.on_commit is not None:
             self.on_commit(height, certificate)
 
     def propose(self, height: int, transactions: Sequence[bytes]) -> tuple[bytes, bytes]:
-        return block_for(height, " ".join([f"by {self.label}", *(t.hex() for t in transactions)]))
+        label = " ".join([f"by {self.label}", *(t.hex() for t in transactions)])
+        block_hash, block = block_for(height, label)
+        self.bodies[block_hash] = block
+        return block_hash, block
 
     def validate(self, height: int, block_hash: bytes, block: bytes) -> bool:
-        return hashlib.sha256(block).digest() == block_hash and block.startswith(
+        valid = hashlib.sha256(block).digest() == block_hash and block.startswith(
             f"height {height} ".encode()
         )
+        if valid:
+            self.bodies[block_hash] = block
+        return valid
 
 
 @dataclass(slots=True)
@@ -107,6 +115,7 @@ class _Node:
     incarnation: int = 0
     alive: bool = True
     record: bytes | None = None
+    voted: tuple[int, dict[bytes, bytes]] = (0, {})  # the node's ``node.voted``: height, bodies
     chain: dict[int, bytes] = field(default_factory=dict)
     store: dict[int, Decision] = field(default_factory=dict)  # the durable block store
     signed: set[bytes] = field(default_factory=set)  # signatures this node has sent
@@ -460,6 +469,20 @@ class Simulation:
         node.alive = True
         self._note(f"n{node.id} restarts at height {guard.height} from its persisted record")
         self._apply(node, node.replica.start(self.now))
+        height, blocks = node.voted
+        if height == guard.height and blocks:
+            self._apply(node, node.replica.restore_blocks(blocks, self.now))
+
+    def _persist(self, node: _Node, record: bytes) -> None:
+        """What the node writes for a Persist: the bodies of the blocks its record votes for
+        (or proposes), then the record. A restarted validator that lost a block it alone held,
+        behind its own Vote, would leave a certificate for a block no leader can re-propose."""
+        guard = node.replica.guard
+        app = node.replica.application
+        assert isinstance(app, SimulationApp)
+        voted = {value for _, _, value in guard.signed() if any(value)}
+        node.voted = (guard.height, {h: app.bodies[h] for h in voted if h in app.bodies})
+        node.record = record
 
     # -- what a replica asks for ----------------------------------------------------------
 
@@ -467,7 +490,7 @@ class Simulation:
         persisted = False
         for action in actions:
             if isinstance(action, Persist):
-                node.record = action.record
+                self._persist(node, action.record)
                 persisted = True
             elif isinstance(action, Broadcast | SendTo):
                 if node.honest:
