@@ -24,7 +24,7 @@ from swarmguard.consensus.replica import (
     SetTimer,
     Timer,
 )
-from swarmguard.crypto import SigningKey, ecvrf
+from swarmguard.crypto import PublicKey, SigningKey, ecvrf
 from swarmguard.crypto.hashing import address_of
 from swarmguard.node.abci import BlockRequest, FinalizedBlock, ValidatorUpdate
 from swarmguard.node.blocksync import (
@@ -300,6 +300,38 @@ def test_a_seed_proof_from_an_earlier_height_is_refused(tmp_path: Path) -> None:
     header = replace(Header.decode(block.header), seed_proof=first.seed_proof)
     replayed = Block(2, header.encode(), block.transactions, last_commit=block.last_commit)
     assert not peer.validate(2, header.hash(CHAIN), replayed.encode())
+
+
+def test_a_proposals_last_commit_skips_only_the_signatures_the_node_committed_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A validator has verified every signature of the certificate it committed the last block
+    with; a proposal's last commit is checked in full except for exactly those (same height,
+    view, phase, block, signer and signature bytes), so a forged signature still fails."""
+    cluster = Cluster(tmp_path)
+    cluster.run(heights=3)
+    height = min(chain.store.height for chain in cluster.chains)
+    proposer, peer = [chain for chain in cluster.chains if chain.store.height == height][:2]
+    block_hash, data = proposer.propose(height + 1, [])
+    block = Block.decode(data)
+    theirs = CommitCertificate.decode(block.last_commit)
+    mine = CommitCertificate.decode(peer.last_certificate)
+    checked: list[bytes] = []
+    real = PublicKey.is_valid
+    monkeypatch.setattr(
+        PublicKey, "is_valid", lambda self, m, s: checked.append(s) or real(self, m, s)
+    )
+    assert peer.validate(height + 1, block_hash, data)
+    same = (mine.view, mine.phase) == (theirs.view, theirs.phase)
+    counted = set(mine.signatures) if same else set()
+    assert checked == [s for pair in theirs.signatures if pair not in counted for _, s in [pair]]
+    for index in range(len(theirs.signatures)):
+        signatures = list(theirs.signatures)
+        signatures[index] = (signatures[index][0], bytes(64))
+        forged = replace(theirs, signatures=tuple(signatures)).encode()
+        header = replace(Header.decode(block.header), last_commit_hash=commit_hash(CHAIN, forged))
+        bad = Block(height + 1, header.encode(), block.transactions, last_commit=forged)
+        assert not peer.validate(height + 1, header.hash(CHAIN), bad.encode()), index
 
 
 def test_block_sync_follows_the_seeds_and_stops_where_they_diverge(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from swarmguard.codec import CodecError
-from swarmguard.crypto import SigningKey
+from swarmguard.crypto import PublicKey, SigningKey
 from swarmguard.storage.blockstore import Block, BlockStore
 from swarmguard.storage.catchup import CatchUpError, Header, verify_range
 from swarmguard.storage.merkle import (
@@ -128,6 +128,30 @@ def test_certificate_rules() -> None:
     with pytest.raises(CertificateError, match="strictly increasing"):
         doubled.verify(CHAIN, VALIDATORS)
     assert CommitCertificate.decode(good.encode()) == good
+
+
+def test_known_signatures_are_counted_unverified_and_only_exactly_those(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``known`` pairs (index, signature) skip the verify; any other pair is verified, so a
+    forged signature at a known signer's index still fails, and known pairs never lift the
+    threshold (they count only the power of signers the certificate names)."""
+    block_hash = Header.decode(BLOCKS[0].header).hash(CHAIN)
+    good = CommitCertificate.decode(certificate(1, block_hash))
+    known = frozenset(good.signatures[:5])
+    checked: list[bytes] = []
+    real = PublicKey.is_valid
+    monkeypatch.setattr(
+        PublicKey, "is_valid", lambda self, m, s: checked.append(s) or real(self, m, s)
+    )
+    good.verify(CHAIN, VALIDATORS, known=known)
+    assert checked == [signature for _, signature in good.signatures[5:]]
+    forged = replace(good, signatures=((0, bytes(64)), *good.signatures[1:]))
+    with pytest.raises(CertificateError, match="signer 0: the signature does not verify"):
+        forged.verify(CHAIN, VALIDATORS, known=known)
+    short = replace(good, signatures=good.signatures[:4])
+    with pytest.raises(CertificateError, match="40 of the 47"):
+        short.verify(CHAIN, VALIDATORS, known=known)
 
 
 def test_commit_threshold_follows_the_phase() -> None:

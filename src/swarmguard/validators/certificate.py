@@ -21,7 +21,7 @@ The same format carries consensus's vote certificates, ⊥ ones included (block 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 
 from swarmguard.codec import CodecError, Reader, Writer
@@ -100,18 +100,30 @@ class CommitCertificate:
         chain_id: str,
         validators: Sequence[tuple[bytes, int]],
         slack: int = 0,
+        *,
+        known: Container[tuple[int, bytes]] = (),
     ) -> None:
         """Check that this certificate commits its block: every signature valid against
         ``validators`` ((consensus key, power) by index, the whole set of the height) and the
-        signers' power at the phase's commit threshold. Raises CertificateError."""
+        signers' power at the phase's commit threshold. Raises CertificateError.
+
+        ``known``: (signer index, signature) pairs the caller already verified for this
+        certificate's height, view, phase, block and set (a node's own commit certificate of
+        the block), which are counted without a second verification."""
         if self.phase not in (PHASE_VOTE, PHASE_FINAL) or self.block_hash == NIL:
             raise CertificateError("only VOTEs or FINALs for a block can commit it")
         required_power = self.required_power(sum(power for _, power in validators), slack)
-        power = self.signed_power(chain_id, validators)
+        power = self.signed_power(chain_id, validators, known=known)
         if power < required_power:
             raise CertificateError(f"signers hold {power} of the {required_power} power required")
 
-    def signed_power(self, chain_id: str, validators: Sequence[tuple[bytes, int]]) -> int:
+    def signed_power(
+        self,
+        chain_id: str,
+        validators: Sequence[tuple[bytes, int]],
+        *,
+        known: Container[tuple[int, bytes]] = (),
+    ) -> int:
         """The power of the signers, once every signature is checked; raises CertificateError.
 
         Consensus reads its Fast, Slow and ⊥ certificates (same format) through this and
@@ -125,8 +137,11 @@ class CommitCertificate:
             if index >= len(validators):
                 raise CertificateError(f"signer {index} is not in the validator set")
             key, weight = validators[index]
-            vote = SignedVote(self.height, self.view, self.phase, self.block_hash, key, signature)
-            if not PublicKey(key).is_valid(vote.sign_bytes(chain_id), signature):
-                raise CertificateError(f"signer {index}: the signature does not verify")
+            if (index, signature) not in known:
+                vote = SignedVote(
+                    self.height, self.view, self.phase, self.block_hash, key, signature
+                )
+                if not PublicKey(key).is_valid(vote.sign_bytes(chain_id), signature):
+                    raise CertificateError(f"signer {index}: the signature does not verify")
             power += weight
         return power
