@@ -82,6 +82,30 @@ def test_root_matches_the_definition_and_versions_persist(batches: list[dict]) -
 
 @settings(max_examples=100, deadline=None)
 @given(
+    st.dictionaries(
+        st.binary(min_size=1, max_size=3), st.one_of(st.none(), st.binary(max_size=8)), max_size=40
+    )
+)
+def test_a_tree_built_in_one_pass_is_the_tree_built_key_by_key(writes: dict) -> None:
+    """An empty tree takes a batch (a genesis) in one bottom-up pass; the version it gives
+    has the same root, size, values, proofs and later updates as one built key by key."""
+    bulk = StateTree().apply(writes)
+    single = StateTree()
+    for key, value in writes.items():
+        single = single.apply({key: value})
+    assert (bulk.root, len(bulk), list(bulk.items())) == (
+        single.root,
+        len(single),
+        list(single.items()),
+    )
+    for key in writes:
+        assert bulk.prove(key) == single.prove(key)
+    more = {key + b"+": b"v" for key in writes} | dict.fromkeys(list(writes)[:3])
+    assert bulk.apply(more).root == single.apply(more).root
+
+
+@settings(max_examples=100, deadline=None)
+@given(
     st.dictionaries(st.binary(min_size=1, max_size=4), st.binary(max_size=8), max_size=40),
     st.lists(st.binary(min_size=1, max_size=4), max_size=10),
 )

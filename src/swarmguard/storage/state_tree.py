@@ -230,7 +230,12 @@ class StateTree:
         return None
 
     def apply(self, writes: Mapping[bytes, bytes | None]) -> StateTree:
-        """A new version with ``writes`` applied (None deletes); costs O(keys x depth)."""
+        """A new version with ``writes`` applied (None deletes); costs O(keys x depth), or
+        O(keys) on an empty tree (a genesis), which is built bottom-up in one pass."""
+        if self._root is None and len(writes) > 1:
+            return StateTree.from_leaves(
+                sorted((_sha(key), value) for key, value in writes.items() if value is not None)
+            )
         root = self._root
         size = self._size
         for key, value in sorted(writes.items()):
