@@ -22,6 +22,7 @@ shares the key's path so far (so the key, were it present, would be in that subt
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -190,19 +191,19 @@ class StateTree:
                 raise ValueError("leaves must have 32-byte paths in strictly increasing order")
             previous = path
 
+        paths = [path for path, _ in leaves]
+
         def build(low: int, high: int, depth: int) -> _Tree:
             if low == high:
                 return None
             if high - low == 1:
                 path, value = leaves[low]
                 return _Leaf(path, value, _leaf_hash(path, _sha(value)))
-            first, last = low, high  # the first leaf whose bit at ``depth`` is 1
-            while first < last:
-                middle = (first + last) // 2
-                if _bit(leaves[middle][0], depth):
-                    last = middle
-                else:
-                    first = middle + 1
+            # The leaves of [low, high) share their first ``depth`` bits; the right half starts
+            # at the first path >= that prefix, then a 1, then zeros (a C bisection).
+            shift = 255 - depth
+            prefix = int.from_bytes(paths[low], "big") >> shift | 1
+            first = bisect_left(paths, (prefix << shift).to_bytes(32, "big"), low, high)
             return _join(build(low, first, depth + 1), build(first, high, depth + 1))
 
         version = cls()
