@@ -3,6 +3,7 @@ and inclusion / non-inclusion proofs (valid and tampered)."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 from dataclasses import replace
 
@@ -78,6 +79,20 @@ def test_root_matches_the_definition_and_versions_persist(batches: list[dict]) -
         assert version.root == definition_root(snapshot)
         for key, value in snapshot.items():
             assert version.get(key) == value
+
+
+def test_a_one_pass_build_leaves_the_garbage_collector_as_it_found_it() -> None:
+    """The build pauses the cyclic collector (a tree has no cycles) and restores its state."""
+    leaves = sorted((sha(b"%d" % i), b"v") for i in range(100))
+    assert gc.isenabled()
+    StateTree.from_leaves(leaves)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        StateTree.from_leaves(leaves)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 @settings(max_examples=100, deadline=None)

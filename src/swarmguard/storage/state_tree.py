@@ -21,9 +21,11 @@ shares the key's path so far (so the key, were it present, would be in that subt
 
 from __future__ import annotations
 
+import gc
 import hashlib
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from swarmguard.codec import CodecError, Reader, Writer
@@ -47,6 +49,21 @@ _NODE = b"\x01"
 
 class StateProofError(ValueError):
     """A state proof does not verify."""
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a whole tree is built: nodes and leaves hold
+    bytes and each other as a tree, never a cycle, yet a million of them trigger full
+    collections that took two thirds of the build (25.3 s against 9.2 s). A collector that
+    was off stays off; the pause is process-wide but only ever delays a collection."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _sha(data: bytes) -> bytes:
@@ -207,7 +224,8 @@ class StateTree:
             return _join(build(low, first, depth + 1), build(first, high, depth + 1))
 
         version = cls()
-        version._root = build(0, len(leaves), 0)
+        with _collector_paused():
+            version._root = build(0, len(leaves), 0)
         version._size = len(leaves)
         return version
 
