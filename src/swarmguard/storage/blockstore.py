@@ -258,17 +258,12 @@ class BlockStore:
 
     def _load_state(self) -> StateTree:
         """Rebuild the state tree from the stored values and check it against the stored root."""
-        leaves = []
-        stored_root = None
         with self.engine.read() as txn:
-            root = txn.get(b"m:state_root")
-            stored_root = root
-            for key, value in txn.scan(b"s:"):
-                leaves.append((key[2:], value))
-        try:
-            tree = StateTree.from_leaves(leaves)
-        except ValueError as error:
-            raise CorruptStore(f"application state: {error}") from None
+            stored_root = txn.get(b"m:state_root")
+            try:  # the values are read inside the build, with the collector paused
+                tree = StateTree.from_leaves((key[2:], value) for key, value in txn.scan(b"s:"))
+            except ValueError as error:
+                raise CorruptStore(f"application state: {error}") from None
         if tree.root != (stored_root if stored_root is not None else StateTree().root):
             raise CorruptStore("application state does not match its stored root")
         return tree
