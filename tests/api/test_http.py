@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import socket
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -78,6 +80,70 @@ def test_http_json_calls_and_errors(tmp_path: Path) -> None:
             assert (await call("/v1/Nothing", b"{}"))[0] == 404
             error = (await call("/v1/GetTransaction", b'{"hash": "AAAA"}'))[1]
             assert error["code"] == "INVALID_ARGUMENT"
+        finally:
+            await api.stop()
+            for node in nodes:
+                await node.stop()
+
+    asyncio.run(main())
+
+
+def _slow_client(port: int, sent: bytes) -> socket.socket:
+    """A connection that sends ``sent`` and then nothing."""
+    client = socket.create_connection(("127.0.0.1", port), timeout=10)
+    client.sendall(sent)
+    return client
+
+
+def _answer(client: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    received = b""
+    while chunk := client.recv(65536):
+        received += chunk
+    return received
+
+
+def test_slow_and_excess_http_clients_hold_up_nobody(tmp_path: Path) -> None:
+    """A client that stalls (in its headers, in its body) or waits for a commit has its own
+    thread; the silent ones are cut off after the idle limit; past the connection cap the
+    answer is an immediate 503, and a freed slot serves again."""
+
+    async def main() -> None:
+        nodes = [Node(config) for config in configs(tmp_path)]
+        for node in nodes:
+            await node.start()
+        api = ApiServer(nodes[0])
+        await api.start("127.0.0.1", 0)
+        port = api.start_http("127.0.0.1", 0, connections_max=3, idle_seconds=3.0)
+        try:
+            await until(lambda: all(n.height >= 2 for n in nodes), timeout=30)
+            headers = _slow_client(port, b"POST /v1/GetStatus HTTP/1.1\r\nHost: x\r\n")
+            body = _slow_client(
+                port,
+                b"POST /v1/GetStatus HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n\r\n{}",
+            )
+            await asyncio.sleep(0.2)
+            started = time.monotonic()
+            status, answer = await asyncio.to_thread(post, port, "/v1/GetStatus", b"{}")
+            assert status == 200
+            assert answer["chainId"] == CHAIN
+            assert time.monotonic() - started < 2.0  # not queued behind the stalled two
+
+            third = _slow_client(port, b"POST /v1/GetStatus HTTP/1.1\r\n")
+            await asyncio.sleep(0.2)
+            refused = await asyncio.to_thread(post, port, "/v1/GetStatus", b"{}")
+            assert refused == (503, {"code": "UNAVAILABLE", "message": "too many connections"})
+
+            stalled = await asyncio.to_thread(_answer, headers)
+            assert stalled == b""  # cut off, nothing to answer: its request never arrived
+            timed_out = await asyncio.to_thread(_answer, body)
+            assert timed_out.startswith(b"HTTP/1.0 408 ")
+            assert b"DEADLINE_EXCEEDED" in timed_out
+            assert time.monotonic() - started < 10
+            for client in (headers, body, third):
+                client.close()
+            await until(lambda: api.http is not None and api.http.bulkhead.active == 0, 10)
+            assert (await asyncio.to_thread(post, port, "/v1/GetStatus", b"{}"))[0] == 200
         finally:
             await api.stop()
             for node in nodes:

@@ -261,11 +261,12 @@ class ApiServer:
             await self.health.set("swarmguard.api.v1.Node", serving)
             await asyncio.sleep(1.0)
 
-    def start_http(self, host: str, port: int) -> int:
-        """Serve the same calls over HTTP/JSON (``http_server``); returns the port."""
+    def start_http(self, host: str, port: int, **limits: Any) -> int:
+        """Serve the same calls over HTTP/JSON (``http_server``; ``limits``: its keyword
+        arguments); returns the port."""
         from swarmguard.api.http_server import HttpServer  # noqa: PLC0415 - only if asked
 
-        self.http = HttpServer(self.service, asyncio.get_running_loop())
+        self.http = HttpServer(self.service, asyncio.get_running_loop(), **limits)
         with ListenError.naming("node.http", host, port):
             return self.http.serve(host, port)
 

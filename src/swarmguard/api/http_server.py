@@ -10,17 +10,23 @@ messages' descriptors, so it cannot drift from the proto.
 Errors: the gRPC status becomes the HTTP status (INVALID_ARGUMENT 400, NOT_FOUND 404,
 RESOURCE_EXHAUSTED 429, DEADLINE_EXCEEDED 504, anything else 500) with a JSON body
 ``{"code": "<STATUS>", "message": "..."}``; a body that is not JSON of the request message is
-400. Requests are served by a thread (``wsgiref``) that hands each call to the node's event
-loop and waits for it, so the node's state is only ever touched from its loop. Bodies are capped
-at ``BODY_BYTES_MAX``.
+400. Each connection is served by its own thread, which hands the call to the node's event loop
+and waits for it, so the node's state is only ever touched from its loop, and a client waiting for
+a commit (up to five minutes) holds up nobody else. Named limits keep clients from holding the
+server: at most ``CONNECTIONS_MAX`` connections are served at once (a bulkhead from the
+resilience library; one more gets 503 UNAVAILABLE at once rather than a queue), a connection
+that sends nothing for ``IDLE_SECONDS`` while its request is read is closed (a request whose body
+stalls gets 408), and bodies are capped at ``BODY_BYTES_MAX``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -30,10 +36,15 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from swarmguard.api.grpc_server import Service
 from swarmguard.api.v1 import node_pb2
+from swarmguard.resilience import Bulkhead, BulkheadFullError
 
-__all__ = ["BODY_BYTES_MAX", "HttpServer", "openapi_document"]
+__all__ = ["BODY_BYTES_MAX", "CONNECTIONS_MAX", "IDLE_SECONDS", "HttpServer", "openapi_document"]
 
 BODY_BYTES_MAX = 1024 * 1024
+CONNECTIONS_MAX = 64
+"""Connections served at once; each holds a thread (and maybe a wait for a commit)."""
+IDLE_SECONDS = 10.0
+"""Longest silence from a client while its request is being read."""
 CALL_SECONDS_MAX = 330.0  # above the longest wait a submit may ask for
 
 _UNARY = {
@@ -185,20 +196,83 @@ def openapi_document() -> dict[str, Any]:
 
 
 class _Quiet(WSGIRequestHandler):
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.idle_seconds)  # type: ignore[attr-defined]
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+_BUSY = json.dumps({"code": "UNAVAILABLE", "message": "too many connections"}).encode()
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    """A thread per connection, at most ``bulkhead.max_concurrent`` of them."""
+
+    daemon_threads = True  # a client still waiting does not hold up the node's exit
+    block_on_close = False
+    bulkhead: Bulkhead
+    idle_seconds: float
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        try:
+            self.bulkhead.acquire()
+        except BulkheadFullError:
+            self._refuse(request)
+            return
+        try:
+            super().process_request(request, client_address)  # starts the thread
+        except BaseException:
+            self.bulkhead.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.bulkhead.release()
+
+    def _refuse(self, request: socket.socket) -> None:
+        """503 without reading the request: nothing is spent on a connection we cannot serve."""
+        try:
+            request.settimeout(1.0)
+            request.sendall(
+                b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(_BUSY)}\r\nConnection: close\r\n\r\n".encode()
+                + _BUSY
+            )
+        except OSError:
+            pass
+        finally:
+            self.shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went silent or away is that client's problem: no traceback."""
 
 
 class HttpServer:
     """HTTP/JSON for one node's gRPC service, in a daemon thread."""
 
-    def __init__(self, service: Service, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        service: Service,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        connections_max: int = CONNECTIONS_MAX,
+        idle_seconds: float = IDLE_SECONDS,
+    ) -> None:
         self.service, self.loop = service, loop
         self._document = json.dumps(openapi_document()).encode()
-        self._server: WSGIServer | None = None
+        self._server: _Server | None = None
+        self.bulkhead = Bulkhead("http-api", max_concurrent=connections_max, max_queue=0)
+        if not idle_seconds > 0:
+            raise ValueError("idle_seconds must be > 0")
+        self.idle_seconds = idle_seconds
 
     def serve(self, host: str, port: int) -> int:
-        server = make_server(host, port, self._app, handler_class=_Quiet)
+        server = make_server(host, port, self._app, server_class=_Server, handler_class=_Quiet)
+        server.bulkhead, server.idle_seconds = self.bulkhead, self.idle_seconds
         self._server = server
         threading.Thread(target=server.serve_forever, daemon=True, name="http-api").start()
         return int(server.server_port)
@@ -223,7 +297,13 @@ class HttpServer:
             length = -1
         if not 0 <= length <= BODY_BYTES_MAX:
             return _error(start_response, "400 Bad Request", "INVALID_ARGUMENT", "bad length")
-        body = environ["wsgi.input"].read(length) if length else b"{}"
+        try:
+            body = environ["wsgi.input"].read(length) if length else b"{}"
+        except OSError:  # TimeoutError included: the client stopped sending its body
+            silent = f"the request body stopped arriving ({self.idle_seconds:g} s of silence)"
+            return _error(start_response, "408 Request Timeout", "DEADLINE_EXCEEDED", silent)
+        if len(body) != (length or 2):
+            return _error(start_response, "400 Bad Request", "INVALID_ARGUMENT", "short body")
         request = getattr(node_pb2, _UNARY[name][0])()
         try:
             json_format.Parse(body, request)
