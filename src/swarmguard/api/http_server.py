@@ -13,22 +13,18 @@ RESOURCE_EXHAUSTED 429, DEADLINE_EXCEEDED 504, anything else 500) with a JSON bo
 400. Each connection is served by its own thread, which hands the call to the node's event loop
 and waits for it, so the node's state is only ever touched from its loop, and a client waiting for
 a commit (up to five minutes) holds up nobody else. Named limits keep clients from holding the
-server: at most ``CONNECTIONS_MAX`` connections are served at once (a bulkhead from the
-resilience library; one more gets 503 UNAVAILABLE at once rather than a queue), a connection
-that sends nothing for ``IDLE_SECONDS`` while its request is read is closed (a request whose body
-stalls gets 408), and bodies are capped at ``BODY_BYTES_MAX``.
+server (``node.wsgi``): at most ``CONNECTIONS_MAX`` connections are served at once (one more gets
+503 UNAVAILABLE at once rather than a queue), a connection that sends nothing for
+``IDLE_SECONDS`` while its request is read is closed (a request whose body stalls gets 408), and
+bodies are capped at ``BODY_BYTES_MAX``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
 from collections.abc import Callable, Iterable
-from socketserver import ThreadingMixIn
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import grpc
 from google.protobuf import json_format
@@ -36,15 +32,11 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from swarmguard.api.grpc_server import Service
 from swarmguard.api.v1 import node_pb2
-from swarmguard.resilience import Bulkhead, BulkheadFullError
+from swarmguard.node.wsgi import CONNECTIONS_MAX, IDLE_SECONDS, ThreadedWsgi
 
-__all__ = ["BODY_BYTES_MAX", "CONNECTIONS_MAX", "IDLE_SECONDS", "HttpServer", "openapi_document"]
+__all__ = ["BODY_BYTES_MAX", "HttpServer", "openapi_document"]
 
 BODY_BYTES_MAX = 1024 * 1024
-CONNECTIONS_MAX = 64
-"""Connections served at once; each holds a thread (and maybe a wait for a commit)."""
-IDLE_SECONDS = 10.0
-"""Longest silence from a client while its request is being read."""
 CALL_SECONDS_MAX = 330.0  # above the longest wait a submit may ask for
 
 _UNARY = {
@@ -195,60 +187,7 @@ def openapi_document() -> dict[str, Any]:
     }
 
 
-class _Quiet(WSGIRequestHandler):
-    def setup(self) -> None:
-        super().setup()
-        self.connection.settimeout(self.server.idle_seconds)  # type: ignore[attr-defined]
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 _BUSY = json.dumps({"code": "UNAVAILABLE", "message": "too many connections"}).encode()
-
-
-class _Server(ThreadingMixIn, WSGIServer):
-    """A thread per connection, at most ``bulkhead.max_concurrent`` of them."""
-
-    daemon_threads = True  # a client still waiting does not hold up the node's exit
-    block_on_close = False
-    bulkhead: Bulkhead
-    idle_seconds: float
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        try:
-            self.bulkhead.acquire()
-        except BulkheadFullError:
-            self._refuse(request)
-            return
-        try:
-            super().process_request(request, client_address)  # starts the thread
-        except BaseException:
-            self.bulkhead.release()
-            raise
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self.bulkhead.release()
-
-    def _refuse(self, request: socket.socket) -> None:
-        """503 without reading the request: nothing is spent on a connection we cannot serve."""
-        try:
-            request.settimeout(1.0)
-            request.sendall(
-                b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                + f"Content-Length: {len(_BUSY)}\r\nConnection: close\r\n\r\n".encode()
-                + _BUSY
-            )
-        except OSError:
-            pass
-        finally:
-            self.shutdown_request(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that went silent or away is that client's problem: no traceback."""
 
 
 class HttpServer:
@@ -264,23 +203,20 @@ class HttpServer:
     ) -> None:
         self.service, self.loop = service, loop
         self._document = json.dumps(openapi_document()).encode()
-        self._server: _Server | None = None
-        self.bulkhead = Bulkhead("http-api", max_concurrent=connections_max, max_queue=0)
-        if not idle_seconds > 0:
-            raise ValueError("idle_seconds must be > 0")
-        self.idle_seconds = idle_seconds
+        self._server = ThreadedWsgi(
+            "http-api",
+            self._app,
+            connections_max=connections_max,
+            idle_seconds=idle_seconds,
+            busy=(_BUSY, "application/json"),
+        )
+        self.bulkhead, self.idle_seconds = self._server.bulkhead, idle_seconds
 
     def serve(self, host: str, port: int) -> int:
-        server = make_server(host, port, self._app, server_class=_Server, handler_class=_Quiet)
-        server.bulkhead, server.idle_seconds = self.bulkhead, self.idle_seconds
-        self._server = server
-        threading.Thread(target=server.serve_forever, daemon=True, name="http-api").start()
-        return int(server.server_port)
+        return self._server.serve(host, port)
 
     def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        self._server.close()
 
     def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")

@@ -15,23 +15,23 @@ histograms, which the node loop feeds on every decision):
 
 ``/metrics`` serves them; ``/healthz`` answers 200 while the loop is alive (the last tick is
 recent); ``/readyz`` answers 200 once the node is connected to enough peers for a quorum and has
-committed a block in the last ``ready_after`` seconds, 503 otherwise. The server runs in a daemon
-thread (``wsgiref``): scrapes read plain counters and never block the event loop.
+committed a block in the last ``ready_after`` seconds, 503 otherwise. The server runs in daemon
+threads (``node.wsgi``: one per connection, capped, idle clients cut off, so a stalled client
+cannot make the liveness probe fail): scrapes read plain counters and never block the event loop.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, Histogram, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from swarmguard.consensus.replica import Decide
+from swarmguard.node.wsgi import ThreadedWsgi
 
 if TYPE_CHECKING:
     from swarmguard.node.runtime import Node
@@ -39,11 +39,6 @@ if TYPE_CHECKING:
 __all__ = ["NodeMetrics"]
 
 _BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-
-class _Quiet(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # scrapes are not news
-        pass
 
 
 class _NodeCollector(Collector):
@@ -154,7 +149,7 @@ class NodeMetrics:
         )
         self.last_tick = time.monotonic()
         self.last_commit = 0.0
-        self._server: WSGIServer | None = None
+        self._server = ThreadedWsgi("metrics", self._app())
 
     def observe(self, decision: Decide) -> None:
         self.latency.labels(decision.path).observe(decision.latency)
@@ -191,12 +186,7 @@ class NodeMetrics:
 
     def serve(self, host: str, port: int) -> int:
         """Start the endpoints in a daemon thread; returns the bound port."""
-        server = make_server(host, port, self._app(), handler_class=_Quiet)
-        self._server = server
-        threading.Thread(target=server.serve_forever, daemon=True, name="metrics").start()
-        return int(server.server_port)
+        return self._server.serve(host, port)
 
     def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        self._server.close()

@@ -1,0 +1,122 @@
+"""The node's small HTTP servers (metrics and health probes; the HTTP/JSON API): ``wsgiref``
+with a thread per connection under named limits, so that one slow, silent or waiting client
+holds up no other, and a liveness probe is answered while a scrape or a stalled client is open.
+
+- ``CONNECTIONS_MAX`` connections are served at once (a bulkhead from the resilience library);
+  one more is answered 503 at once, without its request being read, rather than queued;
+- a client silent for ``IDLE_SECONDS`` while its request is read is disconnected (the
+  application sees ``TimeoutError`` if it was reading the body);
+- a client that went away or timed out leaves no traceback in the node's log.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from swarmguard.resilience import Bulkhead, BulkheadFullError
+
+__all__ = ["CONNECTIONS_MAX", "IDLE_SECONDS", "ThreadedWsgi"]
+
+CONNECTIONS_MAX = 64
+"""Connections served at once; each holds a thread (an API call may wait minutes for a commit)."""
+IDLE_SECONDS = 10.0
+"""Longest silence from a client while its request is being read."""
+
+WsgiApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
+
+
+class _Quiet(WSGIRequestHandler):
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.idle_seconds)  # type: ignore[attr-defined]
+
+    def log_message(self, format: str, *args: Any) -> None:  # requests are not news
+        pass
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a client still waiting does not hold up the node's exit
+    block_on_close = False
+    bulkhead: Bulkhead
+    idle_seconds: float
+    busy: bytes  # the whole 503 answer
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        try:
+            self.bulkhead.acquire()
+        except BulkheadFullError:
+            self._refuse(request)
+            return
+        try:
+            super().process_request(request, client_address)  # starts the thread
+        except BaseException:
+            self.bulkhead.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.bulkhead.release()
+
+    def _refuse(self, request: socket.socket) -> None:
+        """503 without reading the request: nothing is spent on a connection we cannot serve."""
+        try:
+            request.settimeout(1.0)
+            request.sendall(self.busy)
+        except OSError:
+            pass
+        finally:
+            self.shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went silent or away is that client's problem: no traceback."""
+
+
+class ThreadedWsgi:
+    """Serve ``app`` in daemon threads: ``serve`` starts, ``close`` stops.
+
+    ``busy``: the body (and its content type) of the 503 answer past ``connections_max``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        app: WsgiApp,
+        *,
+        connections_max: int = CONNECTIONS_MAX,
+        idle_seconds: float = IDLE_SECONDS,
+        busy: tuple[bytes, str] = (b"too many connections\n", "text/plain"),
+    ) -> None:
+        if not idle_seconds > 0:
+            raise ValueError("idle_seconds must be > 0")
+        self.name, self.app, self.idle_seconds = name, app, idle_seconds
+        self.bulkhead = Bulkhead(name, max_concurrent=connections_max, max_queue=0)
+        body, content_type = busy
+        self._busy = (
+            f"HTTP/1.0 503 Service Unavailable\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode() + body
+        self._server: _Server | None = None
+
+    def serve(self, host: str, port: int) -> int:
+        """Listen (port 0: any free one) and serve in a daemon thread; returns the port."""
+        server = make_server(host, port, self.app, server_class=_Server, handler_class=_Quiet)
+        server.bulkhead, server.idle_seconds, server.busy = (
+            self.bulkhead,
+            self.idle_seconds,
+            self._busy,
+        )
+        self._server = server
+        threading.Thread(target=server.serve_forever, daemon=True, name=self.name).start()
+        return int(server.server_port)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
