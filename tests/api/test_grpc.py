@@ -125,3 +125,45 @@ def test_the_api_end_to_end(tmp_path: Path) -> None:
                 await node.stop()
 
     asyncio.run(main())
+
+
+def test_calls_past_the_cap_are_refused_and_the_server_recovers(tmp_path: Path) -> None:
+    """``calls_max`` calls in progress (here two block streams that never end by themselves):
+    one more gets RESOURCE_EXHAUSTED at once; when a stream ends, calls are served again."""
+
+    async def main() -> None:
+        nodes = [Node(config) for config in configs(tmp_path)]
+        for node in nodes:
+            await node.start()
+        api = ApiServer(nodes[0], calls_max=2)
+        port = await api.start("127.0.0.1", 0)
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        stub = node_pb2_grpc.NodeStub(channel)
+        try:
+            await until(lambda: all(n.height >= 2 for n in nodes), timeout=30)
+            streams = [stub.StreamBlocks(node_pb2.StreamBlocksRequest(from_height=1)) for _ in "ab"]
+            for stream in streams:
+                assert (await stream.read()).height == 1  # both are in progress
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.GetStatus(node_pb2.GetStatusRequest(), timeout=10)
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            streams[0].cancel()
+            for _ in range(50):  # the server notices the cancellation
+                try:
+                    status = await stub.GetStatus(node_pb2.GetStatusRequest(), timeout=10)
+                except grpc.aio.AioRpcError as error:
+                    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                    await asyncio.sleep(0.1)
+                else:
+                    assert status.chain_id == CHAIN
+                    break
+            else:
+                raise AssertionError("the server did not free the cancelled stream's slot")
+            streams[1].cancel()
+        finally:
+            await channel.close()
+            await api.stop()
+            for node in nodes:
+                await node.stop()
+
+    asyncio.run(main())

@@ -26,13 +26,16 @@ from swarmguard.node.runtime import ListenError, Node
 from swarmguard.storage.blockstore import Block
 from swarmguard.storage.merkle import list_inclusion_proof
 
-__all__ = ["BATCH_MAX", "ApiServer", "Service"]
+__all__ = ["BATCH_MAX", "CALLS_MAX", "ApiServer", "Service"]
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 WAIT_DEFAULT = 10.0
 WAIT_MAX = 300.0
 BATCH_MAX = 1000
+CALLS_MAX = 1024
+"""Calls in progress at once (block streams and waits for a commit included); one more is
+refused with RESOURCE_EXHAUSTED, so a flood of waiting clients cannot grow the node's memory."""
 _REFUSALS = {Admission.FULL, Admission.RATE_LIMITED}
 
 
@@ -230,11 +233,13 @@ class Service(node_pb2_grpc.NodeServicer):
 class ApiServer:
     """The gRPC server of one node, with the standard health service."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, *, calls_max: int = CALLS_MAX) -> None:
         self.node = node
         # No SO_REUSEPORT (gRPC's default on Linux): a second node configured with this
         # port must fail to start, not silently take half of this node's calls.
-        self.server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        self.server = grpc.aio.server(
+            options=[("grpc.so_reuseport", 0)], maximum_concurrent_rpcs=calls_max
+        )
         self.service = Service(node)
         node_pb2_grpc.add_NodeServicer_to_server(self.service, self.server)  # type: ignore[no-untyped-call]
         self.health = health.aio.HealthServicer()
