@@ -9,7 +9,11 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf.descriptor_pool import DescriptorPool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
 
 from swarmguard.api.grpc_server import ApiServer
 from swarmguard.api.v1 import node_pb2, node_pb2_grpc
@@ -165,5 +169,48 @@ def test_calls_past_the_cap_are_refused_and_the_server_recovers(tmp_path: Path) 
             await api.stop()
             for node in nodes:
                 await node.stop()
+
+    asyncio.run(main())
+
+
+def test_reflection_describes_the_api_to_generic_clients(tmp_path: Path) -> None:
+    """What ``grpcurl list`` / ``describe`` use: the services, and each method's messages
+    resolved from the server alone, identical to the compiled proto."""
+
+    async def main() -> None:
+        node = Node(configs(tmp_path)[0])
+        await node.start()  # alone: it serves, it need not commit
+        api = ApiServer(node)
+        port = await api.start("127.0.0.1", 0)
+        try:
+
+            def describe() -> tuple[set[str], list[tuple[str, str, str]]]:
+                with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                    database = ProtoReflectionDescriptorDatabase(channel)
+                    services = set(database.get_services())
+                    pool = DescriptorPool(database)
+                    node_service = pool.FindServiceByName("swarmguard.api.v1.Node")
+                    methods = [
+                        (m.name, m.input_type.full_name, m.output_type.full_name)
+                        for m in node_service.methods
+                    ]
+                return services, methods
+
+            services, methods = await asyncio.to_thread(describe)
+            assert services == {
+                "swarmguard.api.v1.Node",
+                "grpc.health.v1.Health",
+                "grpc.reflection.v1alpha.ServerReflection",
+            }
+            compiled = node_pb2.DESCRIPTOR.services_by_name["Node"]
+            assert methods == [
+                (m.name, m.input_type.full_name, m.output_type.full_name) for m in compiled.methods
+            ]
+            assert ("SubmitBatch", "swarmguard.api.v1.SubmitBatchRequest") in {
+                (name, request) for name, request, _ in methods
+            }
+        finally:
+            await api.stop()
+            await node.stop()
 
     asyncio.run(main())

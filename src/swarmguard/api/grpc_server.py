@@ -5,7 +5,8 @@ malformed request, NOT_FOUND for an unknown block or transaction, RESOURCE_EXHAU
 mempool is full or the client over its rate, DEADLINE_EXCEEDED when a transaction waited for was
 not committed in time. A refused transaction (duplicate, rejected by the application) is not an
 error: the answer says so in ``admission`` and ``log``. The standard gRPC health service reports
-SERVING once the node is ready (see ``node.metrics``).
+SERVING once the node is ready (see ``node.metrics``), and server reflection lists the services
+and their schemas, so ``grpcurl`` and other generic clients need no copy of the .proto files.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
 from swarmguard.api.v1 import node_pb2, node_pb2_grpc
 
@@ -244,6 +246,14 @@ class ApiServer:
         node_pb2_grpc.add_NodeServicer_to_server(self.service, self.server)  # type: ignore[no-untyped-call]
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (
+                node_pb2.DESCRIPTOR.services_by_name["Node"].full_name,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            self.server,
+        )
         self._watch: asyncio.Task[None] | None = None
         self.http: HttpServer | None = None
 
