@@ -140,6 +140,11 @@ def _node_commands(commands: Any) -> None:
     )
     for client in clients:
         client.add_argument("--node", default="127.0.0.1:50051", help="gRPC address")
+        client.add_argument(
+            "--tls-ca", help="PEM: the CA of the node's API certificate (connect over TLS)"
+        )
+        client.add_argument("--tls-cert", help="PEM: this client's certificate (mutual TLS)")
+        client.add_argument("--tls-key", help="PEM: that certificate's key")
 
 
 def _tx_commands(commands: Any) -> list[argparse.ArgumentParser]:
@@ -329,9 +334,9 @@ async def _start_node(node: Node) -> ApiServer | None:
 
             api = ApiServer(node)
             with _exit_unless_done_within(API_START_SECONDS, "starting the gRPC/HTTP API"):
-                await api.start(*config.api)
+                await api.start(*config.api, tls=config.api_tls)
                 if config.http is not None:
-                    api.start_http(*config.http)
+                    api.start_http(*config.http, tls=config.api_tls)
     except ListenError:
         if api is not None:
             await api.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -38,9 +39,28 @@ def _print(message: object) -> None:
     print(json.dumps(document, indent=2))
 
 
+def _channel(args: argparse.Namespace) -> grpc.Channel:
+    """Plaintext, or TLS when ``--tls-ca`` is given (plus a client certificate for a node that
+    requires one)."""
+    if args.tls_ca is None:
+        if args.tls_cert is not None or args.tls_key is not None:
+            raise ValueError("--tls-cert and --tls-key need --tls-ca")
+        return grpc.insecure_channel(args.node)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise ValueError("--tls-cert and --tls-key go together")
+    try:
+        root = Path(args.tls_ca).read_bytes()
+        chain = None if args.tls_cert is None else Path(args.tls_cert).read_bytes()
+        key = None if args.tls_key is None else Path(args.tls_key).read_bytes()
+    except OSError as error:
+        raise ValueError(str(error)) from None
+    credentials = grpc.ssl_channel_credentials(root, key, chain)
+    return grpc.secure_channel(args.node, credentials)
+
+
 def run_client(args: argparse.Namespace) -> int:
     try:
-        with grpc.insecure_channel(args.node) as channel:
+        with _channel(args) as channel:
             stub = node_pb2_grpc.NodeStub(channel)  # type: ignore[no-untyped-call]
             if args.command == "status":
                 _print(stub.GetStatus(node_pb2.GetStatusRequest(), timeout=10))

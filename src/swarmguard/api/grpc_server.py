@@ -23,6 +23,7 @@ from swarmguard.api.v1 import node_pb2, node_pb2_grpc
 
 if TYPE_CHECKING:
     from swarmguard.api.http_server import HttpServer
+from swarmguard.node.apitls import ApiTls
 from swarmguard.node.mempool import Admission
 from swarmguard.node.runtime import ListenError, Node
 from swarmguard.storage.blockstore import Block
@@ -257,10 +258,20 @@ class ApiServer:
         self._watch: asyncio.Task[None] | None = None
         self.http: HttpServer | None = None
 
-    async def start(self, host: str, port: int) -> int:
-        """Listen (port 0: any free one) and start serving; returns the port."""
+    async def start(self, host: str, port: int, tls: ApiTls | None = None) -> int:
+        """Listen (port 0: any free one) and start serving, over ``tls`` if given; returns the
+        port."""
         try:
-            bound = int(self.server.add_insecure_port(f"{host}:{port}"))
+            if tls is None:
+                bound = int(self.server.add_insecure_port(f"{host}:{port}"))
+            else:
+                chain, key, client_ca = tls.credentials()
+                credentials = grpc.ssl_server_credentials(
+                    [(key, chain)],
+                    root_certificates=client_ca,
+                    require_client_auth=client_ca is not None,
+                )
+                bound = int(self.server.add_secure_port(f"{host}:{port}", credentials))
         except RuntimeError:  # gRPC's only word for a failed bind; its log line has the cause
             reason = "address in use, or not an address of this machine"
             raise ListenError(f"node.api: cannot listen on {host}:{port}: {reason}") from None
@@ -276,12 +287,13 @@ class ApiServer:
             await self.health.set("swarmguard.api.v1.Node", serving)
             await asyncio.sleep(1.0)
 
-    def start_http(self, host: str, port: int, **limits: Any) -> int:
-        """Serve the same calls over HTTP/JSON (``http_server``; ``limits``: its keyword
-        arguments); returns the port."""
+    def start_http(self, host: str, port: int, tls: ApiTls | None = None, **limits: Any) -> int:
+        """Serve the same calls over HTTP/JSON (``http_server``; HTTPS with ``tls``;
+        ``limits``: its keyword arguments); returns the port."""
         from swarmguard.api.http_server import HttpServer  # noqa: PLC0415 - only if asked
 
-        self.http = HttpServer(self.service, asyncio.get_running_loop(), **limits)
+        context = None if tls is None else tls.server_context()
+        self.http = HttpServer(self.service, asyncio.get_running_loop(), tls=context, **limits)
         with ListenError.naming("node.http", host, port):
             return self.http.serve(host, port)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -200,6 +201,7 @@ class HttpServer:
         *,
         connections_max: int = CONNECTIONS_MAX,
         idle_seconds: float = IDLE_SECONDS,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.service, self.loop = service, loop
         self._document = json.dumps(openapi_document()).encode()
@@ -209,6 +211,7 @@ class HttpServer:
             connections_max=connections_max,
             idle_seconds=idle_seconds,
             busy=(_BUSY, "application/json"),
+            tls=tls,
         )
         self.bulkhead, self.idle_seconds = self._server.bulkhead, idle_seconds
 

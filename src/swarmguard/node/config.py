@@ -22,6 +22,9 @@ Layout::
     metrics = "127.0.0.1:9090"      # /metrics, /healthz, /readyz; "off" to disable
     api = "127.0.0.1:50051"         # the gRPC API; "off" to disable
     http = "127.0.0.1:8080"         # the same over HTTP/JSON, /openapi.json; "off" to disable
+    api_tls_cert = "api/cert.pem"   # optional: TLS for both APIs (node.apitls), paths from the
+    api_tls_key = "api/key.pem"     #   home; both or neither; the certificate names the
+    api_tls_client_ca = "api/ca.pem"  # address clients use; optional: require client certs
     [[peers]]
     id = 1
     address = "127.0.0.1:26657"
@@ -57,6 +60,7 @@ from swarmguard.consensus.batching import BatchConfig
 from swarmguard.crypto import KeyFileError, SigningKey, load_key_file, write_key_file
 from swarmguard.crypto.hashing import address_of
 from swarmguard.crypto.keys import public_key_of
+from swarmguard.node.apitls import ApiTls
 from swarmguard.node.chain import ChainLimits
 from swarmguard.node.identity import NodeIdentity
 from swarmguard.node.mempool import MempoolConfig
@@ -163,12 +167,13 @@ def load_home(home: Path, environ: Mapping[str, str] | None = None) -> NodeConfi
     if unknown:
         raise ConfigError(sorted(unknown)[0], "unknown section")
     node = dict(document.get("node", {}))
-    for field in ("listen", "metrics", "api", "http"):
+    for field in _NODE_FIELDS:
         if f"SWARMGUARD_NODE_{field.upper()}" in environ:
             node[field] = environ[f"SWARMGUARD_NODE_{field.upper()}"]
-    unknown_fields = set(node) - {"listen", "metrics", "api", "http"}
+    unknown_fields = set(node) - set(_NODE_FIELDS)
     if unknown_fields:
         raise ConfigError(f"node.{sorted(unknown_fields)[0]}", "unknown field")
+    api_tls = _api_tls(home, node)
     host, port = _address("node.listen", node.get("listen", "127.0.0.1:26656"))
     served: dict[str, tuple[str, int] | None] = {}
     for field, default in (("metrics", "9090"), ("api", "50051"), ("http", "8080")):
@@ -221,7 +226,44 @@ def load_home(home: Path, environ: Mapping[str, str] | None = None) -> NodeConfi
         metrics=served["metrics"],
         api=served["api"],
         http=served["http"],
+        api_tls=api_tls,
     )
+
+
+_NODE_FIELDS = (
+    "listen",
+    "metrics",
+    "api",
+    "http",
+    "api_tls_cert",
+    "api_tls_key",
+    "api_tls_client_ca",
+)
+
+
+def _api_tls(home: Path, node: Mapping[str, Any]) -> ApiTls | None:
+    paths: dict[str, Path] = {}
+    for field in ("api_tls_cert", "api_tls_key", "api_tls_client_ca"):
+        value = node.get(field)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"node.{field}", f"expected a file path, got {value!r}")
+        paths[field] = home / value
+    if not paths:
+        return None
+    for field in ("api_tls_cert", "api_tls_key"):
+        if field not in paths:
+            raise ConfigError(f"node.{field}", "required with any other node.api_tls_* field")
+    tls = ApiTls(paths["api_tls_cert"], paths["api_tls_key"], paths.get("api_tls_client_ca"))
+    try:
+        tls.check()
+    except ValueError as error:
+        field = {"client_ca": "api_tls_client_ca", "key": "api_tls_key"}.get(
+            str(error).split(":", 1)[0], "api_tls_cert"
+        )
+        raise ConfigError(f"node.{field}", str(error)) from None
+    return tls
 
 
 def _key_seed(home: Path, name: str, expected: str = "ed25519") -> bytes:

@@ -55,6 +55,7 @@ from swarmguard.crypto import SigningKey
 from swarmguard.crypto.hashing import address_of
 from swarmguard.node import blocksync
 from swarmguard.node.abci import Application
+from swarmguard.node.apitls import ApiTls
 from swarmguard.node.blocksync import BlocksPruned, Syncer, SyncError
 from swarmguard.node.chain import Chain, ChainLimits, handover_records, mempool_check
 from swarmguard.node.guardfile import GuardFile
@@ -193,6 +194,8 @@ class NodeConfig:
     """Where ``swarmguard node`` serves the gRPC API (None: not served)."""
     http: tuple[str, int] | None = None
     """Where it serves the same calls over HTTP/JSON (None: not served)."""
+    api_tls: ApiTls | None = None
+    """TLS for both APIs (None: plaintext, for loopback or a proxy in front)."""
     slack_ppm: int = 0
     """The chain's fast-path slack (genesis ``consensus_params.fast_path_slack_ppm``)."""
 

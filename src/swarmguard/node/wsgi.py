@@ -6,12 +6,15 @@ holds up no other, and a liveness probe is answered while a scrape or a stalled 
   one more is answered 503 at once, without its request being read, rather than queued;
 - a client silent for ``IDLE_SECONDS`` while its request is read is disconnected (the
   application sees ``TimeoutError`` if it was reading the body);
-- a client that went away or timed out leaves no traceback in the node's log.
+- a client that went away or timed out leaves no traceback in the node's log;
+- with a TLS context, each connection's handshake runs in its own thread under the idle limit,
+  so a client that stalls its handshake holds up nobody either (``node.apitls``).
 """
 
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
@@ -45,6 +48,22 @@ class _Server(ThreadingMixIn, WSGIServer):
     bulkhead: Bulkhead
     idle_seconds: float
     busy: bytes  # the whole 503 answer
+    tls: ssl.SSLContext | None
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """In the connection's thread: the TLS handshake (if any), then the request."""
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        request.settimeout(self.idle_seconds)
+        try:
+            secured = self.tls.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return  # not TLS, a stalled or failed handshake: nothing to answer
+        try:
+            super().finish_request(secured, client_address)
+        finally:
+            secured.close()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         try:
@@ -65,7 +84,11 @@ class _Server(ThreadingMixIn, WSGIServer):
             self.bulkhead.release()
 
     def _refuse(self, request: socket.socket) -> None:
-        """503 without reading the request: nothing is spent on a connection we cannot serve."""
+        """503 without reading the request: nothing is spent on a connection we cannot serve
+        (over TLS not even a handshake: the connection is closed)."""
+        if self.tls is not None:
+            self.shutdown_request(request)
+            return
         try:
             request.settimeout(1.0)
             request.sendall(self.busy)
@@ -81,7 +104,8 @@ class _Server(ThreadingMixIn, WSGIServer):
 class ThreadedWsgi:
     """Serve ``app`` in daemon threads: ``serve`` starts, ``close`` stops.
 
-    ``busy``: the body (and its content type) of the 503 answer past ``connections_max``.
+    ``busy``: the body (and its content type) of the 503 answer past ``connections_max``;
+    ``tls``: serve HTTPS with this server-side context.
     """
 
     def __init__(
@@ -92,10 +116,11 @@ class ThreadedWsgi:
         connections_max: int = CONNECTIONS_MAX,
         idle_seconds: float = IDLE_SECONDS,
         busy: tuple[bytes, str] = (b"too many connections\n", "text/plain"),
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if not idle_seconds > 0:
             raise ValueError("idle_seconds must be > 0")
-        self.name, self.app, self.idle_seconds = name, app, idle_seconds
+        self.name, self.app, self.idle_seconds, self.tls = name, app, idle_seconds, tls
         self.bulkhead = Bulkhead(name, max_concurrent=connections_max, max_queue=0)
         body, content_type = busy
         self._busy = (
@@ -107,11 +132,8 @@ class ThreadedWsgi:
     def serve(self, host: str, port: int) -> int:
         """Listen (port 0: any free one) and serve in a daemon thread; returns the port."""
         server = make_server(host, port, self.app, server_class=_Server, handler_class=_Quiet)
-        server.bulkhead, server.idle_seconds, server.busy = (
-            self.bulkhead,
-            self.idle_seconds,
-            self._busy,
-        )
+        server.bulkhead, server.idle_seconds = self.bulkhead, self.idle_seconds
+        server.busy, server.tls = self._busy, self.tls
         self._server = server
         threading.Thread(target=server.serve_forever, daemon=True, name=self.name).start()
         return int(server.server_port)
