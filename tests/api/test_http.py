@@ -12,6 +12,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import generate_latest
+
 from swarmguard.api.grpc_server import ApiServer
 from swarmguard.api.http_server import openapi_document
 from swarmguard.api.v1 import node_pb2
@@ -133,6 +135,9 @@ def test_slow_and_excess_http_clients_hold_up_nobody(tmp_path: Path) -> None:
             await asyncio.sleep(0.2)
             refused = await asyncio.to_thread(post, port, "/v1/GetStatus", b"{}")
             assert refused == (503, {"code": "UNAVAILABLE", "message": "too many connections"})
+            exported = generate_latest(nodes[0].metrics.registry).decode()
+            assert 'resilience_bulkhead_current{service="http-api"} 3.0' in exported
+            assert 'resilience_bulkhead_rejections_total{service="http-api"} 1.0' in exported
 
             stalled = await asyncio.to_thread(_answer, headers)
             assert stalled == b""  # cut off, nothing to answer: its request never arrived

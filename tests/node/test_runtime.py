@@ -162,8 +162,17 @@ def test_metrics_health_and_readiness_are_served(tmp_path: Path) -> None:
                 "swarmguard_mempool_transactions",
                 "swarmguard_p2p_bytes_sent_total",
                 'swarmguard_p2p_breaker_state{peer="1"} 0.0',
+                # The resilience library's own series, for what the node runs on it.
+                'resilience_circuit_breaker_state{service="peer-1"} 0.0',
+                'resilience_circuit_breaker_requests_total{service="peer-3"}',
+                'resilience_retry_retries_total{service="peer-2-dial"}',
+                'resilience_rate_limiter_requests_total{service="mempool-relays"}',
+                'resilience_rate_limiter_rejections_total{service="mempool-clients"} 0.0',
+                'resilience_bulkhead_max_concurrent{service="metrics"} 64.0',
             ):
                 assert series in body, series
+            # Permits held during the scrape: the stalled client's and the scrape's own.
+            assert 'resilience_bulkhead_current{service="metrics"} 2.0' in body
             assert (await asyncio.to_thread(get, "/healthz"))[0] == 200
             assert (await asyncio.to_thread(get, "/readyz"))[0] == 200
             stalled.close()

@@ -294,6 +294,7 @@ class ApiServer:
 
         context = None if tls is None else tls.server_context()
         self.http = HttpServer(self.service, asyncio.get_running_loop(), tls=context, **limits)
+        self.node.metrics.watch(self.http.bulkhead)
         with ListenError.naming("node.http", host, port):
             return self.http.serve(host, port)
 

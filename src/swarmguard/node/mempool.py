@@ -116,6 +116,11 @@ class Mempool:
         self.outcomes: dict[Admission, int] = dict.fromkeys(Admission, 0)
         self.last_reason = ""
 
+    @property
+    def limiters(self) -> tuple[KeyedRateLimiter, KeyedRateLimiter]:
+        """The per-client and per-relay rate limiters (for metrics)."""
+        return self._clients, self._relays
+
     def hash(self, transaction: bytes) -> bytes:
         """The transaction's id (the block store indexes transactions by the same hash); looked
         up rather than computed for a transaction in the pool."""

@@ -11,7 +11,11 @@ histograms, which the node loop feeds on every decision):
 - p2p: ``peers_connected``, ``p2p_bytes_sent_total{peer}``, ``p2p_bytes_received_total{peer}``,
   ``p2p_queue_frames{peer}``, ``p2p_dropped_frames_total{peer}``, ``p2p_breaker_state{peer}``
   (the resilience library's breaker guarding dials to that peer);
-- storage: ``store_height``, ``store_base``.
+- storage: ``store_height``, ``store_base``;
+- resilience: the library's own series (``resilience_circuit_breaker_state{service}`` and the
+  rest of ``resilience.metrics``) for what the node runs on it: ``peer-<n>`` (the dial breaker
+  of peer n), ``peer-<n>-dial`` (its retry), ``mempool-clients`` and ``mempool-relays`` (the
+  admission rate limiters), ``metrics`` and ``http-api`` (the HTTP servers' bulkheads).
 
 ``/metrics`` serves them; ``/healthz`` answers 200 while the loop is alive (the last tick is
 recent); ``/readyz`` answers 200 once the node is connected to enough peers for a quorum and has
@@ -32,6 +36,7 @@ from prometheus_client.registry import Collector
 
 from swarmguard.consensus.replica import Decide
 from swarmguard.node.wsgi import ThreadedWsgi
+from swarmguard.resilience import Bulkhead, ResilienceManager
 
 if TYPE_CHECKING:
     from swarmguard.node.runtime import Node
@@ -42,8 +47,24 @@ _BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class _NodeCollector(Collector):
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, bulkheads: list[Bulkhead]) -> None:
         self.node = node
+        self.bulkheads = bulkheads
+
+    def _resilience(self, links: Iterable[tuple[int, Any]]) -> Iterator[Metric]:
+        """The resilience library's own series (``service`` label: the primitive's name) for
+        what the node runs on it: each peer's dial breaker and retry, the mempool's rate
+        limiters, the HTTP servers' bulkheads. Gathered per scrape: peers come and go."""
+        manager = ResilienceManager()
+        transport = self.node.transport
+        for peer, _ in links:
+            manager.add_circuit_breaker(transport.breaker(peer))
+            manager.add_retry(transport.retry(peer))
+        for limiter in self.node.mempool.limiters:
+            manager.add_keyed_rate_limiter(limiter)
+        for bulkhead in self.bulkheads:
+            manager.add_bulkhead(bulkhead)
+        yield from manager.collector().collect()
 
     def collect(self) -> Iterator[Metric]:
         node = self.node
@@ -97,6 +118,7 @@ class _NodeCollector(Collector):
         for peer, _ in links:
             breakers.add_metric([str(peer)], transport.breaker(peer).state.value)
         yield breakers
+        yield from self._resilience(links)
         syncer = node.syncer
         yield _gauge(
             "blocksync_running", "1 while the node catches up by block sync.", syncer.running
@@ -133,7 +155,9 @@ class NodeMetrics:
         self.node = node
         self.ready_after = ready_after
         self.registry = CollectorRegistry()
-        self.registry.register(_NodeCollector(node))
+        self.bulkheads: list[Bulkhead] = []
+        """Bulkheads exported with the resilience series (``watch``)."""
+        self.registry.register(_NodeCollector(node, self.bulkheads))
         self.latency = Histogram(
             "swarmguard_commit_latency_seconds",
             "From entering a height to deciding it, by path.",
@@ -150,6 +174,11 @@ class NodeMetrics:
         self.last_tick = time.monotonic()
         self.last_commit = 0.0
         self._server = ThreadedWsgi("metrics", self._app())
+        self.watch(self._server.bulkhead)
+
+    def watch(self, bulkhead: Bulkhead) -> None:
+        """Export ``bulkhead`` with the resilience series (the API's HTTP server's, say)."""
+        self.bulkheads.append(bulkhead)
 
     def observe(self, decision: Decide) -> None:
         self.latency.labels(decision.path).observe(decision.latency)

@@ -144,6 +144,7 @@ class _Link:
     peer: Peer
     public_key: bytes
     breaker: CircuitBreaker
+    retry: Retry
     queue: deque[tuple[float, bytes]] = field(default_factory=deque)  # (due, frame)
     writer: asyncio.StreamWriter | None = None
     signal: asyncio.Event = field(default_factory=asyncio.Event)  # queued or connected
@@ -193,7 +194,17 @@ class Transport:
             window=30.0,
             open_timeout=self.config.breaker_open_timeout,
         )
-        link = self._links[peer.validator] = self._by_key[key] = _Link(peer, key, breaker)
+        config = self.config
+        retry = Retry(
+            f"peer-{peer.validator}-dial",
+            attempts=1000,
+            initial_delay=config.reconnect_initial,
+            max_delay=config.reconnect_max,
+            jitter="full",
+            on=(OSError, TimeoutError, ConnectionError),
+        )
+        link = _Link(peer, key, breaker, retry)
+        self._links[peer.validator] = self._by_key[key] = link
         return link
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -388,15 +399,7 @@ class Transport:
     # -- connections --------------------------------------------------------------------
 
     async def _dial_loop(self, link: _Link) -> None:
-        config = self.config
-        retry = Retry(
-            f"dial-{link.peer.validator}",
-            attempts=1000,
-            initial_delay=config.reconnect_initial,
-            max_delay=config.reconnect_max,
-            jitter="full",
-            on=(OSError, TimeoutError, ConnectionError),
-        )
+        config, retry = self.config, link.retry
         while True:
             try:
                 reader, writer = await retry.call_async(link.breaker.call_async, self._dial, link)
@@ -514,6 +517,10 @@ class Transport:
     def breaker(self, validator: int) -> CircuitBreaker:
         """The circuit breaker guarding dials to ``validator`` (for metrics)."""
         return self._links[validator].breaker
+
+    def retry(self, validator: int) -> Retry:
+        """The retry policy of dials to ``validator`` (for metrics)."""
+        return self._links[validator].retry
 
     @property
     def peers(self) -> list[int]:
