@@ -14,14 +14,13 @@ from typing import Any
 
 from prometheus_client import generate_latest
 
-from swarmguard.api.grpc_server import ApiServer
 from swarmguard.api.http_server import openapi_document
 from swarmguard.api.v1 import node_pb2
 from swarmguard.crypto.hashing import address_of
-from swarmguard.node.runtime import Node
 from swarmguard.node.transactions import Transaction, Transfer
+from tests.api.serving import serving
 from tests.node.test_chain import ALICE, BOB
-from tests.node.test_runtime import CHAIN, configs
+from tests.node.test_runtime import CHAIN
 from tests.node.test_transport import until
 
 
@@ -38,14 +37,9 @@ def post(port: int, path: str, body: bytes) -> tuple[int, Any]:
 
 def test_http_json_calls_and_errors(tmp_path: Path) -> None:
     async def main() -> None:
-        nodes = [Node(config) for config in configs(tmp_path)]
-        for node in nodes:
-            await node.start()
-        api = ApiServer(nodes[0])
-        await api.start("127.0.0.1", 0)
-        port = api.start_http("127.0.0.1", 0)
-        try:
-            await until(lambda: all(n.height >= 2 for n in nodes), timeout=30)
+        async with serving(tmp_path) as api:
+            await api.start("127.0.0.1", 0)
+            port = api.start_http("127.0.0.1", 0)
 
             async def call(path: str, body: bytes) -> tuple[int, Any]:
                 return await asyncio.to_thread(post, port, path, body)
@@ -82,10 +76,6 @@ def test_http_json_calls_and_errors(tmp_path: Path) -> None:
             assert (await call("/v1/Nothing", b"{}"))[0] == 404
             error = (await call("/v1/GetTransaction", b'{"hash": "AAAA"}'))[1]
             assert error["code"] == "INVALID_ARGUMENT"
-        finally:
-            await api.stop()
-            for node in nodes:
-                await node.stop()
 
     asyncio.run(main())
 
@@ -111,14 +101,9 @@ def test_slow_and_excess_http_clients_hold_up_nobody(tmp_path: Path) -> None:
     answer is an immediate 503, and a freed slot serves again."""
 
     async def main() -> None:
-        nodes = [Node(config) for config in configs(tmp_path)]
-        for node in nodes:
-            await node.start()
-        api = ApiServer(nodes[0])
-        await api.start("127.0.0.1", 0)
-        port = api.start_http("127.0.0.1", 0, connections_max=3, idle_seconds=3.0)
-        try:
-            await until(lambda: all(n.height >= 2 for n in nodes), timeout=30)
+        async with serving(tmp_path) as api:
+            await api.start("127.0.0.1", 0)
+            port = api.start_http("127.0.0.1", 0, connections_max=3, idle_seconds=3.0)
             headers = _slow_client(port, b"POST /v1/GetStatus HTTP/1.1\r\nHost: x\r\n")
             body = _slow_client(
                 port,
@@ -135,7 +120,7 @@ def test_slow_and_excess_http_clients_hold_up_nobody(tmp_path: Path) -> None:
             await asyncio.sleep(0.2)
             refused = await asyncio.to_thread(post, port, "/v1/GetStatus", b"{}")
             assert refused == (503, {"code": "UNAVAILABLE", "message": "too many connections"})
-            exported = generate_latest(nodes[0].metrics.registry).decode()
+            exported = generate_latest(api.node.metrics.registry).decode()
             assert 'resilience_bulkhead_current{service="http-api"} 3.0' in exported
             assert 'resilience_bulkhead_rejections_total{service="http-api"} 1.0' in exported
 
@@ -149,10 +134,6 @@ def test_slow_and_excess_http_clients_hold_up_nobody(tmp_path: Path) -> None:
                 client.close()
             await until(lambda: api.http is not None and api.http.bulkhead.active == 0, 10)
             assert (await asyncio.to_thread(post, port, "/v1/GetStatus", b"{}"))[0] == 200
-        finally:
-            await api.stop()
-            for node in nodes:
-                await node.stop()
 
     asyncio.run(main())
 
