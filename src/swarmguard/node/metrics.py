@@ -177,7 +177,9 @@ class NodeMetrics:
         self.watch(self._server.bulkhead)
 
     def watch(self, bulkhead: Bulkhead) -> None:
-        """Export ``bulkhead`` with the resilience series (the API's HTTP server's, say)."""
+        """Export ``bulkhead`` with the resilience series (the API's HTTP server's, say); it
+        replaces one watched under the same name (a restarted server's)."""
+        self.bulkheads[:] = [b for b in self.bulkheads if b.name != bulkhead.name]
         self.bulkheads.append(bulkhead)
 
     def observe(self, decision: Decide) -> None:
