@@ -291,7 +291,7 @@ def _node(args: argparse.Namespace) -> int:
                 log.info("height", extra=_progress(node))
             if reload.is_set():
                 reload.clear()
-                await _reload_peers(node, Path(args.home))
+                await _reload(node, api, Path(args.home))
         if api is not None:
             with contextlib.suppress(TimeoutError):  # never let a stuck stop keep the process
                 await asyncio.wait_for(api.stop(), STOP_SECONDS)
@@ -304,9 +304,10 @@ def _node(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _reload_peers(node: Node, home: Path) -> None:
-    """SIGHUP: read the home again and apply its ``[[peers]]`` (nothing else is reloaded); a
-    configuration that does not load changes nothing and is logged with the field."""
+async def _reload(node: Node, api: ApiServer | None, home: Path) -> None:
+    """SIGHUP: read the home again and apply its ``[[peers]]`` and, if the API serves TLS, its
+    certificate files as they are now (nothing else is reloaded); a configuration that does not
+    load changes nothing and is logged with the field."""
     import logging  # noqa: PLC0415
 
     from swarmguard.node.config import ConfigError, load_home  # noqa: PLC0415
@@ -319,6 +320,16 @@ async def _reload_peers(node: Node, home: Path) -> None:
         log.error("reload refused, peers unchanged: %s", error)
         return
     log.info("peers reloaded", extra={"added": added, "removed": removed})
+    if api is None or (config.api_tls is None and node.config.api_tls is None):
+        return
+    try:
+        if config.api_tls is None:
+            raise ValueError("the API serves TLS: turning it off needs a restart")
+        api.reload_tls(config.api_tls)
+    except ValueError as error:
+        log.error("reload refused, API certificates unchanged: %s", error)
+        return
+    log.info("API certificates reloaded")
 
 
 async def _start_node(node: Node) -> ApiServer | None:

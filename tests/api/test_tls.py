@@ -10,6 +10,7 @@ import datetime
 import ipaddress
 import json
 import shutil
+import signal
 import ssl
 import time
 import urllib.error
@@ -89,6 +90,7 @@ def pki(tmp_path: Path) -> Path:
     clients = _issue(directory, "clients", None, ca=True)
     _issue(directory, "client", clients)
     _issue(directory, "stranger", _issue(directory, "other-ca", None, ca=True))
+    _issue(directory, "renewed", _issue(directory, "ca2", None, ca=True), ip="127.0.0.1")
     return directory
 
 
@@ -123,8 +125,8 @@ def test_api_tls_configuration_is_checked_at_start_up(tmp_path: Path, pki: Path)
         )
 
 
-def _https(port: int, pki: Path, client: str | None) -> int:
-    context = ssl.create_default_context(cafile=pki / "ca.pem")
+def _https(port: int, pki: Path, client: str | None, ca: str = "ca") -> int:
+    context = ssl.create_default_context(cafile=pki / f"{ca}.pem")
     if client is not None:
         context.load_cert_chain(pki / f"{client}.pem", pki / f"{client}.key")
     request = urllib.request.Request(f"https://127.0.0.1:{port}/v1/GetStatus", data=b"{}")
@@ -239,5 +241,67 @@ def test_a_node_process_serves_its_api_over_tls(tmp_path: Path, pki: Path) -> No
             time.sleep(0.5)
         assert cli_main(status) == 1  # plaintext: refused
         assert _https(http_port, pki, None) == 200
+
+        for name in ("pem", "key"):  # renewed in place, then SIGHUP
+            shutil.copy(pki / f"renewed.{name}", home / "api" / f"server.{name}")
+        process.send_signal(signal.SIGHUP)
+        renewed = [*status, "--tls-ca", str(pki / "ca2.pem")]
+        while cli_main(renewed) != 0:
+            assert process.poll() is None, (home / "node.log").read_text()
+            assert time.monotonic() < deadline + 30, (home / "node.log").read_text()
+            time.sleep(0.5)
+        assert cli_main(secured) == 1  # the old CA no longer matches
+        assert _https(http_port, pki, None, "ca2") == 200
+        assert "API certificates reloaded" in (home / "node.log").read_text()
     finally:
         stop_processes([process])
+
+
+def test_renewed_api_certificates_are_served_after_a_reload(tmp_path: Path, pki: Path) -> None:
+    """``ApiServer.reload_tls`` (what SIGHUP calls): new connections get the files as they are
+    now, on gRPC and HTTPS alike; files that do not serve, or a switch of client certificates,
+    are refused and the old certificate stays."""
+    live = tmp_path / "live"
+    live.mkdir()
+    for name in ("server.pem", "server.key"):
+        shutil.copy(pki / name, live / name)
+    tls = ApiTls(live / "server.pem", live / "server.key")
+    config = dataclasses.replace(configs(tmp_path)[0], api_tls=tls)
+
+    async def main() -> None:
+        node = Node(config)
+        await node.start()
+        api = ApiServer(node)
+        port = await api.start("127.0.0.1", 0, tls=tls)
+        http_port = api.start_http("127.0.0.1", 0, tls=tls)
+
+        def chain_id(ca: str) -> str:
+            credentials = grpc.ssl_channel_credentials((pki / f"{ca}.pem").read_bytes())
+            with grpc.secure_channel(f"127.0.0.1:{port}", credentials) as channel:
+                stub = node_pb2_grpc.NodeStub(channel)  # type: ignore[no-untyped-call]
+                return str(stub.GetStatus(node_pb2.GetStatusRequest(), timeout=5).chain_id)
+
+        try:
+            assert await asyncio.to_thread(chain_id, "ca") == CHAIN
+            shutil.copy(pki / "client.key", live / "server.key")  # not the certificate's key
+            with pytest.raises(ValueError, match="certificate and key"):
+                api.reload_tls(tls)
+            with pytest.raises(ValueError, match="needs a restart"):
+                api.reload_tls(dataclasses.replace(tls, client_ca=pki / "clients.pem"))
+            assert await asyncio.to_thread(chain_id, "ca") == CHAIN  # unchanged
+            assert await asyncio.to_thread(_https, http_port, pki, None) == 200
+
+            for name in ("pem", "key"):  # the renewal, from another CA
+                shutil.copy(pki / f"renewed.{name}", live / f"server.{name}")
+            api.reload_tls(tls)
+            assert await asyncio.to_thread(chain_id, "ca2") == CHAIN
+            assert await asyncio.to_thread(_https, http_port, pki, None, "ca2") == 200
+            with pytest.raises(grpc.RpcError):
+                await asyncio.to_thread(chain_id, "ca")
+            with pytest.raises((urllib.error.URLError, ssl.SSLError)):
+                await asyncio.to_thread(_https, http_port, pki, None)
+        finally:
+            await api.stop()
+            await node.stop()
+
+    asyncio.run(main())

@@ -257,6 +257,8 @@ class ApiServer:
         )
         self._watch: asyncio.Task[None] | None = None
         self.http: HttpServer | None = None
+        self._tls: ApiTls | None = None
+        self._pending: grpc.ServerCertificateConfiguration | None = None
 
     async def start(self, host: str, port: int, tls: ApiTls | None = None) -> int:
         """Listen (port 0: any free one) and start serving, over ``tls`` if given; returns the
@@ -265,19 +267,40 @@ class ApiServer:
             if tls is None:
                 bound = int(self.server.add_insecure_port(f"{host}:{port}"))
             else:
-                chain, key, client_ca = tls.credentials()
-                credentials = grpc.ssl_server_credentials(
-                    [(key, chain)],
-                    root_certificates=client_ca,
-                    require_client_auth=client_ca is not None,
+                credentials = grpc.dynamic_ssl_server_credentials(
+                    _certificates(tls),
+                    self._fetch_certificates,  # type: ignore[arg-type]  # None: keep (gRPC's docs)
+                    require_client_authentication=tls.client_ca is not None,
                 )
                 bound = int(self.server.add_secure_port(f"{host}:{port}", credentials))
+                self._tls = tls
         except RuntimeError:  # gRPC's only word for a failed bind; its log line has the cause
             reason = "address in use, or not an address of this machine"
             raise ListenError(f"node.api: cannot listen on {host}:{port}: {reason}") from None
         await self.server.start()
         self._watch = asyncio.get_running_loop().create_task(self._report_health())
         return bound
+
+    def _fetch_certificates(self) -> grpc.ServerCertificateConfiguration | None:
+        """Asked by gRPC before every handshake (on its own thread): a reloaded configuration
+        once, then None (keep it)."""
+        pending, self._pending = self._pending, None
+        return pending
+
+    def reload_tls(self, tls: ApiTls) -> None:
+        """Serve new connections (gRPC and HTTPS) with ``tls``'s files as they are now, e.g.
+        a renewed certificate on SIGHUP; open connections keep theirs. Raises ``ValueError``
+        (nothing changed) if the files do not serve, or if TLS or mutual TLS would be switched
+        on or off, which needs a restart."""
+        if self._tls is None:
+            raise ValueError("the API was started without TLS: turning it on needs a restart")
+        if (tls.client_ca is None) != (self._tls.client_ca is None):
+            raise ValueError("switching client certificates on or off needs a restart")
+        tls.check()
+        context, certificates = tls.server_context(), _certificates(tls)
+        if self.http is not None:
+            self.http.reload_tls(context)
+        self._pending, self._tls = certificates, tls
 
     async def _report_health(self) -> None:
         status = health_pb2.HealthCheckResponse
@@ -304,3 +327,8 @@ class ApiServer:
         if self.http is not None:
             self.http.close()
         await self.server.stop(grace=1.0)
+
+
+def _certificates(tls: ApiTls) -> grpc.ServerCertificateConfiguration:
+    chain, key, client_ca = tls.credentials()
+    return grpc.ssl_server_certificate_configuration([(key, chain)], root_certificates=client_ca)

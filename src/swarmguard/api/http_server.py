@@ -221,6 +221,11 @@ class HttpServer:
     def close(self) -> None:
         self._server.close()
 
+    def reload_tls(self, context: ssl.SSLContext) -> None:
+        """New connections use ``context`` (a renewed certificate); raises ``ValueError`` on
+        a server started without TLS."""
+        self._server.reload_tls(context)
+
     def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
         if path == "/openapi.json" and method == "GET":

@@ -138,6 +138,14 @@ class ThreadedWsgi:
         threading.Thread(target=server.serve_forever, daemon=True, name=self.name).start()
         return int(server.server_port)
 
+    def reload_tls(self, context: ssl.SSLContext) -> None:
+        """Handshakes from now on use ``context``; raises ``ValueError`` without TLS."""
+        if self.tls is None:
+            raise ValueError(f"{self.name} was started without TLS: turning it on needs a restart")
+        self.tls = context
+        if self._server is not None:
+            self._server.tls = context  # read once per connection, in its thread
+
     def close(self) -> None:
         if self._server is not None:
             self._server.shutdown()
