@@ -17,6 +17,7 @@ from typing import Any
 
 from prometheus_client import generate_latest
 
+from swarmguard.api.grpc_server import ApiServer
 from swarmguard.api.http_server import openapi_document
 from swarmguard.api.v1 import node_pb2
 from swarmguard.crypto.hashing import address_of
@@ -35,7 +36,8 @@ def post(port: int, path: str, body: bytes) -> tuple[int, Any]:
         with urllib.request.urlopen(request, timeout=30) as answer:
             return int(answer.status), json.loads(answer.read())
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+        with error:
+            return error.code, json.loads(error.read())
 
 
 def test_http_json_calls_and_errors(tmp_path: Path) -> None:
@@ -107,38 +109,68 @@ def test_slow_and_excess_http_clients_hold_up_nobody(tmp_path: Path) -> None:
         async with serving(tmp_path) as api:
             await api.start("127.0.0.1", 0)
             port = api.start_http("127.0.0.1", 0, connections_max=3, idle_seconds=3.0)
-            headers = _slow_client(port, b"POST /v1/GetStatus HTTP/1.1\r\nHost: x\r\n")
-            body = _slow_client(
-                port,
-                b"POST /v1/GetStatus HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n\r\n{}",
-            )
-            await asyncio.sleep(0.2)
-            started = time.monotonic()
-            status, answer = await asyncio.to_thread(post, port, "/v1/GetStatus", b"{}")
-            assert status == 200
-            assert answer["chainId"] == CHAIN
-            assert time.monotonic() - started < 2.0  # not queued behind the stalled two
-
-            third = _slow_client(port, b"POST /v1/GetStatus HTTP/1.1\r\n")
-            await asyncio.sleep(0.2)
-            refused = await asyncio.to_thread(post, port, "/v1/GetStatus", b"{}")
-            assert refused == (503, {"code": "UNAVAILABLE", "message": "too many connections"})
-            exported = generate_latest(api.node.metrics.registry).decode()
-            assert 'resilience_bulkhead_current{service="http-api"} 3.0' in exported
-            assert 'resilience_bulkhead_rejections_total{service="http-api"} 1.0' in exported
-
-            stalled = await asyncio.to_thread(_answer, headers)
-            assert stalled == b""  # cut off, nothing to answer: its request never arrived
-            timed_out = await asyncio.to_thread(_answer, body)
-            assert timed_out.startswith(b"HTTP/1.0 408 ")
-            assert b"DEADLINE_EXCEEDED" in timed_out
-            assert time.monotonic() - started < 10
-            for client in (headers, body, third):
-                client.close()
-            await until(lambda: api.http is not None and api.http.bulkhead.active == 0, 10)
-            assert (await asyncio.to_thread(post, port, "/v1/GetStatus", b"{}"))[0] == 200
+            clients: list[socket.socket] = []
+            try:
+                await _stalled_and_refused(api, port, clients)
+            finally:
+                for client in clients:
+                    client.close()
 
     asyncio.run(main())
+
+
+async def _stalled_and_refused(api: ApiServer, port: int, clients: list[socket.socket]) -> None:
+    headers = _slow_client(port, b"POST /v1/GetStatus HTTP/1.1\r\nHost: x\r\n")
+    clients.append(headers)
+    body = _slow_client(
+        port,
+        b"POST /v1/GetStatus HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n\r\n{}",
+    )
+    clients.append(body)
+    await asyncio.sleep(0.2)
+    started = time.monotonic()
+    status, answer = await asyncio.to_thread(post, port, "/v1/GetStatus", b"{}")
+    assert status == 200
+    assert answer["chainId"] == CHAIN
+    assert time.monotonic() - started < 2.0  # not queued behind the stalled two
+
+    http = api.http
+    assert http is not None
+    # The answer can reach the client a moment before its thread gives the permit back.
+    await until(lambda: http.bulkhead.active == 2, 10)
+    clients.append(_slow_client(port, b"POST /v1/GetStatus HTTP/1.1\r\n"))
+    await until(lambda: http.bulkhead.active == 3, 10)
+    refused = await asyncio.to_thread(post, port, "/v1/GetStatus", b"{}")
+    assert refused == (503, {"code": "UNAVAILABLE", "message": "too many connections"})
+    # A refused client still writing its request when the server has answered (a slow
+    # sender, or one that connects first and writes later) still gets the 503: the server
+    # drains it before closing, so the close does not reset the connection under it.
+    late = await asyncio.to_thread(_late_request, port)
+    assert late.startswith(b"HTTP/1.0 503 "), late
+    exported = generate_latest(api.node.metrics.registry).decode()
+    assert 'resilience_bulkhead_current{service="http-api"} 3.0' in exported
+    assert 'resilience_bulkhead_rejections_total{service="http-api"} 2.0' in exported
+
+    stalled = await asyncio.to_thread(_answer, headers)
+    assert stalled == b""  # cut off, nothing to answer: its request never arrived
+    timed_out = await asyncio.to_thread(_answer, body)
+    assert timed_out.startswith(b"HTTP/1.0 408 ")
+    assert b"DEADLINE_EXCEEDED" in timed_out
+    assert time.monotonic() - started < 10
+    for client in clients:
+        client.close()
+    await until(lambda: http.bulkhead.active == 0, 10)
+    assert (await asyncio.to_thread(post, port, "/v1/GetStatus", b"{}"))[0] == 200
+
+
+def _late_request(port: int) -> bytes:
+    """Connect, wait for the server to answer first, then send a request in two writes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        time.sleep(0.3)
+        client.sendall(b"POST /v1/GetStatus HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n")
+        time.sleep(0.05)
+        client.sendall(b"{}")
+        return _answer(client)
 
 
 def _garbage(rng: random.Random) -> bytes:

@@ -3,7 +3,11 @@ with a thread per connection under named limits, so that one slow, silent or wai
 holds up no other, and a liveness probe is answered while a scrape or a stalled client is open.
 
 - ``CONNECTIONS_MAX`` connections are served at once (a bulkhead from the resilience library);
-  one more is answered 503 at once, without its request being read, rather than queued;
+  one more is answered 503 at once, without its request being parsed, rather than queued (the
+  answer is sent, then whatever the client is still sending is read and dropped for at most
+  ``LINGER_SECONDS`` before the close, so the close does not reset a connection whose client
+  is still writing its request, which would lose it the 503; ``REFUSED_MAX`` such connections
+  linger at once, past that they are closed at once);
 - a client silent for ``IDLE_SECONDS`` while its request is read is disconnected (the
   application sees ``TimeoutError`` if it was reading the body);
 - a client that went away or timed out leaves no traceback in the node's log;
@@ -13,9 +17,12 @@ holds up no other, and a liveness probe is answered while a scrape or a stalled 
 
 from __future__ import annotations
 
+import selectors
 import socket
 import ssl
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -29,6 +36,10 @@ CONNECTIONS_MAX = 64
 """Connections served at once; each holds a thread (an API call may wait minutes for a commit)."""
 IDLE_SECONDS = 10.0
 """Longest silence from a client while its request is being read."""
+LINGER_SECONDS = 1.0
+"""How long a refused connection is drained before it is closed."""
+REFUSED_MAX = 256
+"""Refused connections drained at once."""
 
 WsgiApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
 
@@ -42,6 +53,60 @@ class _Quiet(WSGIRequestHandler):
         pass
 
 
+class _Refuser:
+    """One thread that drains refused connections until their clients stop sending (or for
+    ``LINGER_SECONDS``), then closes them: the accept loop never waits on a refused client."""
+
+    def __init__(self) -> None:
+        self._incoming: deque[socket.socket] = deque()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def add(self, connection: socket.socket) -> None:
+        """Take ``connection`` (its answer sent, its write side shut) to drain and close."""
+        if self._closed or len(self._incoming) >= REFUSED_MAX:
+            connection.close()
+            return
+        self._incoming.append(connection)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, daemon=True, name="http-refused")
+            self._thread.start()
+
+    def close(self) -> None:
+        self._closed = True
+
+    def _run(self) -> None:
+        selector = selectors.DefaultSelector()
+        deadlines: dict[socket.socket, float] = {}
+        while not self._closed:
+            while self._incoming and len(deadlines) < REFUSED_MAX:
+                connection = self._incoming.popleft()
+                connection.setblocking(False)
+                selector.register(connection, selectors.EVENT_READ)
+                deadlines[connection] = time.monotonic() + LINGER_SECONDS
+            while self._incoming:  # more than REFUSED_MAX: no lingering for these
+                self._incoming.popleft().close()
+            for key, _ in selector.select(timeout=0.05 if deadlines else 0.2):
+                client = key.fileobj
+                assert isinstance(client, socket.socket)
+                try:
+                    drained = bool(client.recv(65536))
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    drained = False
+                if not drained:  # the client closed (or reset): done with it
+                    deadlines[client] = 0.0
+            now = time.monotonic()
+            for connection in [c for c, due in deadlines.items() if due <= now]:
+                selector.unregister(connection)
+                connection.close()
+                del deadlines[connection]
+        for connection in deadlines:
+            connection.close()
+        selector.close()
+
+
 class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True  # a client still waiting does not hold up the node's exit
     block_on_close = False
@@ -49,6 +114,7 @@ class _Server(ThreadingMixIn, WSGIServer):
     idle_seconds: float
     busy: bytes  # the whole 503 answer
     tls: ssl.SSLContext | None
+    refuser: _Refuser
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         """In the connection's thread: the TLS handshake (if any), then the request."""
@@ -84,7 +150,7 @@ class _Server(ThreadingMixIn, WSGIServer):
             self.bulkhead.release()
 
     def _refuse(self, request: socket.socket) -> None:
-        """503 without reading the request: nothing is spent on a connection we cannot serve
+        """503 without parsing the request: little is spent on a connection we cannot serve
         (over TLS not even a handshake: the connection is closed)."""
         if self.tls is not None:
             self.shutdown_request(request)
@@ -92,10 +158,11 @@ class _Server(ThreadingMixIn, WSGIServer):
         try:
             request.settimeout(1.0)
             request.sendall(self.busy)
+            request.shutdown(socket.SHUT_WR)
         except OSError:
-            pass
-        finally:
-            self.shutdown_request(request)
+            request.close()
+            return
+        self.refuser.add(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that went silent or away is that client's problem: no traceback."""
@@ -128,12 +195,13 @@ class ThreadedWsgi:
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
         ).encode() + body
         self._server: _Server | None = None
+        self._refuser = _Refuser()
 
     def serve(self, host: str, port: int) -> int:
         """Listen (port 0: any free one) and serve in a daemon thread; returns the port."""
         server = make_server(host, port, self.app, server_class=_Server, handler_class=_Quiet)
         server.bulkhead, server.idle_seconds = self.bulkhead, self.idle_seconds
-        server.busy, server.tls = self._busy, self.tls
+        server.busy, server.tls, server.refuser = self._busy, self.tls, self._refuser
         self._server = server
         threading.Thread(target=server.serve_forever, daemon=True, name=self.name).start()
         return int(server.server_port)
@@ -147,6 +215,7 @@ class ThreadedWsgi:
             self._server.tls = context  # read once per connection, in its thread
 
     def close(self) -> None:
+        self._refuser.close()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
