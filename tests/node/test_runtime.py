@@ -145,6 +145,7 @@ def test_metrics_health_and_readiness_are_served(tmp_path: Path) -> None:
                     with urllib.request.urlopen(url, timeout=5) as answer:
                         return int(answer.status), answer.read().decode()
                 except urllib.error.HTTPError as error:
+                    error.close()
                     return error.code, ""
 
             # A client stalled halfway through its request line (a port scanner, a hung
