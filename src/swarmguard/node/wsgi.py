@@ -102,7 +102,7 @@ class _Refuser:
                 selector.unregister(connection)
                 connection.close()
                 del deadlines[connection]
-        for connection in deadlines:
+        for connection in [*deadlines, *self._incoming]:
             connection.close()
         selector.close()
 
