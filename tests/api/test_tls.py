@@ -76,6 +76,7 @@ def _issue(
             serialization.NoEncryption(),
         )
     )
+    (directory / f"{stem}.key").chmod(0o600)
     return key, certificate
 
 
@@ -123,6 +124,34 @@ def test_api_tls_configuration_is_checked_at_start_up(tmp_path: Path, pki: Path)
             lines,
             refused.value,
         )
+
+
+def test_an_api_key_others_can_read_is_refused(tmp_path: Path, pki: Path) -> None:
+    """PostgreSQL's rule for a server key: 0600 for the node's user, 0640 when root owns it."""
+    key = pki / "server.key"
+    tls = ApiTls(pki / "server.pem", key)
+    tls.check()
+    owned_by_root = key.stat().st_uid == 0
+    for mode in (0o644, 0o604, 0o660, 0o620):
+        key.chmod(mode)
+        with pytest.raises(ValueError, match=r"^key: permissions .* run: chmod 6[04]0 "):
+            tls.check()
+    key.chmod(0o640)
+    if owned_by_root:
+        tls.check()  # root's key readable by a group such as ssl-cert
+    else:
+        with pytest.raises(ValueError, match="chmod 600"):
+            tls.check()
+    key.chmod(0o644)
+    home = write_testnet(tmp_path / "net", 1)[0]
+    fields = f'api_tls_cert = "{pki}/server.pem"\napi_tls_key = "{key}"\n'
+    config = home / "config.toml"
+    config.write_text(config.read_text().replace("[node]\n", "[node]\n" + fields, 1))
+    with pytest.raises(ConfigError) as refused:
+        load_home(home)
+    assert refused.value.field == "node.api_tls_key"
+    key.chmod(0o600)
+    assert load_home(home).api_tls == tls
 
 
 def _https(port: int, pki: Path, client: str | None, ca: str = "ca") -> int:

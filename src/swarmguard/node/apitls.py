@@ -9,11 +9,17 @@ and, to admit only clients holding certificates, the CA that issued theirs (mutu
 Everything is PEM, read at start-up: a missing file, a key that does not match the
 certificate, or a CA file with no certificate stops the node naming the field. TLS 1.2 is the
 oldest version accepted.
+
+The key file must be private by PostgreSQL's rule for its server key: owned by the node's user
+with no access for group or others (0600), or owned by root and at most group-readable (0640,
+Debian's ``ssl-cert`` group). A key others can read is refused, as for the node's own keys.
 """
 
 from __future__ import annotations
 
+import os
 import ssl
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +40,7 @@ class ApiTls:
         for name, path in (("certificate", self.certificate), ("key", self.key)):
             if not path.is_file():
                 raise ValueError(f"{name}: no such file {path}")
+        _check_private(self.key)
         self.server_context()
 
     def server_context(self) -> ssl.SSLContext:
@@ -58,3 +65,17 @@ class ApiTls:
         """(certificate chain, key, client CA or None), as gRPC's server credentials take them."""
         client_ca = None if self.client_ca is None else self.client_ca.read_bytes()
         return self.certificate.read_bytes(), self.key.read_bytes(), client_ca
+
+
+def _check_private(path: Path) -> None:
+    """Raise ``ValueError`` if the key file is open to others (see the module's docstring)."""
+    info = path.stat()
+    if info.st_uid not in (os.geteuid(), 0):
+        raise ValueError(f"key: {path} is owned by user {info.st_uid}, not this user or root")
+    allowed_group_read = info.st_uid == 0
+    if info.st_mode & (0o037 if allowed_group_read else 0o077):
+        limit = "640" if allowed_group_read else "600"
+        raise ValueError(
+            f"key: permissions {stat.filemode(info.st_mode)} let others reach the private key "
+            f"{path}; run: chmod {limit} {path}"
+        )
