@@ -6,4 +6,4 @@ source "$(dirname "$0")/_setup.sh"
 ruff check src tests bench
 ruff format --check src tests bench
 mypy
-pytest "$@"
+pytest --durations=25 "$@"  # the slowest tests, so the suite's time stays visible
