@@ -69,7 +69,10 @@ class ApiTls:
 
 def _check_private(path: Path) -> None:
     """Raise ``ValueError`` if the key file is open to others (see the module's docstring)."""
-    info = path.stat()
+    try:
+        info = path.stat()
+    except OSError as error:  # gone or unreadable since the is_file check
+        raise ValueError(f"key: {path}: {error.strerror}") from None
     if info.st_uid not in (os.geteuid(), 0):
         raise ValueError(f"key: {path} is owned by user {info.st_uid}, not this user or root")
     allowed_group_read = info.st_uid == 0
